@@ -1,0 +1,33 @@
+# Sparse autoencoders on trained and randomly initialised transformers (Heap et al. 2025).
+# Paper study: config/config.yaml (the default). Offline embedded default: --configfile config/demo.yaml.
+
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from saerand.config import load_config, validate_config
+
+min_version("9.0")
+
+
+# Validate before any job runs; defaults from the schema are filled in.
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+if config:
+    config.update(validate_config(config, SCHEMA))
+else:
+    config.update(load_config(Path(workflow.basedir) / "config" / "config.yaml", SCHEMA))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/embedded_model.smk"
+include: "workflow/rules/cache.smk"
+include: "workflow/rules/sae.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        "results/metrics.csv",
+        "results/figures/sae_metrics.png",
+    default_target: True

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv with the pinned dependencies (idempotent: reinstalls only when a pin changes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.saerand-setup
+want=$(cat requirements.txt requirements-delphi.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch first and pinned, so pip takes the CPU wheel and never resolves a CUDA build.
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  .venv/bin/python -m pip install --quiet -r requirements.txt
+  # delphi's own pins pull vllm (CUDA, several GB); the parts we use need only what is above.
+  .venv/bin/python -m pip install --quiet --no-deps -r requirements-delphi.txt
+  .venv/bin/python -m pip install --quiet --no-deps -e .
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,138 @@
+"""Validated study configuration: the JSON schema first, then the rules a schema cannot say."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+VARIANTS = (
+    "trained",
+    "rerandomized_incl_emb",
+    "rerandomized_excl_emb",
+    "step0",
+    "control",
+)
+EMBEDDED_MODELS_DIR = Path("resources/models")
+CORPUS_DIR = Path("resources/corpus")
+
+
+class ConfigError(ValueError):
+    """A configuration that would make the workflow fail or compute the wrong thing."""
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _with_defaults(validator_class):
+    """A validator that fills schema `default`s into the instance as it validates it."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Return a copy of `config` with defaults filled in, or raise ConfigError naming the key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    config = copy.deepcopy(config)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = _key_path(error.absolute_path)
+        hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+        message = f"config key '{where}': {error.message}"
+        if hint:
+            message += f" (expected: {hint})"
+        raise ConfigError(message)
+    _check_cross_fields(config)
+    return config
+
+
+def _check_cross_fields(config: dict[str, Any]) -> None:
+    tokens = config["tokens"]
+    for key in ("train_tokens", "eval_tokens"):
+        if tokens[key] < tokens["context_length"]:
+            raise ConfigError(
+                f"config key 'tokens.{key}': {tokens[key]} is less than one sequence "
+                f"(tokens.context_length = {tokens['context_length']})"
+            )
+    embedded = config.get("embedded_model")
+    for name, model in config["models"].items():
+        for layer in selected_layers(model):
+            if layer >= model["n_layers"]:
+                raise ConfigError(
+                    f"config key 'models.{name}.layers': layer {layer} is outside the model, "
+                    f"which has n_layers = {model['n_layers']} (valid: 0..{model['n_layers'] - 1})"
+                )
+        if model.get("embedded"):
+            if embedded is None or embedded["name"] != name:
+                raise ConfigError(
+                    f"config key 'models.{name}.embedded': no embedded_model section named "
+                    f"'{name}' builds this model"
+                )
+            arch = embedded["architecture"]
+            if model["n_layers"] != arch["num_hidden_layers"]:
+                raise ConfigError(
+                    f"config key 'models.{name}.n_layers': {model['n_layers']} differs from "
+                    f"embedded_model.architecture.num_hidden_layers = {arch['num_hidden_layers']}"
+                )
+            if tokens["context_length"] > arch["context_length"]:
+                raise ConfigError(
+                    f"config key 'tokens.context_length': {tokens['context_length']} exceeds "
+                    f"the embedded model's context ({arch['context_length']})"
+                )
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    return validate_config(raw or {}, schema_path)
+
+
+def selected_layers(model: dict[str, Any]) -> list[int]:
+    layers = model["layers"]
+    if layers == "all":
+        return list(range(model["n_layers"]))
+    if isinstance(layers, dict):
+        return list(range(0, model["n_layers"], layers["every"]))
+    return sorted(layers)
+
+
+def sae_targets(config: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
+    """Every (model, variant, layer) the study trains an SAE for."""
+    for name, model in config["models"].items():
+        for variant in config["variants"]:
+            for layer in selected_layers(model):
+                yield name, variant, layer
+
+
+def embedded_model_dir(name: str) -> Path:
+    return EMBEDDED_MODELS_DIR / name
+
+
+def model_location(name: str, model: dict[str, Any]) -> str:
+    """What `from_pretrained` is given: a hub id, or a local directory holding revisions."""
+    if model.get("embedded"):
+        return str(embedded_model_dir(name))
+    return model.get("hub_id") or model["path"]
+
+
+def revision_for(model: dict[str, Any], variant: str) -> str:
+    return model["step0_revision"] if variant == "step0" else model["revision"]

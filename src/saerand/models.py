@@ -1,0 +1,44 @@
+"""Loading subject models and tokenizers: one code path for hub ids and local revision directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _source(location: str, revision: str) -> tuple[str, dict]:
+    """A local directory holds one subdirectory per revision, like Pythia's hub branches."""
+    if Path(location).is_dir():
+        path = Path(location) / revision
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"no revision {revision!r} under local model {location} ({path})")
+        return str(path), {}
+    return location, {"revision": revision}
+
+
+def load_tokenizer(location: str, revision: str):
+    source, kwargs = _source(location, revision)
+    return AutoTokenizer.from_pretrained(source, **kwargs)
+
+
+def load_causal_lm(
+    location: str, revision: str, *, n_layers: int, dtype: str = "float32", device: str = "cpu"
+):
+    source, kwargs = _source(location, revision)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)
+    found = model.config.num_hidden_layers
+    if found != n_layers:
+        raise ValueError(
+            f"{location}@{revision} has {found} layers but the config says n_layers = {n_layers}"
+        )
+    return model.to(device).eval().requires_grad_(False)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,57 @@
+"""Figures in the style of the paper: Figure 3 (metric against layer, one line per variant)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+# The paper's colours and legend names (Figure 3).
+VARIANT_STYLE = {
+    "trained": ("Trained", "tab:gray"),
+    "rerandomized_excl_emb": ("Randomized excl emb", "tab:blue"),
+    "control": ("Control", "black"),
+    "step0": ("Step 0", "tab:green"),
+    "rerandomized_incl_emb": ("Randomized incl emb", "tab:orange"),
+}
+FIGURE3_METRICS = {
+    "explained_variance": "Explained Variance (R²)",
+    "cosine_similarity": "Cosine Similarity",
+    "l1": "L1 Norm",
+    "dead_fraction": "Dead Fraction",
+}
+
+
+def figure3(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+    metrics = [m for m in FIGURE3_METRICS if m in table.columns]
+    long = table.melt(id_vars=["model", "variant", "layer"], value_vars=metrics, var_name="metric")
+    long["Variant"] = long["variant"].map(lambda v: VARIANT_STYLE[v][0])
+    palette = {name: colour for name, colour in VARIANT_STYLE.values()}
+    hue_order = [VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(table["variant"])]
+    grid = sns.relplot(
+        data=long, x="layer", y="value", hue="Variant", hue_order=hue_order, palette=palette,
+        row="metric", row_order=metrics, col="model", kind="line", marker="o",
+        height=2.0, aspect=1.4, facet_kws={"sharey": "row", "sharex": "col"},
+    )
+    grid.set_titles(template="")
+    for (metric, model), ax in grid.axes_dict.items():
+        ax.set_ylabel(FIGURE3_METRICS[metric])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if metric == "l1":
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)
+        if metric == metrics[0]:
+            ax.set_title(model)
+    grid.set_xlabels("Layer")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # PNG text chunks carry the provenance with the picture.
+    grid.savefig(path, dpi=120, metadata={"Description": json.dumps(provenance, default=str)})
+    plt.close(grid.figure)

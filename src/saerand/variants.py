@@ -1,0 +1,85 @@
+"""The five subject-model variants of the paper (Section 3).
+
+trained, step0: checkpoints as published. rerandomized_incl_emb / _excl_emb: every parameter
+re-sampled IID Gaussian with that tensor's own mean and std (embeddings kept in _excl_emb).
+control: the trained model fed IID standard Gaussian vectors instead of token embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import revision_for
+from .models import load_causal_lm
+
+# Input embedding and unembedding (Pythia's `embed_out` is `lm_head` in transformers 5).
+EMBEDDING_PARAMETERS = ("gpt_neox.embed_in.weight", "lm_head.weight")
+
+
+@torch.no_grad()
+def rerandomize(model: torch.nn.Module, *, keep_embeddings: bool, seed: int) -> dict[str, dict]:
+    """Re-sample parameters in place; returns the (mean, std) used per tensor.
+
+    std is the population std (unbiased=False) so one-element tensors work. Buffers such as the
+    rotary inv_freq are not parameters and stay as they are.
+    """
+    names = dict(model.named_parameters())
+    missing = [n for n in EMBEDDING_PARAMETERS if n not in names]
+    if keep_embeddings and missing:
+        raise KeyError(f"embedding parameters {missing} not found: is this a GPT-NeoX model?")
+    generator = torch.Generator().manual_seed(seed)
+    record = {}
+    for name, param in names.items():
+        if keep_embeddings and name in EMBEDDING_PARAMETERS:
+            continue
+        values = param.detach().float()
+        mean, std = values.mean().item(), values.std(unbiased=False).item()
+        sample = torch.randn(param.shape, generator=generator) * std + mean
+        param.copy_(sample.to(param.dtype))
+        record[name] = {"mean": mean, "std": std}
+    return record
+
+
+@dataclass
+class SubjectModel:
+    """A model variant and how it is fed: token ids, or (control) Gaussian noise per position."""
+
+    model: torch.nn.Module
+    variant: str
+    noise_seed: int | None = None
+    _noise: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.variant == "control":
+            self._noise = torch.Generator().manual_seed(self.noise_seed)
+
+    @property
+    def base(self) -> torch.nn.Module:
+        return self.model.base_model
+
+    def model_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._noise is None:
+            return {"input_ids": input_ids}
+        d_model = self.model.config.hidden_size
+        noise = torch.randn(*input_ids.shape, d_model, generator=self._noise)
+        param = next(self.model.parameters())
+        return {"inputs_embeds": noise.to(device=param.device, dtype=param.dtype)}
+
+
+def load_variant(
+    location: str, model_cfg: dict, variant: str, *, seed: int, device: str
+) -> tuple[SubjectModel, dict]:
+    """Build one variant; returns it with the record that goes into provenance."""
+    revision = revision_for(model_cfg, variant)
+    model = load_causal_lm(
+        location, revision, n_layers=model_cfg["n_layers"], dtype=model_cfg["dtype"], device=device
+    )
+    record = {"variant": variant, "revision": revision, "seed": seed}
+    if variant.startswith("rerandomized"):
+        stats = rerandomize(model, keep_embeddings=variant == "rerandomized_excl_emb", seed=seed)
+        record["resampled_parameters"] = len(stats)
+    if variant == "control":
+        record["control_inputs"] = "IID N(0, I) per position via inputs_embeds"
+    return SubjectModel(model, variant, noise_seed=seed if variant == "control" else None), record

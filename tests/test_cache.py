@@ -1,0 +1,113 @@
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from saerand.cache import ActivationCache, IncompleteCacheError, residual_stream, write_activation_cache
+from saerand.variants import SubjectModel
+
+
+def _write(path, model, ids, layers=(0, 2), variant="trained", **kwargs):
+    settings = dict(batch_sequences=5, dtype="float32", chunk_rows=64, compressor="none") | kwargs
+    write_activation_cache(path, SubjectModel(model, variant, noise_seed=0), ids, list(layers),
+                           attrs={"model": "tiny", "seed": 0}, **settings)
+
+
+def test_hooks_capture_the_residual_stream_not_the_final_layernorm(tiny_neox, token_ids):
+    ids = torch.from_numpy(token_ids[:2]).long()
+    captured = residual_stream(SubjectModel(tiny_neox, "trained"), ids, [0, 1, 2])
+    hidden = tiny_neox(input_ids=ids, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(captured[0], hidden[1])  # hidden_states[i + 1] is block i's output...
+    torch.testing.assert_close(captured[1], hidden[2])
+    final = tiny_neox.gpt_neox.final_layer_norm(captured[2])  # ...except the last, after the final LN
+    torch.testing.assert_close(final, hidden[3])
+
+
+@pytest.mark.parametrize("compressor", ["none", "zstd"])
+def test_round_trip(tmp_path, tiny_neox, token_ids, compressor):
+    path = tmp_path / "train.zarr"
+    _write(path, tiny_neox, token_ids, compressor=compressor)
+    cache = ActivationCache(path)
+    assert cache.n_tokens == token_ids.size and cache.d_model == 64 and cache.layers == [0, 2]
+    assert cache.attrs["model"] == "tiny" and cache.attrs["complete"] is True
+    np.testing.assert_array_equal(cache.tokens(), token_ids)
+    expected = residual_stream(SubjectModel(tiny_neox, "trained"), torch.from_numpy(token_ids).long(), [0, 2])
+    for layer in (0, 2):
+        stored = np.concatenate([b.numpy() for b in cache.batches(layer, batch_rows=100)])
+        np.testing.assert_allclose(stored, expected[layer].reshape(-1, 64).numpy(), rtol=1e-5, atol=1e-5)
+    assert [len(b) for b in cache.batches(0, 100, drop_last=True)] == [100] * (token_ids.size // 100)
+    with pytest.raises(KeyError, match="layer 1 is not in cache"):
+        cache.activations(1)
+
+
+def test_float16_storage_reads_back_as_float32(tmp_path, tiny_neox, token_ids):
+    _write(tmp_path / "c.zarr", tiny_neox, token_ids, dtype="float16")
+    batch = next(ActivationCache(tmp_path / "c.zarr").batches(0, 64))
+    assert batch.dtype == torch.float32 and torch.isfinite(batch).all()
+
+
+def test_control_variant_is_deterministic(tmp_path, tiny_neox, token_ids):
+    for name in ("a", "b"):
+        _write(tmp_path / f"{name}.zarr", tiny_neox, token_ids, variant="control")
+    a = ActivationCache(tmp_path / "a.zarr").activations(2)[:]
+    b = ActivationCache(tmp_path / "b.zarr").activations(2)[:]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_store_without_the_complete_flag_is_refused(tmp_path):
+    group = zarr.open_group(tmp_path / "half.zarr", mode="w", zarr_format=3)
+    group.create_array("layers.0", shape=(10, 4), dtype="float32")
+    with pytest.raises(IncompleteCacheError, match="was not completed"):
+        ActivationCache(tmp_path / "half.zarr")
+    with pytest.raises(IncompleteCacheError, match="is not an activation cache"):
+        ActivationCache(tmp_path / "missing.zarr")
+
+
+def test_an_error_mid_write_leaves_nothing_behind(tmp_path, tiny_neox, token_ids):
+    bad = token_ids.copy()
+    bad[-1, -1] = 10_000  # out of the vocabulary: the last batch fails
+    with pytest.raises(IndexError):
+        _write(tmp_path / "c.zarr", tiny_neox, bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+_KILLED_WRITER = """
+import sys, time
+import numpy as np, torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+import saerand.cache as cache_module
+from saerand.variants import SubjectModel
+
+original = cache_module._ChunkedWriter.append
+def append_then_hang(self, rows):
+    original(self, rows)
+    print("writing", flush=True)
+    time.sleep(3600)  # the test kills us here, mid-write
+cache_module._ChunkedWriter.append = append_then_hang
+config = GPTNeoXConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32, max_position_embeddings=8)
+ids = np.zeros((16, 8), dtype=np.int32)
+cache_module.write_activation_cache(sys.argv[1], SubjectModel(GPTNeoXForCausalLM(config), "trained"), ids,
+    [0], batch_sequences=4, dtype="float32", chunk_rows=16)
+"""
+
+
+def test_a_killed_job_leaves_no_store_that_reads_as_complete(tmp_path, tiny_neox, token_ids):
+    """SIGKILL (OOM killer, Slurm) mid-write: no cleanup code runs, the final path must not exist."""
+    final = tmp_path / "train.zarr"
+    _write(final, tiny_neox, token_ids)  # an older complete store that a rebuild replaces
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(final)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    staging = [p for p in tmp_path.iterdir() if p.name.startswith(".train.zarr.partial")]
+    assert staging, "the killed writer should have been writing to a staging directory"
+    assert ActivationCache(final).attrs["d_model"] == 64  # the old complete store is untouched
+    with pytest.raises(IncompleteCacheError):
+        ActivationCache(staging[0])

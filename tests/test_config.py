@@ -1,0 +1,101 @@
+import copy
+
+import pytest
+import yaml
+
+from saerand.config import ConfigError, load_config, sae_targets, selected_layers, validate_config
+
+from .conftest import REPO, SCHEMA
+
+
+@pytest.fixture(scope="module")
+def demo() -> dict:
+    return yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+
+
+def _error(config) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate_config(config, SCHEMA)
+    return str(info.value)
+
+
+def test_shipped_configs_are_valid():
+    for name in ("demo.yaml", "config.yaml"):
+        config = load_config(REPO / "config" / name, SCHEMA)
+        assert config["sae"]["device"] == "auto"  # defaults filled in from the schema
+
+
+def test_unknown_key_is_named(demo):
+    bad = copy.deepcopy(demo)
+    bad["sae"]["expansion"] = 64
+    message = _error(bad)
+    assert "config key 'sae'" in message and "'expansion' was unexpected" in message
+
+
+def test_wrong_type_is_named(demo):
+    bad = copy.deepcopy(demo)
+    bad["sae"]["k"] = "thirty-two"
+    assert _error(bad).startswith("config key 'sae.k': 'thirty-two' is not of type 'integer'")
+
+
+def test_unknown_variant_is_named(demo):
+    bad = copy.deepcopy(demo)
+    bad["variants"] = ["trained", "randomised"]
+    message = _error(bad)
+    assert "config key 'variants[1]'" in message and "'randomised' is not one of" in message
+
+
+def test_layer_outside_the_model_is_named(demo):
+    bad = copy.deepcopy(demo)
+    bad["models"]["tiny-neox"]["layers"] = [0, 4]
+    message = _error(bad)
+    assert "config key 'models.tiny-neox.layers'" in message and "layer 4 is outside the model" in message
+
+
+def test_malformed_layers_spec_is_named(demo):
+    bad = copy.deepcopy(demo)
+    bad["models"]["tiny-neox"]["layers"] = {"every": 0}
+    assert "config key 'models.tiny-neox.layers.every': 0 is less than the minimum of 1" in _error(bad)
+
+
+def test_embedded_model_must_match_its_entry(demo):
+    bad = copy.deepcopy(demo)
+    bad["models"]["tiny-neox"]["n_layers"] = 6
+    assert "config key 'models.tiny-neox.n_layers'" in _error(bad)
+    bad = copy.deepcopy(demo)
+    del bad["embedded_model"]
+    assert "config key 'models.tiny-neox.embedded'" in _error(bad)
+
+
+def test_model_needs_exactly_one_source(demo):
+    bad = copy.deepcopy(demo)
+    bad["models"]["tiny-neox"]["hub_id"] = "EleutherAI/pythia-70m"
+    assert "config key 'models.tiny-neox'" in _error(bad)
+
+
+def test_too_few_tokens_is_named(demo):
+    bad = copy.deepcopy(demo)
+    bad["tokens"]["eval_tokens"] = 10
+    assert "config key 'tokens.eval_tokens'" in _error(bad)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("all", [0, 1, 2, 3, 4, 5]), ({"every": 2}, [0, 2, 4]), ({"every": 4}, [0, 4]), ([5, 1], [1, 5])],
+)
+def test_selected_layers(spec, expected):
+    assert selected_layers({"n_layers": 6, "layers": spec}) == expected
+
+
+def test_paper_grid():
+    """Every layer below 410M, every second for 410M and 1B, every fourth for 6.9B (Section 3)."""
+    config = load_config(REPO / "config" / "config.yaml", SCHEMA)
+    layers = {name: selected_layers(model) for name, model in config["models"].items()}
+    assert layers == {
+        "pythia-70m": list(range(6)),
+        "pythia-160m": list(range(12)),
+        "pythia-410m": list(range(0, 24, 2)),
+        "pythia-1b": list(range(0, 16, 2)),
+        "pythia-6.9b": list(range(0, 32, 4)),
+    }
+    assert len(list(sae_targets(config))) == 5 * (6 + 12 + 12 + 8 + 8)

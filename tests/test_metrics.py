@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from saerand.metrics import MetricAccumulator
+
+
+def _accumulate(x, x_hat, acts, indices, num_latents=8, mean=None):
+    accumulator = MetricAccumulator(num_latents, x.mean(0) if mean is None else mean)
+    accumulator.update(x, x_hat, acts, indices)
+    return accumulator.result()
+
+
+def test_perfect_reconstruction():
+    x = torch.randn(100, 6) + 3.0
+    result = _accumulate(x, x.clone(), torch.ones(100, 2), torch.zeros(100, 2, dtype=torch.long))
+    assert result["explained_variance"] == pytest.approx(1.0)
+    assert result["cosine_similarity"] == pytest.approx(1.0)
+    assert result["cosine_similarity_centered"] == pytest.approx(1.0)
+
+
+def test_predicting_the_mean_explains_nothing():
+    x = torch.randn(200, 6) + 3.0
+    x_hat = x.mean(0).expand_as(x)
+    result = _accumulate(x, x_hat, torch.ones(200, 2), torch.zeros(200, 2, dtype=torch.long))
+    assert result["explained_variance"] == pytest.approx(0.0, abs=1e-9)
+    # The raw cosine is high only because of the offset; centred, x_hat is the zero vector.
+    assert result["cosine_similarity"] > 0.9
+    assert result["cosine_similarity_centered"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_half_the_variance():
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    x_hat = x * torch.tensor([1.0, 0.0])  # keeps the first coordinate only
+    result = _accumulate(x, x_hat, torch.ones(4, 1), torch.zeros(4, 1, dtype=torch.long))
+    assert result["explained_variance"] == pytest.approx(0.5)
+    # cos is 1 on the two rows along the first axis and 0 on the others.
+    assert result["cosine_similarity"] == pytest.approx(0.5)
+
+
+def test_sparsity_and_dead_latents():
+    acts = torch.tensor([[2.0, 1.0, 0.0], [3.0, 0.0, 0.0]])  # TopK can pick zeros: not active
+    indices = torch.tensor([[0, 1, 5], [2, 6, 7]])
+    x = torch.randn(2, 4)
+    result = _accumulate(x, x, acts, indices, num_latents=8)
+    assert result["l0"] == pytest.approx(1.5)
+    assert result["l1"] == pytest.approx(3.0)
+    assert result["dead_fraction"] == pytest.approx(5 / 8)  # only latents 0, 1, 2 fired
+
+
+def test_batches_accumulate_like_one_pass():
+    x = torch.randn(300, 5)
+    x_hat = x + 0.3 * torch.randn(300, 5)
+    acts, idx = torch.rand(300, 3), torch.randint(0, 16, (300, 3))
+    whole = _accumulate(x, x_hat, acts, idx, 16)
+    accumulator = MetricAccumulator(16, x.mean(0))
+    for s in range(0, 300, 64):
+        accumulator.update(x[s : s + 64], x_hat[s : s + 64], acts[s : s + 64], idx[s : s + 64])
+    for key, value in accumulator.result().items():
+        assert value == pytest.approx(whole[key])
+
+
+def test_no_tokens_is_an_error():
+    with pytest.raises(ValueError, match="no held-out tokens"):
+        MetricAccumulator(4, torch.zeros(3)).result()

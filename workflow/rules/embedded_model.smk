@@ -1,0 +1,60 @@
+# The offline default's own subject model: corpus -> tokenizer -> tiny GPT-NeoX (step0 and main).
+
+EMBEDDED = config.get("embedded_model", {})
+
+
+rule prepare_corpus:
+    output:
+        train="resources/corpus/train.txt",
+        eval="resources/corpus/eval.txt",
+        provenance="resources/corpus/provenance.json",
+    params:
+        corpus=EMBEDDED.get("corpus"),
+    log:
+        "logs/prepare_corpus.log",
+    benchmark:
+        "benchmarks/prepare_corpus.tsv"
+    conda:
+        "../../envs/embedded_model.yaml"
+    script:
+        "../scripts/prepare_corpus.py"
+
+
+rule train_tokenizer:
+    input:
+        train="resources/corpus/train.txt",
+    output:
+        directory("resources/tokenizers/{embedded}"),
+    params:
+        vocab_size=EMBEDDED.get("tokenizer", {}).get("vocab_size"),
+        context_length=EMBEDDED.get("architecture", {}).get("context_length"),
+    log:
+        "logs/train_tokenizer/{embedded}.log",
+    benchmark:
+        "benchmarks/train_tokenizer/{embedded}.tsv"
+    conda:
+        "../../envs/embedded_model.yaml"
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule train_embedded_model:
+    input:
+        tokenizer="resources/tokenizers/{embedded}",
+        train="resources/corpus/train.txt",
+        eval="resources/corpus/eval.txt",
+    output:
+        directory("resources/models/{embedded}"),
+    params:
+        embedded=EMBEDDED,
+    threads: 2
+    resources:
+        runtime=60,
+    log:
+        "logs/train_embedded_model/{embedded}.log",
+    benchmark:
+        "benchmarks/train_embedded_model/{embedded}.tsv"
+    conda:
+        "../../envs/embedded_model.yaml"
+    script:
+        "../scripts/train_embedded_model.py"

@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from saerand.aggregate import metrics_table
+from saerand.atomic import write_json
+from saerand.jobs import start_job
+from saerand.plots import figure3
+from saerand.provenance import provenance
+
+start_job(snakemake.log[0], snakemake.threads)
+table = metrics_table(snakemake.input)
+output = snakemake.output
+record = provenance(sources=list(snakemake.input), config=snakemake.config)
+staging = Path(output.table).with_suffix(".csv.partial")
+table.to_csv(staging, index=False)
+staging.replace(output.table)
+write_json(output.provenance, record)
+figure3(table, output.figure, provenance(table=output.table))
+print(table.to_string())
