@@ -1,0 +1,74 @@
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+from sparsify import SaeConfig, SparseCoder, Trainer, TrainConfig
+
+from saerand.cache import ActivationCache, write_activation_cache
+from saerand.metrics import evaluate_sae
+from saerand.sae_training import default_lr, save_sae, train_sae
+from saerand.variants import SubjectModel
+
+SETTINGS = {"expansion_factor": 4, "k": 4, "batch_size": 4, "optimizer": "signum", "seed": 0}
+
+
+@pytest.fixture()
+def cache(tmp_path, tiny_neox, token_ids) -> ActivationCache:
+    path = tmp_path / "train.zarr"
+    write_activation_cache(path, SubjectModel(tiny_neox, "trained"), token_ids, [1],
+                           batch_sequences=8, dtype="float32", chunk_rows=100)
+    return ActivationCache(path)
+
+
+def test_training_reduces_fvu_and_keeps_decoder_rows_unit_norm(cache):
+    sae, summary = train_sae(cache, 1, SETTINGS, context_length=32)
+    assert summary["steps"] == 6 and summary["tokens"] == 24 * 32
+    assert summary["lr"] == pytest.approx(5e-3 / (256 / 2**14) ** 0.5)  # sparsify's lr scaling
+    assert summary["final_train_fvu"] < summary["first_train_fvu"]
+    norms = sae.W_dec.norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=0.05)
+
+
+@pytest.mark.parametrize("optimizer", ["signum", "adam"])
+def test_matches_sparsify_trainer_bit_for_bit(tmp_path, cache, tiny_neox, token_ids, optimizer):
+    """The cached-activation loop and sparsify's online Trainer give the same weights."""
+    settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2}
+    ours, _ = train_sae(cache, 1, settings, context_length=32)
+
+    config = TrainConfig(
+        SaeConfig(expansion_factor=4, k=4), batch_size=4, layers=[1], optimizer=optimizer,
+        lr_warmup_steps=2, save_dir=str(tmp_path / "sparsify"), run_name="run", log_to_wandb=False,
+    )
+    dataset = Dataset.from_dict({"input_ids": token_ids.tolist()}).with_format("torch")
+    Trainer(config, dataset, tiny_neox).fit()
+    theirs = load_file(tmp_path / "sparsify" / "run" / "layers.1" / "sae.safetensors")
+    for name, tensor in ours.state_dict().items():
+        torch.testing.assert_close(tensor, theirs[name], rtol=0, atol=0, msg=name)
+
+
+def test_saved_sae_loads_unchanged_in_sparsify_and_delphi(tmp_path, cache):
+    from delphi.sparse_coders.load_sparsify import load_sparsify_sparse_coders
+
+    sae, _ = train_sae(cache, 1, SETTINGS, context_length=32)
+    layer_dir = tmp_path / "layers.1"
+    save_sae(sae, layer_dir / "sae", {"seed": 0})
+    assert sorted(p.name for p in (layer_dir / "sae").iterdir()) == ["cfg.json", "provenance.json", "sae.safetensors"]
+
+    x = next(cache.batches(1, 50))
+    reference = sae.encode(x)
+    by_sparsify = SparseCoder.load_from_disk(layer_dir / "sae")
+    by_delphi = load_sparsify_sparse_coders(str(layer_dir), ["sae"], device="cpu")["sae"]
+    for loaded in (by_sparsify, by_delphi):
+        assert loaded.cfg.k == 4 and loaded.num_latents == 256
+        encoded = loaded.encode(x)
+        torch.testing.assert_close(encoded.top_acts, reference.top_acts, rtol=0, atol=0)
+        torch.testing.assert_close(encoded.top_indices, reference.top_indices, rtol=0, atol=0)
+
+    metrics = evaluate_sae(by_sparsify, cache, 1, batch_rows=100)
+    assert 0.0 < metrics["explained_variance"] < 1.0
+    assert metrics["l0"] <= 4 and metrics["n_tokens"] == 24 * 32
+
+
+def test_default_learning_rates_scale_with_latents():
+    assert default_lr("signum", 2**14) == pytest.approx(5e-3)
+    assert default_lr("adam", 4 * 2**14) == pytest.approx(1e-4)
