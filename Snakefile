@@ -1,6 +1,7 @@
 # Sparse autoencoders on trained and randomly initialised transformers (Heap et al. 2025).
 # Paper study: config/config.yaml (the default). Offline embedded default: --configfile config/demo.yaml.
 
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -8,6 +9,9 @@ from snakemake.utils import min_version
 from saerand.config import load_config, validate_config
 
 min_version("9.0")
+
+# Jobs inherit this: one progress line per 10 s keeps multi-hour job logs small.
+os.environ.setdefault("TQDM_MININTERVAL", "10")
 
 
 # Validate before any job runs; defaults from the schema are filled in.
