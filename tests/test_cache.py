@@ -27,7 +27,7 @@ def test_hooks_capture_the_residual_stream_not_the_final_layernorm(tiny_neox, to
     torch.testing.assert_close(final, hidden[3])
 
 
-@pytest.mark.parametrize("compressor", ["none", "zstd"])
+@pytest.mark.parametrize("compressor", ["none", "zstd", "blosc"])
 def test_round_trip(tmp_path, tiny_neox, token_ids, compressor):
     path = tmp_path / "train.zarr"
     _write(path, tiny_neox, token_ids, compressor=compressor)

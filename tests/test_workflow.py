@@ -86,6 +86,9 @@ def test_end_to_end_mini_study(mini_run):
     assert table["cosine_similarity"].between(0.0, 1.0).all()
     assert (table["l0"] <= 4).all() and (table["l1"] > 0).all()
     assert (table["num_latents"] == 128).all()
+    assert table["kl_div_score"].notna().all() and (table["kl_with_sae"] >= 0).all()
+    assert (table["ce_zero_ablation"] > table["ce_clean"]).loc[table["variant"] == "trained"].all()
+    assert table["ce_score_meaningful"].tolist() == (table["variant"] == "trained").tolist()
     assert (mini_run / "results" / "figures" / "sae_metrics.png").stat().st_size > 10_000
     # Every stage wrote its log and benchmark.
     for rule in ("cache_activations", "train_sae", "evaluate_sae", "train_embedded_model"):

@@ -25,6 +25,7 @@ FIGURE3_METRICS = {
     "explained_variance": "Explained Variance (R²)",
     "cosine_similarity": "Cosine Similarity",
     "l1": "L1 Norm",
+    "ce_loss_score": "CE Loss Score (Trained)",
     "dead_fraction": "Dead Fraction",
 }
 
@@ -32,6 +33,8 @@ FIGURE3_METRICS = {
 def figure3(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
     metrics = [m for m in FIGURE3_METRICS if m in table.columns]
     long = table.melt(id_vars=["model", "variant", "layer"], value_vars=metrics, var_name="metric")
+    # As in the paper, the CE loss score row shows the trained model only.
+    long = long[(long["metric"] != "ce_loss_score") | (long["variant"] == "trained")]
     long["Variant"] = long["variant"].map(lambda v: VARIANT_STYLE[v][0])
     palette = {name: colour for name, colour in VARIANT_STYLE.values()}
     hue_order = [VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(table["variant"])]

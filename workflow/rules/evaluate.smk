@@ -1,14 +1,18 @@
-# Evaluation: quality metrics of each SAE on held-out activations.
+# Evaluation: quality metrics of each SAE on held-out activations, and its reconstruction
+# spliced into the model (CE loss and KL divergence scores).
 
 
 rule evaluate_sae:
     input:
+        model_files,
         sae="results/{model}/{variant}/layers.{layer}/sae",
         cache="results/{model}/{variant}/cache/eval.zarr",
     output:
         "results/{model}/{variant}/layers.{layer}/metrics.json",
     params:
         evaluation=config["evaluation"],
+        model=model_settings,
+        variant_seed=config["variant_seed"],
     threads: 2
     resources:
         runtime=60,

@@ -5,21 +5,29 @@ from sparsify import SparseCoder
 
 from saerand.atomic import write_json
 from saerand.cache import ActivationCache
+from saerand.downstream import downstream_scores
 from saerand.jobs import start_job
 from saerand.metrics import evaluate_sae
 from saerand.models import resolve_device
 from saerand.provenance import provenance
+from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads)
-wildcards, evaluation = snakemake.wildcards, snakemake.params.evaluation
+params, wildcards = snakemake.params, snakemake.wildcards
+evaluation, model = params.evaluation, params.model
+layer = int(wildcards.layer)
 device = resolve_device(evaluation["device"])
 sae = SparseCoder.load_from_disk(snakemake.input.sae, device=device)
 cache = ActivationCache(snakemake.input.cache)
-metrics = evaluate_sae(sae, cache, int(wildcards.layer), batch_rows=evaluation["batch_tokens"], device=device)
+metrics = evaluate_sae(sae, cache, layer, batch_rows=evaluation["batch_tokens"], device=device)
+subject, variant_record = load_variant(
+    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device
+)
+metrics |= downstream_scores(subject, sae, layer, cache.tokens(), batch_sequences=evaluation["batch_sequences"])
 print(metrics)
 write_json(snakemake.output[0], provenance(
-    model=wildcards.model, variant=wildcards.variant, layer=int(wildcards.layer), metrics=metrics,
+    model=wildcards.model, variant=wildcards.variant, layer=layer, metrics=metrics,
     sae={"num_latents": sae.num_latents, "k": sae.cfg.k, "d_in": sae.d_in},
     sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
-    evaluation=evaluation, eval_cache=cache.attrs,
+    evaluation=evaluation, eval_cache=cache.attrs, variant_record=variant_record,
 ))

@@ -1,0 +1,72 @@
+"""Downstream fidelity of an SAE: splice its reconstruction into the residual stream (SAEBench).
+
+CE loss score = (CE_zero - CE_sae) / (CE_zero - CE_clean) and KL divergence score =
+(KL_zero - KL_sae) / KL_zero, where "zero" replaces the output of block `layer` by zeros and KL is
+KL(clean || patched) of the next-token distributions. As the paper notes, these only mean
+something for the trained variant: a randomized model predicts text badly with or without the SAE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .variants import SubjectModel
+
+
+def _replace_block_output(block: torch.nn.Module, replace):
+    def hook(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        new = replace(hidden).to(hidden.dtype)
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return block.register_forward_hook(hook)
+
+
+def _reconstruct(sae):
+    def replace(hidden: torch.Tensor) -> torch.Tensor:
+        flat = hidden.reshape(-1, hidden.shape[-1]).float()
+        encoded = sae.encode(flat)
+        return sae.decode(encoded.top_acts, encoded.top_indices).reshape(hidden.shape)
+
+    return replace
+
+
+@torch.no_grad()
+def downstream_scores(
+    subject: SubjectModel, sae, layer: int, sequences: np.ndarray, *, batch_sequences: int
+) -> dict[str, float]:
+    block = subject.base.layers[layer]
+    device = next(subject.model.parameters()).device
+    sums = dict.fromkeys(("ce_clean", "ce_with_sae", "ce_zero_ablation", "kl_with_sae", "kl_zero_ablation"), 0.0)
+    count = 0
+    for start in tqdm(range(0, len(sequences), batch_sequences), desc=f"CE/KL layers.{layer}"):
+        ids = torch.from_numpy(sequences[start : start + batch_sequences]).long().to(device)
+        inputs = subject.model_inputs(ids)  # one draw of control noise serves all three passes
+        targets = ids[:, 1:].reshape(-1)
+
+        def log_probs(replace=None) -> torch.Tensor:
+            handle = _replace_block_output(block, replace) if replace else None
+            try:
+                logits = subject.model(**inputs, use_cache=False).logits[:, :-1]
+            finally:
+                if handle:
+                    handle.remove()
+            return logits.float().log_softmax(-1).reshape(-1, logits.shape[-1])
+
+        clean = log_probs()
+        patched = log_probs(_reconstruct(sae))
+        zeroed = log_probs(torch.zeros_like)
+        for name, lp in (("ce_clean", clean), ("ce_with_sae", patched), ("ce_zero_ablation", zeroed)):
+            sums[name] += F.nll_loss(lp, targets, reduction="sum").item()
+        for name, lp in (("kl_with_sae", patched), ("kl_zero_ablation", zeroed)):
+            sums[name] += F.kl_div(lp, clean, log_target=True, reduction="sum").item()
+        count += len(targets)
+    scores = {name: total / count for name, total in sums.items()}
+    scores["ce_loss_score"] = (scores["ce_zero_ablation"] - scores["ce_with_sae"]) / (
+        scores["ce_zero_ablation"] - scores["ce_clean"]
+    )
+    scores["kl_div_score"] = (scores["kl_zero_ablation"] - scores["kl_with_sae"]) / scores["kl_zero_ablation"]
+    return scores

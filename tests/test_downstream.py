@@ -1,0 +1,47 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from saerand.downstream import downstream_scores
+from saerand.variants import SubjectModel
+
+
+class ReconstructionDouble:
+    """Test double for an SAE: reconstructs `scale` times its input (1: perfect, 0: zeros)."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def encode(self, x):
+        return SimpleNamespace(top_acts=x, top_indices=None)
+
+    def decode(self, top_acts, top_indices):
+        return self.scale * top_acts
+
+
+def test_perfect_reconstruction_scores_one(tiny_neox, token_ids):
+    scores = downstream_scores(SubjectModel(tiny_neox, "trained"), ReconstructionDouble(1.0), 1, token_ids,
+                               batch_sequences=10)
+    assert scores["ce_with_sae"] == pytest.approx(scores["ce_clean"], abs=1e-5)
+    assert scores["ce_loss_score"] == pytest.approx(1.0, abs=1e-3)
+    assert scores["kl_with_sae"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["kl_div_score"] == pytest.approx(1.0, abs=1e-3)
+    ids = torch.from_numpy(token_ids).long()
+    assert scores["ce_clean"] == pytest.approx(tiny_neox(input_ids=ids, labels=ids).loss.item(), rel=1e-5)
+
+
+def test_zero_reconstruction_scores_zero(tiny_neox, token_ids):
+    scores = downstream_scores(SubjectModel(tiny_neox, "trained"), ReconstructionDouble(0.0), 0, token_ids,
+                               batch_sequences=7)
+    assert scores["ce_with_sae"] == pytest.approx(scores["ce_zero_ablation"])
+    assert scores["ce_loss_score"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["kl_div_score"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["kl_zero_ablation"] > 0
+
+
+def test_partial_reconstruction_lies_between(tiny_neox, token_ids):
+    subject = SubjectModel(tiny_neox, "control", noise_seed=0)  # noise inputs are shared by all passes
+    scores = downstream_scores(subject, ReconstructionDouble(0.9), 2, token_ids, batch_sequences=24)
+    assert 0.0 < scores["kl_div_score"] < 1.0
+    assert scores["kl_with_sae"] < scores["kl_zero_ablation"]

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from saerand.models import _source, load_causal_lm, load_tokenizer
+from saerand.variants import load_variant
+
+
+@pytest.fixture()
+def local_model(tmp_path, tiny_neox, small_tokenizer):
+    """A local directory laid out like Pythia's hub revisions."""
+    for revision in ("main", "step0"):
+        tiny_neox.save_pretrained(tmp_path / revision)
+        small_tokenizer.save_pretrained(tmp_path / revision)
+    return tmp_path
+
+
+def test_hub_ids_are_loaded_by_revision():
+    assert _source("EleutherAI/pythia-70m", "step0") == ("EleutherAI/pythia-70m", {"revision": "step0"})
+
+
+def test_local_revisions_load_like_hub_revisions(local_model, tiny_neox):
+    model = load_causal_lm(str(local_model), "step0", n_layers=3)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    for a, b in zip(model.parameters(), tiny_neox.parameters()):
+        assert torch.equal(a, b)
+    assert load_tokenizer(str(local_model), "main").eos_token == "<|endoftext|>"
+
+
+def test_missing_revision_and_wrong_depth_are_named(local_model):
+    with pytest.raises(FileNotFoundError, match="no revision 'step1000'"):
+        load_causal_lm(str(local_model), "step1000", n_layers=3)
+    with pytest.raises(ValueError, match="has 3 layers but the config says n_layers = 6"):
+        load_causal_lm(str(local_model), "main", n_layers=6)
+
+
+def test_load_variant_records_how_it_was_made(local_model):
+    settings = {"n_layers": 3, "dtype": "float32", "revision": "main", "step0_revision": "step0"}
+    subject, record = load_variant(str(local_model), settings, "rerandomized_excl_emb", seed=5, device="cpu")
+    # 40 parameter tensors (12 per block, final LayerNorm, embedding, unembedding); 2 kept.
+    assert record == {"variant": "rerandomized_excl_emb", "revision": "main", "seed": 5, "resampled_parameters": 40 - 2}
+    subject, record = load_variant(str(local_model), settings, "step0", seed=5, device="cpu")
+    assert record["revision"] == "step0" and subject.variant == "step0"
