@@ -24,6 +24,7 @@ else:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/embedded_model.smk"
+include: "workflow/rules/tokens.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/evaluate.smk"

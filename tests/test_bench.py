@@ -26,3 +26,13 @@ def test_fidelity_benchmark_meets_its_goal(tmp_path, tiny_neox, small_tokenizer,
     out = capsys.readouterr().out
     assert status == 0, out
     assert "largest |EV difference| = 0.00e+00" in out  # bit for bit at this size
+
+
+def test_throughput_benchmark_runs_at_toy_size(capsys):
+    results = _load("throughput").main([
+        "--size", "toy", "--tokens", "4096", "--context", "64", "--batch-sequences", "8",
+        "--expansion", "4", "--k", "8", "--device", "cpu",
+    ])
+    for key in ("a_cache_over_forward", "b_ours_over_sparsify", "c_read_over_consumption"):
+        assert results[key] > 0, key
+    assert "(d) SAE step d=128 latents=512: ran" in capsys.readouterr().out

@@ -72,3 +72,31 @@ def test_saved_sae_loads_unchanged_in_sparsify_and_delphi(tmp_path, cache):
 def test_default_learning_rates_scale_with_latents():
     assert default_lr("signum", 2**14) == pytest.approx(5e-3)
     assert default_lr("adam", 4 * 2**14) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["signum", "adam"])
+def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, tiny_neox, token_ids, optimizer):
+    """Stop after every shard, reload from disk, continue: the same weights as one pass."""
+    from saerand.sae_training import SaeTrainer, batch_rows
+
+    settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2, "auxk_alpha": 0.03125,
+                           "dead_feature_threshold": 100}
+    whole, _ = train_sae(cache, 1, settings, context_length=32)
+    rows = batch_rows(settings, 32)
+    shards = []
+    for index, part in enumerate((token_ids[:8], token_ids[8:16], token_ids[16:])):
+        path = tmp_path / f"shard-{index}.zarr"
+        write_activation_cache(path, SubjectModel(tiny_neox, "trained"), part, [1], batch_sequences=8,
+                               dtype="float32", chunk_rows=100)
+        shards.append(ActivationCache(path))
+    checkpoint = None
+    for index, shard in enumerate(shards):
+        trainer = (SaeTrainer(shard.d_model, settings, num_steps=6) if checkpoint is None
+                   else SaeTrainer.from_checkpoint(checkpoint, settings))
+        trainer.train_on(shard.batches(1, rows))
+        checkpoint = tmp_path / f"checkpoint-{index}"
+        trainer.save_checkpoint(checkpoint, {"shard": index})
+    resumed, summary = SaeTrainer.from_checkpoint(checkpoint, settings).finish()
+    assert summary["steps"] == 6 and summary["tokens"] == 24 * 32
+    for name, tensor in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)

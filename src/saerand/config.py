@@ -71,6 +71,12 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
                 f"config key 'tokens.{key}': {tokens[key]} is less than one sequence "
                 f"(tokens.context_length = {tokens['context_length']})"
             )
+    step_tokens = config["sae"]["batch_size"] * tokens["context_length"]
+    if tokens["buffer_tokens"] % step_tokens:
+        raise ConfigError(
+            f"config key 'tokens.buffer_tokens': {tokens['buffer_tokens']} is not a multiple of "
+            f"sae.batch_size x tokens.context_length = {step_tokens}, so a batch would straddle two shards"
+        )
     embedded = config.get("embedded_model")
     for name, model in config["models"].items():
         for layer in selected_layers(model):
@@ -121,6 +127,14 @@ def sae_targets(config: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
         for variant in config["variants"]:
             for layer in selected_layers(model):
                 yield name, variant, layer
+
+
+def train_shards(config: dict[str, Any]) -> list[tuple[int, int]]:
+    """[start, stop) sequence ranges of the training shards, in training order."""
+    tokens = config["tokens"]
+    per_shard = tokens["buffer_tokens"] // tokens["context_length"]
+    total = tokens["train_tokens"] // tokens["context_length"]
+    return [(start, min(start + per_shard, total)) for start in range(0, total, per_shard)]
 
 
 def embedded_model_dir(name: str) -> Path:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 from datasets import load_dataset
 from sparsify.data import chunk_and_tokenize
 from tqdm.auto import tqdm
+
+from .atomic import atomic_directory
 
 # Documents tokenized per round; we stop as soon as enough sequences exist.
 _DOCUMENTS_PER_ROUND = 20_000
@@ -67,3 +71,23 @@ def token_sequences(
             f"tokens, fewer than the {n_sequences * context_length} requested"
         )
     return np.concatenate(parts)[:n_sequences]
+
+
+def save_token_store(path: str | Path, sequences: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Tokenized sequences as a zarr store, published atomically with `complete` set last."""
+    with atomic_directory(path) as staging:
+        group = zarr.open_group(staging, mode="w", zarr_format=3)
+        group.create_array("tokens", data=sequences.astype(np.int32), chunks=(min(len(sequences), 4096), sequences.shape[1]))
+        group.attrs.update({**attrs, "n_sequences": len(sequences), "context_length": sequences.shape[1]})
+        group.attrs["complete"] = True
+
+
+def load_token_store(path: str | Path, start: int = 0, stop: int | None = None) -> np.ndarray:
+    group = zarr.open_group(path, mode="r")
+    if group.attrs.get("complete") is not True:
+        raise RuntimeError(f"token store {path} was not completed: rebuild it")
+    tokens = group["tokens"]
+    stop = tokens.shape[0] if stop is None else stop
+    if not 0 <= start < stop <= tokens.shape[0]:
+        raise ValueError(f"sequences [{start}, {stop}) are outside token store {path} ({tokens.shape[0]} sequences)")
+    return tokens[start:stop]

@@ -5,7 +5,9 @@ fp32, b_dec from the first batch's mean, unit-norm decoder rows before every for
 latents dead for `dead_feature_threshold` tokens, loss fvu + auxk_alpha * auxk + multi_topk_fvu / 8,
 gradient parallel to decoder rows removed, lr scaled by sqrt(2**14 / num_latents), and the
 schedule-free average saved (optimizer.eval()). Batches are `batch_size` sequences of the cache in
-order, as the Trainer's unshuffled DataLoader feeds them.
+order, as the Trainer's unshuffled DataLoader feeds them. SaeTrainer checkpoints everything
+(weights, optimizer and schedule state, dead-latent counters), so training split over activation
+shards gives the same weights as one pass.
 """
 
 from __future__ import annotations
@@ -40,64 +42,119 @@ def _optimizer(sae: SparseCoder, settings: dict[str, Any], num_steps: int):
     return optimizer, schedule, lr
 
 
+class SaeTrainer:
+    """One SAE's complete training state, so training can stop after any shard and resume exactly."""
+
+    def __init__(self, d_in: int, settings: dict[str, Any], num_steps: int):
+        self.settings = settings
+        self.device = settings.get("device", "cpu")
+        self.num_steps = num_steps
+        torch.manual_seed(settings.get("seed", 0))
+        self.sae = SparseCoder(
+            d_in,
+            SparseCoderConfig(expansion_factor=settings["expansion_factor"], k=settings["k"]),
+            self.device,
+            dtype=torch.float32,
+        )
+        self.optimizer, self.schedule, self.lr = _optimizer(self.sae, settings, num_steps)
+        self.tokens_since_fired = torch.zeros(self.sae.num_latents, dtype=torch.long, device=self.device)
+        self.step = 0
+        self.tokens_seen = 0
+        self.fvu_trace: list[float] = []
+
+    def train_on(self, batches, *, description: str = "SAE") -> None:
+        auxk_alpha = self.settings.get("auxk_alpha", 0.0)
+        threshold = self.settings.get("dead_feature_threshold", 10_000_000)
+        clip = self.settings.get("grad_clip_norm")
+        sae = self.sae
+        did_fire = torch.zeros(sae.num_latents, dtype=torch.bool, device=self.device)
+        progress = tqdm(batches, initial=self.step, total=self.num_steps, desc=description)
+        for batch in progress:
+            x = batch.to(self.device)
+            if self.step == 0:
+                sae.b_dec.data = x.mean(0)
+            sae.set_decoder_norm_to_unit_norm()
+            dead_mask = self.tokens_since_fired > threshold if auxk_alpha > 0 else None
+            total_variance = (x - x.mean(0)).pow(2).sum()
+            out = sae(x, dead_mask=dead_mask, total_variance=total_variance)
+            did_fire[out.latent_indices.flatten()] = True
+            loss = out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
+            loss.backward()
+            sae.remove_gradient_parallel_to_decoder_directions()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            if self.schedule is not None:
+                self.schedule.step()
+            with torch.no_grad():
+                self.tokens_since_fired += len(x)
+                self.tokens_since_fired[did_fire] = 0
+                did_fire.zero_()
+            self.step += 1
+            self.tokens_seen += len(x)
+            self.fvu_trace.append(out.fvu.item())
+            progress.set_postfix(fvu=f"{self.fvu_trace[-1]:.3f}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "d_in": self.sae.d_in,
+            "sae": self.sae.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "tokens_since_fired": self.tokens_since_fired,
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "fvu_trace": self.fvu_trace,
+            "num_steps": self.num_steps,
+        }
+
+    def save_checkpoint(self, directory: str | Path, provenance: dict[str, Any]) -> None:
+        with atomic_directory(directory) as staging:
+            torch.save(self.state_dict(), staging / "trainer_state.pt")
+            write_json(staging / "provenance.json", provenance | {"step": self.step, "tokens_seen": self.tokens_seen})
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, settings: dict[str, Any]) -> "SaeTrainer":
+        state = torch.load(Path(directory) / "trainer_state.pt", map_location=settings.get("device", "cpu"),
+                           weights_only=True)
+        trainer = cls(state["d_in"], settings, state["num_steps"])
+        trainer.sae.load_state_dict(state["sae"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.schedule is not None:
+            trainer.schedule.load_state_dict(state["schedule"])
+        trainer.tokens_since_fired.copy_(state["tokens_since_fired"])
+        trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
+        trainer.fvu_trace = list(state["fvu_trace"])
+        return trainer
+
+    def finish(self) -> tuple[SparseCoder, dict[str, Any]]:
+        """The SAE to save (schedule-free average, as sparsify saves it) and a summary."""
+        if isinstance(self.optimizer, ScheduleFreeWrapper):
+            self.optimizer.eval()
+        self.sae.eval()
+        threshold = self.settings.get("dead_feature_threshold", 10_000_000)
+        return self.sae, {
+            "steps": self.step,
+            "tokens": self.tokens_seen,
+            "lr": self.lr,
+            "first_train_fvu": self.fvu_trace[0] if self.fvu_trace else None,
+            "final_train_fvu": self.fvu_trace[-1] if self.fvu_trace else None,
+            "dead_pct_sparsify": (self.tokens_since_fired > threshold).float().mean().item(),
+        }
+
+
+def batch_rows(settings: dict[str, Any], context_length: int) -> int:
+    """Activations per step: sparsify counts its batch size in sequences."""
+    return settings["batch_size"] * context_length
+
+
 def train_sae(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int) -> tuple[SparseCoder, dict]:
-    """Train one SAE on `layer` of `cache`; returns it (eval mode) and a training summary."""
-    device = settings.get("device", "cpu")
-    batch_rows = settings["batch_size"] * context_length
-    num_steps = -(-cache.n_tokens // batch_rows)
-    torch.manual_seed(settings.get("seed", 0))
-    sae = SparseCoder(
-        cache.d_model,
-        SparseCoderConfig(expansion_factor=settings["expansion_factor"], k=settings["k"]),
-        device,
-        dtype=torch.float32,
-    )
-    optimizer, schedule, lr = _optimizer(sae, settings, num_steps)
-    auxk_alpha = settings.get("auxk_alpha", 0.0)
-    threshold = settings.get("dead_feature_threshold", 10_000_000)
-    clip = settings.get("grad_clip_norm")
-    tokens_since_fired = torch.zeros(sae.num_latents, dtype=torch.long, device=device)
-    did_fire = torch.zeros(sae.num_latents, dtype=torch.bool, device=device)
-    fvu_trace: list[float] = []
-
-    progress = tqdm(cache.batches(layer, batch_rows), total=num_steps, desc=f"SAE layers.{layer}")
-    for step, batch in enumerate(progress):
-        x = batch.to(device)
-        if step == 0:
-            sae.b_dec.data = x.mean(0)
-        sae.set_decoder_norm_to_unit_norm()
-        dead_mask = tokens_since_fired > threshold if auxk_alpha > 0 else None
-        total_variance = (x - x.mean(0)).pow(2).sum()
-        out = sae(x, dead_mask=dead_mask, total_variance=total_variance)
-        did_fire[out.latent_indices.flatten()] = True
-        loss = out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
-        loss.backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
-        optimizer.step()
-        optimizer.zero_grad()
-        if schedule is not None:
-            schedule.step()
-        with torch.no_grad():
-            tokens_since_fired += len(x)
-            tokens_since_fired[did_fire] = 0
-            did_fire.zero_()
-        fvu_trace.append(out.fvu.item())
-        progress.set_postfix(fvu=f"{fvu_trace[-1]:.3f}")
-
-    if isinstance(optimizer, ScheduleFreeWrapper):
-        optimizer.eval()  # the schedule-free average is the model sparsify saves
-    sae.eval()
-    summary = {
-        "steps": len(fvu_trace),
-        "tokens": cache.n_tokens,
-        "lr": lr,
-        "final_train_fvu": fvu_trace[-1] if fvu_trace else None,
-        "first_train_fvu": fvu_trace[0] if fvu_trace else None,
-        "dead_pct_sparsify": (tokens_since_fired > threshold).float().mean().item(),
-    }
-    return sae, summary
+    """Train one SAE on all of `layer` in `cache`; returns it (eval mode) and a training summary."""
+    rows = batch_rows(settings, context_length)
+    trainer = SaeTrainer(cache.d_model, settings, num_steps=-(-cache.n_tokens // rows))
+    trainer.train_on(cache.batches(layer, rows), description=f"SAE layers.{layer}")
+    return trainer.finish()
 
 
 def save_sae(sae: SparseCoder, directory: str | Path, provenance: dict[str, Any]) -> None:

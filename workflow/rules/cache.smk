@@ -1,27 +1,57 @@
-# Activation caching: one forward pass per (model, variant, split) stores every selected layer.
+# Activation caching: one forward pass stores every selected layer of a (model, variant).
+# Training text is cached shard by shard (tokens.buffer_tokens each); a shard is temporary and
+# deleted once every layer has trained on it. Shard s is cached only after every layer still in
+# training finished shard s - 2, so a (model, variant) holds at most two shards on disk.
+# Held-out text is one store, kept for evaluation.
 
 
-rule cache_activations:
+rule cache_train_shard:
     input:
         model_files,
+        tokens="results/{model}/tokens/train.zarr",
+        lookahead=shard_lookahead,
     output:
-        directory("results/{model}/{variant}/cache/{split}.zarr"),
+        temp(directory("results/{model}/{variant}/cache/train/shard-{shard}.zarr")),
     params:
         model=model_settings,
         layers=cached_layers,
-        dataset=lambda wc: config["datasets"][wc.split],
-        n_tokens=lambda wc: config["tokens"][f"{wc.split}_tokens"],
-        context_length=config["tokens"]["context_length"],
+        sequences=lambda wc: TRAIN_SHARDS[int(wc.shard)],
         cache=config["cache"],
         variant_seed=config["variant_seed"],
     threads: 2
     resources:
         runtime=120,
     log:
-        "logs/cache_activations/{model}/{variant}/{split}.log",
+        "logs/cache_train_shard/{model}/{variant}/shard-{shard}.log",
     benchmark:
-        "benchmarks/cache_activations/{model}/{variant}/{split}.tsv"
+        "benchmarks/cache_train_shard/{model}/{variant}/shard-{shard}.tsv"
     conda:
         "../../envs/cache.yaml"
     script:
         "../scripts/cache_activations.py"
+
+
+rule cache_eval:
+    input:
+        model_files,
+        tokens="results/{model}/tokens/eval.zarr",
+    output:
+        directory("results/{model}/{variant}/cache/eval.zarr"),
+    params:
+        model=model_settings,
+        layers=cached_layers,
+        sequences=None,
+        cache=config["cache"],
+        variant_seed=config["variant_seed"],
+    threads: 2
+    resources:
+        runtime=120,
+    log:
+        "logs/cache_eval/{model}/{variant}.log",
+    benchmark:
+        "benchmarks/cache_eval/{model}/{variant}.tsv"
+    conda:
+        "../../envs/cache.yaml"
+    script:
+        "../scripts/cache_activations.py"
+

@@ -1,0 +1,162 @@
+"""Throughput benchmark of the cache and training stages, measured side by side in one run.
+
+On a GPT-NeoX of a given Pythia size with random weights (built from its config: no hub), prints
+  (a) caching tokens/s / bare forward tokens/s              goal >= 0.8
+  (b) our SAE training tokens/s / sparsify Trainer tokens/s  goal >= 1.0
+  (c) zarr read tokens/s / our SAE training tokens/s         goal >= 2
+  (d) peak GPU memory of one 6.9B-size SAE training step (d 4096, 262,144 latents, k 32)
+On a CPU use --size toy; (d) then reports the toy SAE and no GPU memory.
+
+    .venv/bin/python bench/throughput.py --size pythia-160m --tokens 2000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sparsify import SaeConfig, Trainer, TrainConfig
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from saerand.cache import ActivationCache, write_activation_cache
+from saerand.models import resolve_device
+from saerand.sae_training import SaeTrainer
+from saerand.variants import SubjectModel
+
+SIZES = {  # Pythia's published architectures (hidden, layers, heads)
+    "toy": (128, 4, 4),
+    "pythia-160m": (768, 12, 12),
+    "pythia-1b": (2048, 16, 8),
+    "pythia-6.9b": (4096, 32, 32),
+}
+
+
+def neox(size: str, context: int) -> GPTNeoXForCausalLM:
+    hidden, layers, heads = SIZES[size]
+    config = GPTNeoXConfig(
+        vocab_size=50304 if size != "toy" else 4096, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=context,
+        rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
+    )
+    return GPTNeoXForCausalLM(config)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(function, device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    function()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def sae_step_memory(device: str, d_in: int, num_latents: int, k: int, batch_tokens: int) -> float | None:
+    """Peak GPU GiB of one Adam step of the SAE (None without CUDA: the step still runs)."""
+    settings = {"expansion_factor": num_latents // d_in, "k": k, "batch_size": 1, "optimizer": "adam",
+                "device": device, "lr_warmup_steps": 10}
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    trainer = SaeTrainer(d_in, settings, num_steps=10)
+    trainer.train_on([torch.randn(batch_tokens, d_in)] * 2)
+    if not device.startswith("cuda"):
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def main(argv=None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="toy")
+    parser.add_argument("--tokens", type=int, default=65536, help="tokens per measurement")
+    parser.add_argument("--context", type=int, default=2048)
+    parser.add_argument("--batch-sequences", type=int, default=8, help="sequences per SAE step and forward pass")
+    parser.add_argument("--expansion", type=int, default=64)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float16")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    model_dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)
+    model = neox(args.size, args.context).to(device=device, dtype=model_dtype).eval().requires_grad_(False)
+    layers = list(range(model.config.num_hidden_layers))
+    layer = layers[len(layers) // 2]
+    n_sequences = max(args.batch_sequences, args.tokens // args.context)
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (n_sequences, args.context)).astype(np.int32)
+    tokens = ids.size
+    settings = {"expansion_factor": args.expansion, "k": args.k, "batch_size": args.batch_sequences,
+                "optimizer": "signum", "device": device}
+    results: dict[str, float] = {}
+
+    def bare_forward():
+        with torch.no_grad():
+            for start in range(0, n_sequences, args.batch_sequences):
+                model.base_model(input_ids=torch.from_numpy(ids[start : start + args.batch_sequences]).long().to(device),
+                                 use_cache=False)
+
+    bare_forward()  # warm-up (kernels, allocator)
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Path(scratch) / "train.zarr"
+        results["forward_tokens_per_s"] = tokens / timed(bare_forward, device)
+        results["cache_tokens_per_s"] = tokens / timed(lambda: write_activation_cache(
+            store, SubjectModel(model, "trained"), ids, layers, batch_sequences=args.batch_sequences,
+            dtype=args.dtype, chunk_rows=16384), device)
+        cache = ActivationCache(store)
+        rows = args.batch_sequences * args.context
+
+        def read_all():
+            for _ in cache.batches(layer, rows):
+                pass
+
+        results["zarr_read_tokens_per_s"] = tokens / timed(read_all, device)
+
+        def ours():
+            trainer = SaeTrainer(cache.d_model, settings, num_steps=n_sequences // args.batch_sequences)
+            trainer.train_on(cache.batches(layer, rows, drop_last=True))
+
+        results["our_training_tokens_per_s"] = tokens / timed(ours, device)
+
+        config = TrainConfig(SaeConfig(expansion_factor=args.expansion, k=args.k), batch_size=args.batch_sequences,
+                             layers=[layer], save_dir=str(Path(scratch) / "sparsify"), run_name="bench",
+                             log_to_wandb=False, save_every=10**9)
+        dataset = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
+        trainer = Trainer(config, dataset, model)
+        results["sparsify_trainer_tokens_per_s"] = tokens / timed(trainer.fit, device)
+
+    d_in, latents = (4096, 262144) if device.startswith("cuda") else (model.config.hidden_size, model.config.hidden_size * args.expansion)
+    peak = sae_step_memory(device, d_in, latents, args.k, rows)
+    results["a_cache_over_forward"] = results["cache_tokens_per_s"] / results["forward_tokens_per_s"]
+    results["b_ours_over_sparsify"] = results["our_training_tokens_per_s"] / results["sparsify_trainer_tokens_per_s"]
+    results["c_read_over_consumption"] = results["zarr_read_tokens_per_s"] / results["our_training_tokens_per_s"]
+
+    print(f"device {device}, {args.size}, {tokens} tokens, layer {layer}, SAE x{args.expansion} k{args.k}, "
+          f"batch {rows} tokens")
+    for key in ("forward_tokens_per_s", "cache_tokens_per_s", "zarr_read_tokens_per_s",
+                "our_training_tokens_per_s", "sparsify_trainer_tokens_per_s"):
+        print(f"  {key:32s} {results[key]:12.0f}")
+    print(f"  (a) caching / bare forward       {results['a_cache_over_forward']:6.2f}   goal >= 0.8")
+    print(f"  (b) ours / sparsify Trainer      {results['b_ours_over_sparsify']:6.2f}   goal >= 1.0")
+    print(f"  (c) zarr read / SAE consumption  {results['c_read_over_consumption']:6.2f}   goal >= 2")
+    if peak is None:
+        print(f"  (d) SAE step d={d_in} latents={latents}: ran; no GPU, so no GPU memory to report")
+    else:
+        results["d_peak_gpu_gib"] = peak
+        print(f"  (d) peak GPU memory, SAE step d={d_in} latents={latents} k={args.k} batch {rows}: {peak:.1f} GiB "
+              f"(an 80 GB card holds {80e9 / 2**30:.0f} GiB)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,15 @@
+from saerand.data import save_token_store, token_sequences
+from saerand.jobs import start_job
+from saerand.models import load_tokenizer
+from saerand.provenance import provenance
+
+start_job(snakemake.log[0], snakemake.threads)
+params, wildcards = snakemake.params, snakemake.wildcards
+# The trained revision's tokenizer serves every variant (step0 shares it).
+tokenizer = load_tokenizer(params.model["location"], params.model["revision"])
+sequences = token_sequences(params.dataset, tokenizer, params.context_length, params.n_tokens)
+save_token_store(snakemake.output[0], sequences, provenance(
+    model=wildcards.model, split=wildcards.split, dataset=params.dataset,
+    tokenizer=f"{params.model['location']}@{params.model['revision']}",
+))
+print(f"{sequences.shape[0]} sequences of {sequences.shape[1]} tokens")
