@@ -12,9 +12,11 @@ wildcard_constraints:
     layer=r"\d+",
     split="train|eval",
     shard=r"\d+",
+    embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
 
 
 SAE_TARGETS = list(sae_targets(config))
+TRAIN_SHARDS = train_shards(config)
 
 
 def model_files(wildcards):
@@ -35,22 +37,19 @@ def cached_layers(wildcards):
     return [layer for model, variant, layer in SAE_TARGETS if (model, variant) == (wildcards.model, wildcards.variant)]
 
 
-wildcard_constraints:
-    embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
-
-
 def text_inputs(wildcards):
     """Corpus files the workflow writes itself (the embedded default) are inputs of tokenization."""
     data_files = config["datasets"][wildcards.split].get("data_files") or ""
     return data_files if data_files.startswith(f"{CORPUS_DIR}/") else []
 
 
-TRAIN_SHARDS = train_shards(config)
+def layer_dir(wildcards, layer=None):
+    layer = wildcards.layer if layer is None else layer
+    return f"results/{wildcards.model}/{wildcards.variant}/layers.{layer}"
 
 
 def checkpoint_path(wildcards, shard, layer=None):
-    layer = wildcards.layer if layer is None else layer
-    return f"results/{wildcards.model}/{wildcards.variant}/layers.{layer}/checkpoints/shard-{shard}"
+    return f"{layer_dir(wildcards, layer)}/checkpoints/shard-{shard}"
 
 
 def shard_lookahead(wildcards):
@@ -62,11 +61,10 @@ def shard_lookahead(wildcards):
     shard = int(wildcards.shard)
     if shard < 2:
         return []
-    prefix = f"results/{wildcards.model}/{wildcards.variant}"
     return [
         checkpoint_path(wildcards, shard - 2, layer)
         for layer in cached_layers(wildcards)
-        if not Path(f"{prefix}/layers.{layer}/sae").exists()
+        if not Path(layer_dir(wildcards, layer), "sae").exists()
     ]
 
 
