@@ -35,9 +35,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     os.rename(staging, path)
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
+def write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_path(path)
-    staging.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    staging.write_text(text)
     os.replace(staging, path)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

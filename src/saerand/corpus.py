@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from .atomic import write_text
+
 _VERSE_MARK = re.compile(r"\b\d+:\d+\s+")
 
 
@@ -57,11 +59,8 @@ def write_split_corpus(
         )
     train = [text for book, text in chapters if book not in holdout_books]
     held = [text for book, text in chapters if book in holdout_books]
-    for path, texts in ((Path(train_path), train), (Path(eval_path), held)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.partial")
-        staging.write_text("\n\n".join(texts) + "\n")
-        staging.replace(path)
+    for path, texts in ((train_path, train), (eval_path, held)):
+        write_text(path, "\n\n".join(texts) + "\n")
     return {"train_chars": sum(map(len, train)), "eval_chars": sum(map(len, held))}
 
 

@@ -1,7 +1,5 @@
-from pathlib import Path
-
 from saerand.aggregate import metrics_table
-from saerand.atomic import write_json
+from saerand.atomic import write_json, write_text
 from saerand.jobs import start_job
 from saerand.plots import figure3
 from saerand.provenance import provenance
@@ -10,9 +8,7 @@ start_job(snakemake.log[0], snakemake.threads)
 table = metrics_table(snakemake.input)
 output = snakemake.output
 record = provenance(sources=list(snakemake.input), config=snakemake.config)
-staging = Path(output.table).with_suffix(".csv.partial")
-table.to_csv(staging, index=False)
-staging.replace(output.table)
+write_text(output.table, table.to_csv(index=False))
 write_json(output.provenance, record)
 figure3(table, output.figure, provenance(table=output.table))
 print(table.to_string())
