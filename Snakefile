@@ -35,4 +35,5 @@ rule all:
     input:
         "results/metrics.csv",
         "results/figures/sae_metrics.png",
+        ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
     default_target: True

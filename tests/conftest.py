@@ -9,6 +9,8 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from .workflow_runs import run_watching_shards
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -53,3 +55,10 @@ def small_tokenizer(pydoc_text_file):
 @pytest.fixture()
 def token_ids() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 512, size=(24, 32)).astype(np.int32)
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory) -> tuple[Path, int]:
+    """tests/configs/mini.yaml run end to end locally; also the reference for the Slurm run."""
+    workdir = tmp_path_factory.mktemp("mini")
+    return workdir, run_watching_shards(workdir)

@@ -98,4 +98,32 @@ def test_paper_grid():
         "pythia-1b": list(range(0, 16, 2)),
         "pythia-6.9b": list(range(0, 32, 4)),
     }
-    assert len(list(sae_targets(config))) == 5 * (6 + 12 + 12 + 8 + 8)
+    targets = list(sae_targets(config))
+    study = [t for t in targets if (t.expansion_factor, t.k) == (64, 32)]
+    assert len(study) == 5 * (6 + 12 + 12 + 8 + 8)
+    # Figure 11: 4 expansion factors x 2 k on every layer and variant of Pythia-160M.
+    swept = {(t.expansion_factor, t.k) for t in targets if (t.model, t.variant, t.layer) == ("pythia-160m", "step0", 7)}
+    assert swept == {(e, k) for e in (16, 32, 64, 128) for k in (16, 32)}
+    assert len(targets) == len(study) + 5 * 12 * 7
+    assert len({t.directory for t in targets}) == len(targets)
+    assert study[0].directory == "results/pythia-70m/trained/x64-k32/layers.0"
+
+
+def test_sweep_errors_are_named(demo):
+    sweep = {"models": ["tiny-neox"], "expansion_factors": [8, 16], "k": [8, 16]}
+    bad = copy.deepcopy(demo) | {"sweep": {**sweep, "models": ["pythia-160m"]}}
+    assert "config key 'sweep.models': 'pythia-160m' is not one of the models (tiny-neox)" in _error(bad)
+    bad = copy.deepcopy(demo) | {"sweep": {**sweep, "layers": [9]}}
+    assert "config key 'sweep.layers': layer 9 is outside the model" in _error(bad)
+    bad = copy.deepcopy(demo) | {"sweep": {**sweep, "k": [4096]}}
+    assert "config key 'sweep.k': k = 4096 exceeds the 1024 latents of tiny-neox's SAE at expansion 8" in _error(bad)
+    bad = copy.deepcopy(demo) | {"sweep": {**sweep, "expansion_factors": []}}
+    assert _error(bad).startswith("config key 'sweep.expansion_factors': [] should be non-empty")
+
+
+def test_sweep_layers_outside_the_study_get_only_the_grid(demo):
+    config = validate_config(demo | {"models": {"tiny-neox": {**demo["models"]["tiny-neox"], "layers": [0]}},
+                                     "sweep": {"models": ["tiny-neox"], "layers": [3], "expansion_factors": [8],
+                                               "k": [8, 16]}}, SCHEMA)
+    assert [(t.layer, t.expansion_factor, t.k) for t in sae_targets(config) if t.variant == "trained"] == [
+        (0, 16, 16), (3, 8, 8), (3, 8, 16)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
 import yaml
@@ -78,13 +78,25 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
             f"sae.batch_size x tokens.context_length = {step_tokens}, so a batch would straddle two shards"
         )
     embedded = config.get("embedded_model")
+    sweep = config.get("sweep")
+    for name in sweep["models"] if sweep else []:
+        if name not in config["models"]:
+            raise ConfigError(
+                f"config key 'sweep.models': '{name}' is not one of the models ({', '.join(config['models'])})"
+            )
     for name, model in config["models"].items():
-        for layer in selected_layers(model):
-            if layer >= model["n_layers"]:
-                raise ConfigError(
-                    f"config key 'models.{name}.layers': layer {layer} is outside the model, "
-                    f"which has n_layers = {model['n_layers']} (valid: 0..{model['n_layers'] - 1})"
-                )
+        _check_layers_inside(f"models.{name}.layers", model)
+        if name in (sweep["models"] if sweep else []) and "layers" in sweep:
+            _check_layers_inside("sweep.layers", {**model, "layers": sweep["layers"]})
+        if "d_model" in model:
+            for hyper in sae_hyperparameters(config, name):
+                if hyper.k > hyper.expansion_factor * model["d_model"]:
+                    key = "sae.k" if hyper == main_hyperparameters(config) else "sweep.k"
+                    raise ConfigError(
+                        f"config key '{key}': k = {hyper.k} exceeds the "
+                        f"{hyper.expansion_factor * model['d_model']} latents of {name}'s SAE at "
+                        f"expansion {hyper.expansion_factor}"
+                    )
         if model.get("embedded"):
             if embedded is None or embedded["name"] != name:
                 raise ConfigError(
@@ -104,6 +116,15 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
                 )
 
 
+def _check_layers_inside(key: str, model: dict[str, Any]) -> None:
+    for layer in selected_layers(model):
+        if layer >= model["n_layers"]:
+            raise ConfigError(
+                f"config key '{key}': layer {layer} is outside the model, "
+                f"which has n_layers = {model['n_layers']} (valid: 0..{model['n_layers'] - 1})"
+            )
+
+
 def load_config(path: str | Path, schema_path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(Path(path).read_text())
@@ -121,12 +142,62 @@ def selected_layers(model: dict[str, Any]) -> list[int]:
     return sorted(layers)
 
 
-def sae_targets(config: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
-    """Every (model, variant, layer) the study trains an SAE for."""
+class SaeHyperparameters(NamedTuple):
+    expansion_factor: int
+    k: int
+
+
+class SaeTarget(NamedTuple):
+    """One SAE of the study; its outputs live under `directory`."""
+
+    model: str
+    variant: str
+    layer: int
+    expansion_factor: int
+    k: int
+
+    @property
+    def directory(self) -> str:
+        return sae_directory(self.model, self.variant, self.layer, self.expansion_factor, self.k)
+
+
+def sae_directory(model: str, variant: str, layer: int | str, expansion_factor: int | str, k: int | str) -> str:
+    """Output paths carry the SAE's hyperparameters, so sweep points never collide."""
+    return f"results/{model}/{variant}/x{expansion_factor}-k{k}/layers.{layer}"
+
+
+def main_hyperparameters(config: dict[str, Any]) -> SaeHyperparameters:
+    return SaeHyperparameters(config["sae"]["expansion_factor"], config["sae"]["k"])
+
+
+def sweep_layers(config: dict[str, Any], model: str) -> list[int]:
+    """Layers of `model` that the hyperparameter sweep covers (none if it is not swept)."""
+    sweep, spec = config.get("sweep"), config["models"][model]
+    if not sweep or model not in sweep["models"]:
+        return []
+    return selected_layers({**spec, "layers": sweep.get("layers", spec["layers"])})
+
+
+def sae_hyperparameters(config: dict[str, Any], model: str, layer: int | None = None) -> list[SaeHyperparameters]:
+    """(expansion, k) points trained at `layer` (at any layer if None): the study's own where the
+    model's layers include it, and the sweep grid (Figure 11) where the sweep covers it."""
+    points = []
+    if layer is None or layer in selected_layers(config["models"][model]):
+        points.append(main_hyperparameters(config))
+    if sweep_layers(config, model) and (layer is None or layer in sweep_layers(config, model)):
+        sweep = config["sweep"]
+        points += [SaeHyperparameters(e, k) for e in sweep["expansion_factors"] for k in sweep["k"]]
+    return list(dict.fromkeys(points))
+
+
+def sae_targets(config: dict[str, Any]) -> Iterator[SaeTarget]:
+    """Every SAE the study trains, one per (model, variant, layer, expansion, k)."""
     for name, model in config["models"].items():
+        layers = sorted(set(selected_layers(model)) | set(sweep_layers(config, name)))
         for variant in config["variants"]:
-            for layer in selected_layers(model):
-                yield name, variant, layer
+            for layer in layers:
+                for hyper in sae_hyperparameters(config, name, layer):
+                    yield SaeTarget(name, variant, layer, *hyper)
 
 
 def train_shards(config: dict[str, Any]) -> list[tuple[int, int]]:

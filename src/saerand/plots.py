@@ -1,4 +1,5 @@
-"""Figures in the style of the paper: Figure 3 (metric against layer, one line per variant)."""
+"""Figures in the style of the paper: Figure 3 (metric against layer, one line per variant) and
+Figure 11 (the same metrics across SAE hyperparameters)."""
 
 from __future__ import annotations
 
@@ -30,18 +31,20 @@ FIGURE3_METRICS = {
 }
 
 
-def figure3(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+def _metric_grid(table: pd.DataFrame, x: str, **relplot_kwargs) -> sns.FacetGrid:
+    """One row per metric, one column per model, one line per variant."""
     metrics = [m for m in FIGURE3_METRICS if m in table.columns]
-    long = table.melt(id_vars=["model", "variant", "layer"], value_vars=metrics, var_name="metric")
+    keys = [c for c in ("model", "variant", "layer", "expansion_factor", "k") if c in table.columns]
+    long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric")
     # As in the paper, the CE loss score row shows the trained model only.
     long = long[(long["metric"] != "ce_loss_score") | (long["variant"] == "trained")]
     long["Variant"] = long["variant"].map(lambda v: VARIANT_STYLE[v][0])
     palette = {name: colour for name, colour in VARIANT_STYLE.values()}
     hue_order = [VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(table["variant"])]
     grid = sns.relplot(
-        data=long, x="layer", y="value", hue="Variant", hue_order=hue_order, palette=palette,
+        data=long, x=x, y="value", hue="Variant", hue_order=hue_order, palette=palette,
         row="metric", row_order=metrics, col="model", kind="line", marker="o",
-        height=2.0, aspect=1.4, facet_kws={"sharey": "row", "sharex": "col"},
+        height=2.0, aspect=1.4, facet_kws={"sharey": "row", "sharex": "col"}, **relplot_kwargs,
     )
     grid.set_titles(template="")
     for (metric, model), ax in grid.axes_dict.items():
@@ -53,8 +56,31 @@ def figure3(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
             ax.ticklabel_format(axis="y", useOffset=False)
         if metric == metrics[0]:
             ax.set_title(model)
-    grid.set_xlabels("Layer")
+    return grid
+
+
+def _save(grid: sns.FacetGrid, path: str | Path, provenance: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # PNG text chunks carry the provenance with the picture.
     grid.savefig(path, dpi=120, metadata={"Description": json.dumps(provenance, default=str)})
     plt.close(grid.figure)
+
+
+def figure3(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+    """Metric against layer, one line per variant: the SAEs at one (expansion, k)."""
+    if table.duplicated(["model", "variant", "layer"]).any():
+        raise ValueError("figure 3 takes one SAE per (model, variant, layer); select one (expansion, k)")
+    grid = _metric_grid(table, x="layer")
+    grid.set_xlabels("Layer")
+    _save(grid, path, provenance)
+
+
+def figure11(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+    """Metric against expansion factor, solid/dashed per k, mean and standard error over layers."""
+    table = table.assign(k=table["k"].map(lambda k: f"k = {k}"))
+    grid = _metric_grid(table, x="expansion_factor", style="k", errorbar="se", err_style="bars")
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(table["expansion_factor"].unique()), map(str, sorted(table["expansion_factor"].unique())))
+    grid.set_xlabels("Expansion factor")
+    _save(grid, path, provenance)

@@ -1,12 +1,10 @@
-# Aggregation: every SAE's metrics in one tidy table and the Figure 3-style plot.
+# Aggregation: every SAE's metrics in one tidy table, the Figure 3-style plot and, when the
+# config has a sweep, the Figure 11-style plot.
 
 
 rule aggregate_metrics:
     input:
-        expand(
-            "results/{target[0]}/{target[1]}/layers.{target[2]}/metrics.json",
-            target=SAE_TARGETS,
-        ),
+        [f"{target.directory}/metrics.json" for target in SAE_TARGETS],
     output:
         table="results/metrics.csv",
         provenance="results/metrics.provenance.json",
@@ -19,3 +17,18 @@ rule aggregate_metrics:
         "../../envs/aggregate.yaml"
     script:
         "../scripts/aggregate_metrics.py"
+
+
+rule plot_hyperparameter_sweep:
+    input:
+        table="results/metrics.csv",
+    output:
+        "results/figures/hyperparameter_sweep.png",
+    log:
+        "logs/plot_hyperparameter_sweep.log",
+    benchmark:
+        "benchmarks/plot_hyperparameter_sweep.tsv"
+    conda:
+        "../../envs/aggregate.yaml"
+    script:
+        "../scripts/plot_hyperparameter_sweep.py"

@@ -19,8 +19,11 @@ rule cache_train_shard:
         cache=config["cache"],
         variant_seed=config["variant_seed"],
     threads: 2
+    group:
+        SHARD_GROUP
     resources:
-        runtime=120,
+        mem_mb=job_mem_mb("cache_train_shard"),
+        runtime=job_runtime("cache_train_shard"),
     log:
         "logs/cache_train_shard/{model}/{variant}/shard-{shard}.log",
     benchmark:
@@ -45,7 +48,8 @@ rule cache_eval:
         variant_seed=config["variant_seed"],
     threads: 2
     resources:
-        runtime=120,
+        mem_mb=job_mem_mb("cache_eval"),
+        runtime=job_runtime("cache_eval"),
     log:
         "logs/cache_eval/{model}/{variant}.log",
     benchmark:

@@ -3,7 +3,17 @@
 import re
 from pathlib import Path
 
-from saerand.config import CORPUS_DIR, VARIANTS, embedded_model_dir, model_location, sae_targets, train_shards
+from saerand.costs import StudyCosts, memory_mb, runtime_minutes
+from saerand.config import (
+    CORPUS_DIR,
+    VARIANTS,
+    SaeTarget,
+    embedded_model_dir,
+    model_location,
+    sae_directory,
+    sae_targets,
+    train_shards,
+)
 
 
 wildcard_constraints:
@@ -12,11 +22,14 @@ wildcard_constraints:
     layer=r"\d+",
     split="train|eval",
     shard=r"\d+",
+    expansion=r"\d+",
+    k=r"\d+",
     embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
 
 
 SAE_TARGETS = list(sae_targets(config))
 TRAIN_SHARDS = train_shards(config)
+COSTS = StudyCosts(config)
 
 
 def model_files(wildcards):
@@ -33,8 +46,17 @@ def model_settings(wildcards):
     }
 
 
+def variant_targets(wildcards):
+    return [t for t in SAE_TARGETS if (t.model, t.variant) == (wildcards.model, wildcards.variant)]
+
+
 def cached_layers(wildcards):
-    return [layer for model, variant, layer in SAE_TARGETS if (model, variant) == (wildcards.model, wildcards.variant)]
+    return sorted({target.layer for target in variant_targets(wildcards)})
+
+
+def sae_settings(wildcards):
+    """The study's SAE settings at this path's hyperparameters."""
+    return {**config["sae"], "expansion_factor": int(wildcards.expansion), "k": int(wildcards.k)}
 
 
 def text_inputs(wildcards):
@@ -43,35 +65,67 @@ def text_inputs(wildcards):
     return data_files if data_files.startswith(f"{CORPUS_DIR}/") else []
 
 
-def layer_dir(wildcards, layer=None):
-    layer = wildcards.layer if layer is None else layer
-    return f"results/{wildcards.model}/{wildcards.variant}/layers.{layer}"
+# Cluster job groups (ignored by local runs): a shard's caching and the training of every SAE on it
+# form one job; finishing and evaluating SAEs are batched per (model, variant) (profiles/slurm sets
+# how many per job with group-components).
+SHARD_GROUP = "shard-{model}-{variant}-{shard}"
+FINISH_GROUP = "finish-{model}-{variant}"
+
+# One SAE's outputs: results/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/...
+SAE_DIR = sae_directory("{model}", "{variant}", "{layer}", "{expansion}", "{k}")
 
 
-def checkpoint_path(wildcards, shard, layer=None):
-    return f"{layer_dir(wildcards, layer)}/checkpoints/shard-{shard}"
+def sae_dir(wildcards):
+    return sae_directory(wildcards.model, wildcards.variant, wildcards.layer, wildcards.expansion, wildcards.k)
+
+
+def checkpoint_path(sae_dir, shard):
+    return f"{sae_dir}/checkpoints/shard-{shard}"
 
 
 def shard_lookahead(wildcards):
-    """Shard s waits until every layer still being trained has finished shard s - 2.
+    """Shard s waits until every SAE still being trained has finished shard s - 2.
 
-    Layers whose SAE already exists are not waited for, so rebuilding one layer never asks for the
-    other layers' (deleted) checkpoints and never retrains them.
+    SAEs that already exist are not waited for, so rebuilding one never asks for the others'
+    (deleted) checkpoints and never retrains them.
     """
     shard = int(wildcards.shard)
     if shard < 2:
         return []
     return [
-        checkpoint_path(wildcards, shard - 2, layer)
-        for layer in cached_layers(wildcards)
-        if not Path(layer_dir(wildcards, layer), "sae").exists()
+        checkpoint_path(target.directory, shard - 2)
+        for target in variant_targets(wildcards)
+        if not Path(target.directory, "sae").exists()
     ]
 
 
 def previous_checkpoint(wildcards):
     shard = int(wildcards.shard)
-    return checkpoint_path(wildcards, shard - 1) if shard > 0 else []
+    return checkpoint_path(sae_dir(wildcards), shard - 1) if shard > 0 else []
 
 
 def last_checkpoint(wildcards):
-    return checkpoint_path(wildcards, len(TRAIN_SHARDS) - 1)
+    return checkpoint_path(sae_dir(wildcards), len(TRAIN_SHARDS) - 1)
+
+
+# Cluster resources from the cost model (saerand.costs): memory and time limit scale with the
+# model and SAE sizes, and grow on every retry (attempt) after a job hit a limit.
+def sae_target(wildcards):
+    return SaeTarget(wildcards.model, wildcards.variant, int(wildcards.layer), int(wildcards.expansion), int(wildcards.k))
+
+
+JOB_COSTS = {
+    "cache_train_shard": lambda wc: COSTS.cache_train_shard(wc.model, int(wc.shard)),
+    "cache_eval": lambda wc: COSTS.cache_eval(wc.model),
+    "train_sae_shard": lambda wc: COSTS.train_sae_shard(sae_target(wc), int(wc.shard)),
+    "train_sae": lambda wc: COSTS.train_sae(sae_target(wc)),
+    "evaluate_sae": lambda wc: COSTS.evaluate_sae(sae_target(wc)),
+}
+
+
+def job_mem_mb(rule):
+    return lambda wildcards, attempt: memory_mb(JOB_COSTS[rule](wildcards).host_memory_bytes, attempt)
+
+
+def job_runtime(rule):
+    return lambda wildcards, attempt: runtime_minutes(JOB_COSTS[rule](wildcards), attempt)

@@ -5,21 +5,24 @@
 rule evaluate_sae:
     input:
         model_files,
-        sae="results/{model}/{variant}/layers.{layer}/sae",
+        sae=f"{SAE_DIR}/sae",
         cache="results/{model}/{variant}/cache/eval.zarr",
     output:
-        "results/{model}/{variant}/layers.{layer}/metrics.json",
+        f"{SAE_DIR}/metrics.json",
     params:
         evaluation=config["evaluation"],
         model=model_settings,
         variant_seed=config["variant_seed"],
     threads: 2
+    group:
+        FINISH_GROUP
     resources:
-        runtime=60,
+        mem_mb=job_mem_mb("evaluate_sae"),
+        runtime=job_runtime("evaluate_sae"),
     log:
-        "logs/evaluate_sae/{model}/{variant}/layers.{layer}.log",
+        "logs/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
-        "benchmarks/evaluate_sae/{model}/{variant}/layers.{layer}.tsv"
+        "benchmarks/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
     conda:
         "../../envs/sae.yaml"
     script:

@@ -8,20 +8,23 @@ rule train_sae_shard:
         shard="results/{model}/{variant}/cache/train/shard-{shard}.zarr",
         previous=previous_checkpoint,
     output:
-        temp(directory("results/{model}/{variant}/layers.{layer}/checkpoints/shard-{shard}")),
+        temp(directory(checkpoint_path(SAE_DIR, "{shard}"))),
     params:
-        sae=config["sae"],
+        sae=sae_settings,
         context_length=config["tokens"]["context_length"],
         train_tokens=config["tokens"]["train_tokens"],
     # Training before caching further ahead keeps about two shards on disk.
     priority: 10
     threads: 2
+    group:
+        SHARD_GROUP
     resources:
-        runtime=240,
+        mem_mb=job_mem_mb("train_sae_shard"),
+        runtime=job_runtime("train_sae_shard"),
     log:
-        "logs/train_sae_shard/{model}/{variant}/layers.{layer}/shard-{shard}.log",
+        "logs/train_sae_shard/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/shard-{shard}.log",
     benchmark:
-        "benchmarks/train_sae_shard/{model}/{variant}/layers.{layer}/shard-{shard}.tsv"
+        "benchmarks/train_sae_shard/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/shard-{shard}.tsv"
     conda:
         "../../envs/sae.yaml"
     script:
@@ -32,13 +35,18 @@ rule train_sae:
     input:
         last_checkpoint,
     output:
-        directory("results/{model}/{variant}/layers.{layer}/sae"),
+        directory(f"{SAE_DIR}/sae"),
     params:
-        sae=config["sae"],
+        sae=sae_settings,
+    group:
+        FINISH_GROUP
+    resources:
+        mem_mb=job_mem_mb("train_sae"),
+        runtime=job_runtime("train_sae"),
     log:
-        "logs/train_sae/{model}/{variant}/layers.{layer}.log",
+        "logs/train_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
-        "benchmarks/train_sae/{model}/{variant}/layers.{layer}.tsv"
+        "benchmarks/train_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
     conda:
         "../../envs/sae.yaml"
     script:

@@ -27,7 +27,8 @@ metrics |= downstream_scores(subject, sae, layer, cache.tokens(), batch_sequence
 print(metrics)
 write_json(snakemake.output[0], provenance(
     model=wildcards.model, variant=wildcards.variant, layer=layer, metrics=metrics,
-    sae={"num_latents": sae.num_latents, "k": sae.cfg.k, "d_in": sae.d_in},
+    sae={"num_latents": sae.num_latents, "expansion_factor": sae.num_latents // sae.d_in,
+         "k": sae.cfg.k, "d_in": sae.d_in},
     sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
     evaluation=evaluation, eval_cache=cache.attrs, variant_record=variant_record,
 ))

@@ -1,0 +1,173 @@
+"""Cost model of the study's jobs: FLOPs, memory and disk from the model and SAE sizes.
+
+One model serves both the planner (GPU-hours and disk before anything runs) and the cluster
+resources each job asks for (memory and time limit, scaled by the retry attempt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from saerand.config import SaeTarget, sae_targets, selected_layers, sweep_layers, train_shards
+
+# Pythia's padded vocabulary; models can say otherwise with `vocab_size`.
+DEFAULT_VOCAB = 50304
+CACHE_BYTES = {"float32": 4, "float16": 2}
+MODEL_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# Sustained throughput assumed for one H100 when no benchmark file says otherwise: about 75% of its
+# 67 TFLOP/s fp32 peak (SAEs train in fp32; the small models run in fp32 too). Conservative for the
+# fp16 6.9B forward pass, which is cheap next to its SAEs.
+DEFAULT_GPU_FLOPS = 50e12
+# Time limits are the estimate times this margin plus start-up: loading (or downloading) the subject
+# model for jobs that run it, reading a checkpoint for the others.
+RUNTIME_MARGIN = 3.0
+MODEL_STARTUP_MINUTES = 10
+SAE_STARTUP_MINUTES = 2
+GPU_RULES = ("cache_train_shard", "cache_eval", "train_sae_shard", "evaluate_sae")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    n_layers: int
+    d_model: int
+    vocab: int
+    dtype: str
+
+    @classmethod
+    def of(cls, model: dict[str, Any]) -> ModelSize:
+        return cls(model["n_layers"], model["d_model"], model.get("vocab_size", DEFAULT_VOCAB), model.get("dtype", "float32"))
+
+    def block_params(self) -> int:
+        # GPT-NeoX block: fused QKV + output projection (4 d^2) and a 4x MLP (8 d^2).
+        return 12 * self.d_model**2
+
+    def params(self) -> int:
+        return self.n_layers * self.block_params() + 2 * self.vocab * self.d_model
+
+    def forward_flops_per_token(self, through_layer: int, context: int, logits: bool = False) -> float:
+        """Matmul FLOPs of one token through blocks 0..through_layer (causal attention included)."""
+        per_block = 2 * self.block_params() + 2 * context * self.d_model
+        return (through_layer + 1) * per_block + (2 * self.vocab * self.d_model if logits else 0)
+
+
+def sae_latents(d_model: int, expansion_factor: int) -> int:
+    return d_model * expansion_factor
+
+
+def sae_train_flops_per_token(d_model: int, expansion_factor: int) -> float:
+    # The dense encoder dominates: forward 2 d n, backward 4 d n; the top-k decoder is sparse.
+    return 6 * d_model * sae_latents(d_model, expansion_factor)
+
+
+def sae_state_bytes(d_model: int, expansion_factor: int, optimizer: str) -> int:
+    """Weights plus optimizer state in fp32 (Adam: two moments; signum: one buffer)."""
+    weights = 2 * d_model * sae_latents(d_model, expansion_factor) + sae_latents(d_model, expansion_factor) + d_model
+    return 4 * weights * (3 if optimizer == "adam" else 2)
+
+
+def sae_train_gpu_bytes(d_model: int, expansion_factor: int, optimizer: str, batch_tokens: int) -> int:
+    """Peak GPU memory of a training step: state, gradients, and the batch's pre-activations."""
+    latents = sae_latents(d_model, expansion_factor)
+    gradients = 4 * 2 * d_model * latents
+    activations = 4 * batch_tokens * latents * 2  # pre-activations and their gradient
+    return sae_state_bytes(d_model, expansion_factor, optimizer) + gradients + activations
+
+
+@dataclass(frozen=True)
+class JobCost:
+    flops: float
+    host_memory_bytes: int
+    disk_bytes: int = 0
+    startup_minutes: float = MODEL_STARTUP_MINUTES
+
+
+class StudyCosts:
+    """Per-job costs of one validated study configuration."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.context = config["tokens"]["context_length"]
+        self.shards = train_shards(config)
+        self.targets = list(sae_targets(config))
+        self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
+        self.cache_bytes = CACHE_BYTES[config["cache"]["dtype"]]
+
+    def size(self, model: str) -> ModelSize:
+        return ModelSize.of(self.config["models"][model])
+
+    def cached_layers(self, model: str) -> list[int]:
+        return sorted(set(selected_layers(self.config["models"][model])) | set(sweep_layers(self.config, model)))
+
+    def shard_tokens(self, shard: int) -> int:
+        start, stop = self.shards[shard]
+        return (stop - start) * self.context
+
+    def _model_host_bytes(self, model: str) -> int:
+        size = self.size(model)
+        # from_pretrained holds about one extra copy while converting; 4 GiB for Python and torch.
+        return 2 * size.params() * MODEL_BYTES[size.dtype] + 4 * 2**30
+
+    def cache(self, model: str, tokens: int) -> JobCost:
+        size, layers = self.size(model), self.cached_layers(model)
+        stored = tokens * len(layers) * size.d_model * self.cache_bytes
+        return JobCost(
+            flops=tokens * size.forward_flops_per_token(max(layers), self.context),
+            host_memory_bytes=self._model_host_bytes(model),
+            disk_bytes=stored,
+        )
+
+    def cache_train_shard(self, model: str, shard: int) -> JobCost:
+        return self.cache(model, self.shard_tokens(shard))
+
+    def cache_eval(self, model: str) -> JobCost:
+        return self.cache(model, self.eval_tokens)
+
+    def train_sae_shard(self, target: SaeTarget, shard: int) -> JobCost:
+        d_model = self.size(target.model).d_model
+        state = sae_state_bytes(d_model, target.expansion_factor, self.config["sae"]["optimizer"])
+        chunk = self.config["cache"]["chunk_rows"] * d_model * 4
+        return JobCost(
+            flops=self.shard_tokens(shard) * sae_train_flops_per_token(d_model, target.expansion_factor),
+            host_memory_bytes=2 * state + 4 * chunk + 4 * 2**30,
+            disk_bytes=state,
+            startup_minutes=SAE_STARTUP_MINUTES,
+        )
+
+    def train_sae(self, target: SaeTarget) -> JobCost:
+        d_model = self.size(target.model).d_model
+        state = sae_state_bytes(d_model, target.expansion_factor, self.config["sae"]["optimizer"])
+        weights = 4 * (2 * d_model * sae_latents(d_model, target.expansion_factor))
+        return JobCost(flops=0.0, host_memory_bytes=2 * state + 2 * 2**30, disk_bytes=weights,
+                       startup_minutes=SAE_STARTUP_MINUTES)
+
+    def sae_step_gpu_bytes(self, target: SaeTarget) -> int:
+        batch_tokens = self.config["sae"]["batch_size"] * self.context
+        return sae_train_gpu_bytes(self.size(target.model).d_model, target.expansion_factor,
+                                   self.config["sae"]["optimizer"], batch_tokens)
+
+    def evaluate_sae(self, target: SaeTarget) -> JobCost:
+        size = self.size(target.model)
+        # Clean, patched and zero-ablated passes through the whole model, logits included.
+        model_flops = 3 * size.forward_flops_per_token(size.n_layers - 1, self.context, logits=True)
+        sae_flops = 2 * size.d_model * sae_latents(size.d_model, target.expansion_factor)
+        state = sae_state_bytes(size.d_model, target.expansion_factor, "signum")
+        return JobCost(
+            flops=self.eval_tokens * (model_flops + sae_flops),
+            host_memory_bytes=self._model_host_bytes(target.model) + state,
+        )
+
+    def token_store_bytes(self, model: str) -> int:
+        train = self.shards[-1][1] * self.context if self.shards else 0
+        return 4 * (train + self.eval_tokens)
+
+
+def runtime_minutes(cost: JobCost, attempt: int, flops_per_second: float = DEFAULT_GPU_FLOPS) -> int:
+    """A job's time limit: the estimate with a margin, plus start-up, doubled on every retry."""
+    minutes = RUNTIME_MARGIN * cost.flops / flops_per_second / 60 + cost.startup_minutes
+    return int(minutes * 2 ** (attempt - 1)) + 1
+
+
+def memory_mb(host_bytes: int, attempt: int) -> int:
+    """A job's memory request, 1.5 times more on every retry (out-of-memory kills are retried)."""
+    return int(host_bytes / 2**20 * 1.5 ** (attempt - 1)) + 1

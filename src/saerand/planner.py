@@ -1,0 +1,219 @@
+"""Plan a study before anything runs: jobs per rule, GPU-hours per stage, disk high-water marks.
+
+    python -m saerand.planner --configfile config/config.yaml [--benchmarks benchmarks]
+
+GPU-hours come from the FLOP model in saerand.costs at an assumed throughput, replaced per rule by
+the throughput measured in that rule's benchmark files (Snakemake `benchmark:` TSVs) where they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from saerand.config import SaeTarget, load_config
+from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+# Job groups of the workflow (workflow/rules/common.smk): a (model, variant, shard) caches the shard
+# and trains every SAE on it in one cluster job; finishing and evaluating SAEs are batched per
+# (model, variant), group-components of them per cluster job.
+SHARD_GROUP_RULES = ("cache_train_shard", "train_sae_shard")
+FINISH_GROUP_RULES = ("train_sae", "evaluate_sae")
+FINISH_GROUP = "finish-{model}-{variant}"
+# Where each GPU rule's benchmark files are, as Snakemake writes them (see workflow/rules).
+BENCHMARK_PATTERNS = {
+    "cache_train_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/shard-(?P<shard>\d+)\.tsv",
+    "cache_eval": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
+    "train_sae_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)/shard-(?P<shard>\d+)\.tsv",
+    "evaluate_sae": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
+}
+
+
+@dataclass
+class RulePlan:
+    jobs: int = 0
+    flops: float = 0.0
+    flops_per_second: float | None = None  # None: a CPU rule
+    calibrated_from: int = 0  # benchmark files behind flops_per_second
+
+    @property
+    def gpu_hours(self) -> float | None:
+        return None if self.flops_per_second is None else self.flops / self.flops_per_second / 3600
+
+
+@dataclass
+class Plan:
+    rules: dict[str, RulePlan] = field(default_factory=dict)
+    disk: dict[str, int] = field(default_factory=dict)  # stage -> high-water bytes
+    largest_sae: SaeTarget | None = None
+    sae_step_gpu_bytes: int = 0  # estimated peak GPU memory of the largest SAE's training step
+    cluster_jobs: int = 0  # Slurm jobs once the profile has grouped the rules' jobs
+
+    @property
+    def total_jobs(self) -> int:
+        return sum(rule.jobs for rule in self.rules.values())
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(rule.gpu_hours or 0.0 for rule in self.rules.values())
+
+
+def _job_flops(costs: StudyCosts, rule: str, wildcards: dict[str, str]) -> float:
+    if rule == "cache_train_shard":
+        return costs.cache_train_shard(wildcards["model"], int(wildcards["shard"])).flops
+    if rule == "cache_eval":
+        return costs.cache_eval(wildcards["model"]).flops
+    target = SaeTarget(wildcards["model"], wildcards["variant"], int(wildcards["layer"]),
+                       int(wildcards["expansion"]), int(wildcards["k"]))
+    if rule == "train_sae_shard":
+        return costs.train_sae_shard(target, int(wildcards["shard"])).flops
+    return costs.evaluate_sae(target).flops
+
+
+def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[float, int]]:
+    """FLOP/s per GPU rule from its benchmark files (jobs of models this config knows), and how many."""
+    measured = {}
+    for rule, pattern in BENCHMARK_PATTERNS.items():
+        flops = seconds = 0.0
+        files = 0
+        for path in sorted((benchmarks / rule).rglob("*.tsv")):
+            match = re.fullmatch(pattern, path.relative_to(benchmarks / rule).as_posix())
+            if not match or match["model"] not in costs.config["models"]:
+                continue
+            with open(path) as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t"))
+            if not rows:
+                continue
+            job_flops = _job_flops(costs, rule, match.groupdict())
+            if job_flops <= 0:
+                continue
+            flops += job_flops
+            seconds += sum(float(row["s"]) for row in rows) / len(rows)
+            files += 1
+        if files and seconds > 0:
+            measured[rule] = (flops / seconds, files)
+    return measured
+
+
+def finish_batch_size(profile: Path = SLURM_PROFILE) -> int:
+    """SAEs finished and evaluated per cluster job: the Slurm profile's group-components."""
+    settings = yaml.safe_load(profile.read_text())
+    return int(settings.get("group-components", {}).get(FINISH_GROUP, 1))
+
+
+def cluster_jobs(targets: list[SaeTarget], rules: dict[str, RulePlan], finish_batch: int) -> int:
+    """Slurm jobs: one per shard group, one per batch of finished SAEs, one per ungrouped job."""
+    saes_per_variant = Counter((t.model, t.variant) for t in targets)
+    shard_groups = rules["cache_train_shard"].jobs
+    finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_variant.values())
+    ungrouped = sum(rule.jobs for name, rule in rules.items() if name not in SHARD_GROUP_RULES + FINISH_GROUP_RULES)
+    return shard_groups + finish_groups + ungrouped
+
+
+def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: float = DEFAULT_GPU_FLOPS,
+         finish_batch: int | None = None) -> Plan:
+    costs = StudyCosts(config)
+    rules: dict[str, RulePlan] = defaultdict(RulePlan)
+    models, variants, shards = list(config["models"]), config["variants"], range(len(costs.shards))
+    if "embedded_model" in config:
+        for rule in ("prepare_corpus", "train_tokenizer", "train_embedded_model"):
+            rules[rule].jobs += 1
+    rules["tokenize_text"].jobs = 2 * len(models)
+    for model in models:
+        for _ in variants:
+            rules["cache_eval"].jobs += 1
+            rules["cache_eval"].flops += costs.cache_eval(model).flops
+            for shard in shards:
+                rules["cache_train_shard"].jobs += 1
+                rules["cache_train_shard"].flops += costs.cache_train_shard(model, shard).flops
+    for target in costs.targets:
+        for shard in shards:
+            rules["train_sae_shard"].jobs += 1
+            rules["train_sae_shard"].flops += costs.train_sae_shard(target, shard).flops
+        rules["train_sae"].jobs += 1
+        rules["evaluate_sae"].jobs += 1
+        rules["evaluate_sae"].flops += costs.evaluate_sae(target).flops
+    rules["aggregate_metrics"].jobs = 1
+    if "sweep" in config:
+        rules["plot_hyperparameter_sweep"].jobs = 1
+
+    measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
+    for rule in GPU_RULES:
+        rules[rule].flops_per_second, rules[rule].calibrated_from = measured.get(rule, (gpu_flops, 0))
+
+    pairs = [(model, variant) for model in models for variant in variants]
+    largest_shard = {model: max((costs.cache_train_shard(model, s).disk_bytes for s in shards), default=0) for model in models}
+    disk = {
+        "tokens": sum(costs.token_store_bytes(model) for model in models),
+        # At most two shards per (model, variant) at once (the lookahead), every variant at once.
+        "training activations (temporary)": sum(min(2, len(shards)) * largest_shard[model] for model, _ in pairs),
+        "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
+        # A shard's job reads one checkpoint and writes the next; older ones are deleted.
+        "training checkpoints (temporary)": sum(2 * costs.train_sae_shard(t, 0).disk_bytes for t in costs.targets),
+        "SAEs": sum(costs.train_sae(t).disk_bytes for t in costs.targets),
+    }
+    largest = max(costs.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
+    step_gpu_bytes = costs.sae_step_gpu_bytes(largest)
+    batch = finish_batch_size() if finish_batch is None else finish_batch
+    return Plan(rules=dict(rules), disk=disk, largest_sae=largest, sae_step_gpu_bytes=step_gpu_bytes,
+                cluster_jobs=cluster_jobs(costs.targets, rules, batch))
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    raise AssertionError
+
+
+def format_plan(plan: Plan) -> str:
+    lines = [f"{'rule':<28}{'jobs':>8}{'GPU-hours':>12}  throughput"]
+    for name, rule in plan.rules.items():
+        if rule.gpu_hours is None:
+            lines.append(f"{name:<28}{rule.jobs:>8}{'CPU':>12}")
+        else:
+            source = (f"measured, {rule.calibrated_from} benchmark files" if rule.calibrated_from
+                      else "assumed")
+            lines.append(f"{name:<28}{rule.jobs:>8}{rule.gpu_hours:>12,.2f}  "
+                         f"{rule.flops_per_second / 1e12:.3g} TFLOP/s ({source})")
+    lines.append(f"{'total':<28}{plan.total_jobs:>8}{plan.gpu_hours:>12,.2f}")
+    lines.append(f"{'cluster jobs (Slurm groups)':<28}{plan.cluster_jobs:>8}")
+    lines.append("")
+    lines.append(f"{'disk high-water mark':<36}{'bytes':>12}")
+    for stage, size in plan.disk.items():
+        lines.append(f"{stage:<36}{_bytes(size):>12}")
+    lines.append(f"{'all stages at once':<36}{_bytes(sum(plan.disk.values())):>12}")
+    lines.append("(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)")
+    if plan.largest_sae:
+        sae = plan.largest_sae
+        lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}): about "
+                     f"{_bytes(plan.sae_step_gpu_bytes)} of GPU memory per training step (estimate)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
+    parser.add_argument("--benchmarks", type=Path, default=Path("benchmarks"),
+                        help="Snakemake benchmark files of earlier runs of this study, to calibrate throughput")
+    parser.add_argument("--gpu-tflops", type=float, default=DEFAULT_GPU_FLOPS / 1e12,
+                        help="assumed sustained TFLOP/s of one GPU where no benchmark file exists")
+    args = parser.parse_args(argv)
+    config = load_config(args.configfile, SCHEMA)
+    print(format_plan(plan(config, args.benchmarks, args.gpu_tflops * 1e12)))
+
+
+if __name__ == "__main__":
+    main()

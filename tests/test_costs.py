@@ -1,0 +1,42 @@
+import pytest
+
+from saerand.config import SaeTarget, load_config
+from saerand.costs import JobCost, ModelSize, StudyCosts, memory_mb, runtime_minutes, sae_train_gpu_bytes
+
+from .conftest import REPO, SCHEMA
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config(REPO / "config" / "config.yaml", SCHEMA)
+
+
+@pytest.mark.parametrize(("model", "published"), [("pythia-160m", 162_322_944), ("pythia-6.9b", 6_857_302_016)])
+def test_parameter_counts_match_pythia(paper, model, published):
+    assert ModelSize.of(paper["models"][model]).params() == pytest.approx(published, rel=0.01)
+
+
+def test_limits_grow_with_every_retry():
+    # 1 PFLOP at 50 TFLOP/s is 20 s, times the margin of 3, plus 2 minutes of start-up: 3 minutes.
+    minutes = [runtime_minutes(JobCost(1e15, 0, startup_minutes=2), attempt) for attempt in (1, 2, 3)]
+    assert minutes == [4, 7, 13]
+    assert [memory_mb(2**30, attempt) for attempt in (1, 2, 3)] == [1025, 1537, 2305]
+
+
+def test_bigger_models_and_saes_get_bigger_limits(paper):
+    costs = StudyCosts(paper)
+    small = SaeTarget("pythia-70m", "trained", 0, 64, 32)
+    large = SaeTarget("pythia-6.9b", "trained", 0, 64, 32)
+    assert costs.train_sae_shard(large, 0).flops > 60 * costs.train_sae_shard(small, 0).flops  # (4096/512)^2
+    assert costs.cache_eval("pythia-6.9b").host_memory_bytes > 10 * 2**30 > costs.cache_eval("pythia-70m").host_memory_bytes
+    # The 10M-token shard of 6 layers of Pythia-70M in fp16.
+    assert costs.cache_train_shard("pythia-70m", 0).disk_bytes == 10_010_624 * 6 * 512 * 2
+
+
+def test_the_largest_sae_step_fits_an_80gb_card(paper):
+    batch_tokens = paper["sae"]["batch_size"] * paper["tokens"]["context_length"]
+    step = sae_train_gpu_bytes(4096, 64, "adam", batch_tokens)
+    assert 30e9 < step < 80e9
+    # Pre-activations of 16,384 tokens x 262,144 latents and their gradient dominate: halve the batch,
+    # save about 17 GB.
+    assert step - sae_train_gpu_bytes(4096, 64, "adam", batch_tokens // 2) == pytest.approx(17.2e9, rel=0.01)

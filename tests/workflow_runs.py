@@ -1,0 +1,50 @@
+"""Running the real workflow from tests: the snakemake command, its planned jobs, the mini study."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+MINI = REPO / "tests" / "configs" / "mini.yaml"
+
+
+def snakemake(*args, cwd=REPO, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job in a dry run's output."""
+    jobs = []
+    # Jobs of a group are printed indented under "Group job ...".
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", output):
+        header = re.match(r"\s*(?:local)?rule (\w+):", block)
+        if header:
+            found = re.search(r"wildcards: (.*)", block)
+            wildcards = dict(kv.split("=", 1) for kv in found.group(1).split(", ")) if found else {}
+            jobs.append((header.group(1), wildcards))
+    return jobs
+
+
+def run_watching_shards(workdir: Path, *args) -> int:
+    """Run snakemake to the end, polling the training shards on disk; returns the most that one
+    (model, variant) had at once."""
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(MINI), "--cores", "2", *args]
+    log = workdir / "snakemake-run.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        most = 0
+        while process.poll() is None:
+            per_variant = Counter(p.parent for p in workdir.glob("results/*/*/cache/train/shard-*.zarr"))
+            most = max([most, *per_variant.values()])
+            time.sleep(0.05)
+    assert process.returncode == 0, log.read_text()[-3000:]
+    return most
