@@ -29,6 +29,7 @@ include: "workflow/rules/cache.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/toy.smk"
 
 
 rule all:
@@ -36,4 +37,6 @@ rule all:
         "results/metrics.csv",
         "results/figures/sae_metrics.png",
         ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
+        ["results/toy/figures/figure4_lomax.png"] if "toy" in config else [],
+        [f"results/toy/{dataset}/figures" for dataset in TOY_DATASETS],
     default_target: True

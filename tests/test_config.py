@@ -127,3 +127,36 @@ def test_sweep_layers_outside_the_study_get_only_the_grid(demo):
                                                "k": [8, 16]}}, SCHEMA)
     assert [(t.layer, t.expansion_factor, t.k) for t in sae_targets(config) if t.variant == "trained"] == [
         (0, 16, 16), (3, 8, 8), (3, 8, 16)]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"superposition": {"n_features": 64, "n_dims": 128}},
+     "config key 'toy.superposition.n_dims': n_d = 128 exceeds n_s = n_features = 64; superposed data needs n_s >= n_d"),
+    ({"sae": {"l1_coefficients": {"low": 0}}},
+     "config key 'toy.sae.l1_coefficients.low': 0 is less than or equal to the minimum of 0"),
+    ({"sae": {"l1_coefficients": {"low": -1.0e-3}}},
+     "config key 'toy.sae.l1_coefficients.low': -0.001 is less than or equal to the minimum of 0"),
+    ({"sae": {"l1_coefficients": {"low": 10, "high": 1}}},
+     "config key 'toy.sae.l1_coefficients': low = 10 exceeds high = 1"),
+    ({"word_vectors": {"embeddings": ["pythia-70m"]}},
+     "config key 'toy.word_vectors.embeddings': 'pythia-70m' is not one of the models (tiny-neox)"),
+    ({"word_vectors": {"glove": {"glove 300d": "x.txt"}}}, "config key 'toy.word_vectors.glove'"),
+])
+def test_bad_toy_parameters_are_named(demo, change, message):
+    bad = copy.deepcopy(demo)
+    for section, values in change.items():
+        bad["toy"][section] = {**bad["toy"].get(section, {}), **values}
+    assert _error(bad).startswith(message)
+
+
+def test_toy_datasets_and_defaults(demo):
+    from saerand.config import toy_datasets, toy_latent_counts
+
+    datasets = toy_datasets(validate_config(demo, SCHEMA))
+    assert list(datasets) == ["superposition", "embeddings-tiny-neox"]
+    assert datasets["superposition"]["seeds"] == [0, 1] and datasets["superposition"]["decay"] == 0.99
+    assert datasets["embeddings-tiny-neox"]["location"] == "resources/models/tiny-neox"
+    assert toy_latent_counts(datasets["embeddings-tiny-neox"], 128) == [512]
+    paper = toy_datasets(load_config(REPO / "config" / "config.yaml", SCHEMA))
+    assert paper["glove-300d"]["config_key"] == "toy.word_vectors.glove.glove-300d"
+    assert toy_latent_counts(paper["glove-300d"], 300) == [1200, 4800]  # Figure 7's panels

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from saerand.cache import ActivationCache
 
+from .conftest import REPO
 from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, snakemake
 
 
@@ -24,10 +25,14 @@ def test_lint_is_clean():
         assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
 
-def test_paper_grid_dry_run():
+def test_paper_grid_dry_run(tmp_path):
     """One SAE per (model, variant, layer) of Section 3 at expansion 64, k 32, plus the Figure 11
-    sweep on Pythia-160M; one cache job per (model, variant, split or shard)."""
-    result = snakemake("--dry-run", "--configfile", "config/config.yaml")
+    sweep on Pythia-160M; one cache job per (model, variant, split or shard); Section 4's toy sweeps."""
+    for dims in (50, 100, 200, 300):  # stand-ins for the GloVe files the config names
+        glove = tmp_path / "resources" / "glove" / f"glove.6B.{dims}d.txt"
+        glove.parent.mkdir(parents=True, exist_ok=True)
+        glove.write_text("the " + " ".join(["0.1"] * dims) + "\n")
+    result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"))
     jobs = planned_jobs(result.stdout)
     sae_jobs = sorted((w["model"], w["variant"], int(w["layer"]), int(w["expansion"]), int(w["k"]))
                       for rule, w in jobs if rule == "train_sae")
@@ -42,9 +47,27 @@ def test_paper_grid_dry_run():
     counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
     assert counts == {"tokenize_text": 10, "cache_eval": 25, "cache_train_shard": 25 * 10,
                       "train_sae_shard": 650 * 10, "train_sae": 650, "evaluate_sae": 650,
-                      "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1, "all": 1}
+                      "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1, "all": 1,
+                      "toy_figure4": 1, "toy_sweep": 10 + 4 + 5, "toy_aggregate": 1 + 4 + 5}
     shards = sorted({int(w["shard"]) for r, w in jobs if r == "cache_train_shard"})
     assert shards == list(range(10))  # 100M tokens in buffers of about 10M
+    toy = sorted((w["toy_dataset"], int(w["seed"])) for r, w in jobs if r == "toy_sweep")
+    assert toy[:4] == [("embeddings-pythia-160m", 0), ("embeddings-pythia-1b", 0), ("embeddings-pythia-410m", 0),
+                       ("embeddings-pythia-6.9b", 0)]
+    assert [seed for dataset, seed in toy if dataset == "superposition"] == list(range(10))
+
+
+def test_a_missing_glove_file_stops_the_workflow_before_any_job(tmp_path):
+    config = yaml.safe_load(MINI.read_text())
+    config["toy"]["word_vectors"]["glove"] = {"glove-50d": "resources/glove/glove.6B.50d.txt"}
+    path = tmp_path / "glove.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(path), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ("config key 'toy.word_vectors.glove.glove-50d': cannot read the GloVe file "
+            "resources/glove/glove.6B.50d.txt: download GloVe word vectors from https://nlp.stanford.edu/projects/glove/") in output
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_bad_config_stops_before_any_job(tmp_path):
@@ -180,3 +203,20 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mini_run):
     resumed = _sae_weights(layer_dir / "sae")
     for name, tensor in reference.items():
         assert torch.equal(resumed[name], tensor), name
+
+
+def test_toy_study_runs_as_part_of_the_workflow(mini_run):
+    mini_run, _ = mini_run
+    toy = mini_run / "results" / "toy"
+    superposition = pd.read_csv(toy / "superposition" / "metrics.csv")
+    # 2 seeds x 4 kinds x 1 latent count x 2 L1 coefficients; MMCS only where ground truth is known.
+    assert len(superposition) == 16 and set(superposition["seed"]) == {0, 1}
+    assert superposition["mmcs"].notna().tolist() == (superposition["kind"] == "inputs").tolist()
+    embeddings = pd.read_csv(toy / "embeddings-mini-neox" / "metrics.csv")
+    assert len(embeddings) == 8 and set(embeddings["n_latents"]) == {2 * 32}  # latent_multiples x d_model
+    figures = {path.name for path in (toy / "superposition" / "figures").glob("*.png")}
+    assert figures == {"mmcs.png", "pareto_all.png", "pareto_l0.png", "pareto_l1.png", "pareto_l1_over_sqrt_l2.png",
+                       "pareto_hoyer.png"}
+    assert (toy / "figures" / "figure4_lomax.png").stat().st_size > 10_000
+    record = json.loads((toy / "superposition" / "seed-1.provenance.json").read_text())
+    assert record["seed"] == 1 and record["dataset"]["n_features"] == 32 and "torch" in record["versions"]

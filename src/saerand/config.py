@@ -77,6 +77,7 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
             f"config key 'tokens.buffer_tokens': {tokens['buffer_tokens']} is not a multiple of "
             f"sae.batch_size x tokens.context_length = {step_tokens}, so a batch would straddle two shards"
         )
+    _check_toy(config)
     embedded = config.get("embedded_model")
     sweep = config.get("sweep")
     for name in sweep["models"] if sweep else []:
@@ -114,6 +115,27 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
                     f"config key 'tokens.context_length': {tokens['context_length']} exceeds "
                     f"the embedded model's context ({arch['context_length']})"
                 )
+
+
+def _check_toy(config: dict[str, Any]) -> None:
+    toy = config.get("toy")
+    if not toy:
+        return
+    coefficients = toy["sae"]["l1_coefficients"]
+    if coefficients["low"] > coefficients["high"]:
+        raise ConfigError(f"config key 'toy.sae.l1_coefficients': low = {coefficients['low']} exceeds "
+                          f"high = {coefficients['high']}")
+    data = toy.get("superposition")
+    if data and data["n_dims"] > data["n_features"]:
+        raise ConfigError(f"config key 'toy.superposition.n_dims': n_d = {data['n_dims']} exceeds n_s = "
+                          f"n_features = {data['n_features']}; superposed data needs n_s >= n_d")
+    if data and data["expected_active"] > data["n_features"]:
+        raise ConfigError(f"config key 'toy.superposition.expected_active': {data['expected_active']} "
+                          f"exceeds n_features = {data['n_features']}")
+    for name in toy.get("word_vectors", {}).get("embeddings", []):
+        if name not in config["models"]:
+            raise ConfigError(f"config key 'toy.word_vectors.embeddings': '{name}' is not one of the models "
+                              f"({', '.join(config['models'])})")
 
 
 def _check_layers_inside(key: str, model: dict[str, Any]) -> None:
@@ -221,3 +243,32 @@ def model_location(name: str, model: dict[str, Any]) -> str:
 
 def revision_for(model: dict[str, Any], variant: str) -> str:
     return model["step0_revision"] if variant == "step0" else model["revision"]
+
+
+def toy_datasets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every dataset of the toy study (Section 4) by name, as saerand.toy.sweep takes it: where the
+    data comes from, its seeds, and its latent counts (or multiples of its dimension)."""
+    toy = config.get("toy") or {}
+    datasets = {}
+    if "superposition" in toy:
+        spec = toy["superposition"]
+        datasets["superposition"] = {
+            "source": "superposition", "seeds": list(range(spec["seeds"])), "latents": spec["latents"],
+            **{key: spec[key] for key in ("n_samples", "n_features", "n_dims", "expected_active", "decay")},
+        }
+    words = toy.get("word_vectors") or {}
+    shared = {"seeds": [0], "latent_multiples": words.get("latent_multiples")}
+    for name, path in words.get("glove", {}).items():
+        datasets[name] = {"source": "glove", "path": path, "limit": words.get("limit"),
+                          "config_key": f"toy.word_vectors.glove.{name}", **shared}
+    for model in words.get("embeddings", []):
+        spec = config["models"][model]
+        datasets[f"embeddings-{model}"] = {
+            "source": "embeddings", "model": model, "location": model_location(model, spec),
+            "revision": spec["revision"], "n_layers": spec["n_layers"], **shared}
+    return datasets
+
+
+def toy_latent_counts(spec: dict[str, Any], n_dims: int) -> list[int]:
+    """A toy dataset's own latent counts, or multiples of its dimension (word vectors)."""
+    return list(spec.get("latents") or [multiple * n_dims for multiple in spec["latent_multiples"]])

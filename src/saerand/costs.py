@@ -6,10 +6,20 @@ resources each job asks for (memory and time limit, scaled by the retry attempt)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from saerand.config import SaeTarget, sae_targets, selected_layers, sweep_layers, train_shards
+from saerand.config import (
+    SaeTarget,
+    sae_targets,
+    selected_layers,
+    sweep_layers,
+    toy_datasets,
+    toy_latent_counts,
+    train_shards,
+)
 
 # Pythia's padded vocabulary; models can say otherwise with `vocab_size`.
 DEFAULT_VOCAB = 50304
@@ -24,7 +34,13 @@ DEFAULT_GPU_FLOPS = 50e12
 RUNTIME_MARGIN = 3.0
 MODEL_STARTUP_MINUTES = 10
 SAE_STARTUP_MINUTES = 2
-GPU_RULES = ("cache_train_shard", "cache_eval", "train_sae_shard", "evaluate_sae")
+GPU_RULES = ("cache_train_shard", "cache_eval", "train_sae_shard", "evaluate_sae", "toy_sweep")
+# Toy SAEs take small optimizer steps that are bound by kernel launches, not FLOPs: about 1 ms
+# each, counted as FLOPs at the assumed throughput.
+TOY_STEP_SECONDS = 1e-3
+TOY_KINDS = 4  # inputs, Gaussian control, and both through the random MLP
+# GloVe files whose size is not known before they are read: glove.6B has 400K words of 300 dims.
+GLOVE_ROWS, GLOVE_DIMS = 400_000, 300
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,32 @@ class StudyCosts:
             flops=self.eval_tokens * (model_flops + sae_flops),
             host_memory_bytes=self._model_host_bytes(target.model) + state,
         )
+
+    def toy_shape(self, dataset: str) -> tuple[int, int]:
+        """(samples, dimensions) of a toy dataset, without reading it."""
+        spec = toy_datasets(self.config)[dataset]
+        if spec["source"] == "superposition":
+            return spec["n_samples"], spec["n_dims"]
+        if spec["source"] == "embeddings":
+            size = self.size(spec["model"])
+            return size.vocab, size.d_model
+        path = Path(spec["path"])
+        dims = len(path.open().readline().split()) - 1 if path.is_file() else GLOVE_DIMS
+        return spec.get("limit") or GLOVE_ROWS, dims
+
+    def toy_sweep(self, dataset: str) -> JobCost:
+        """One seed of a toy dataset: an L1 SAE per (kind, latent count, L1 coefficient)."""
+        samples, dims = self.toy_shape(dataset)
+        sae = self.config["toy"]["sae"]
+        latents = toy_latent_counts(toy_datasets(self.config)[dataset], dims)
+        saes_per_latent_count = TOY_KINDS * sae["l1_coefficients"]["n"]
+        train = samples * (1 - sae["validation_fraction"])
+        steps = saes_per_latent_count * len(latents) * sae["epochs"] * math.ceil(train / sae["batch_size"])
+        # Encoder and decoder, forward and backward: 12 d n FLOPs per sample and latent count n.
+        flops = saes_per_latent_count * sum(sae["epochs"] * train * 12 * dims * n for n in latents)
+        data_bytes = (TOY_KINDS + 1) * samples * dims * 4
+        return JobCost(flops=flops + steps * TOY_STEP_SECONDS * DEFAULT_GPU_FLOPS,
+                       host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES)
 
     def token_store_bytes(self, model: str) -> int:
         train = self.shards[-1][1] * self.context if self.shards else 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from saerand.config import SaeTarget, load_config
+from saerand.config import SaeTarget, load_config, toy_datasets
 from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +37,7 @@ BENCHMARK_PATTERNS = {
     "cache_eval": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
     "train_sae_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)/shard-(?P<shard>\d+)\.tsv",
     "evaluate_sae": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
+    "toy_sweep": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
 }
 
 
@@ -74,6 +75,8 @@ def _job_flops(costs: StudyCosts, rule: str, wildcards: dict[str, str]) -> float
         return costs.cache_train_shard(wildcards["model"], int(wildcards["shard"])).flops
     if rule == "cache_eval":
         return costs.cache_eval(wildcards["model"]).flops
+    if rule == "toy_sweep":
+        return costs.toy_sweep(wildcards["toy_dataset"]).flops
     target = SaeTarget(wildcards["model"], wildcards["variant"], int(wildcards["layer"]),
                        int(wildcards["expansion"]), int(wildcards["k"]))
     if rule == "train_sae_shard":
@@ -89,7 +92,9 @@ def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[
         files = 0
         for path in sorted((benchmarks / rule).rglob("*.tsv")):
             match = re.fullmatch(pattern, path.relative_to(benchmarks / rule).as_posix())
-            if not match or match["model"] not in costs.config["models"]:
+            known = (match["toy_dataset"] in toy_datasets(costs.config) if rule == "toy_sweep"
+                     else match["model"] in costs.config["models"]) if match else False
+            if not known:
                 continue
             with open(path) as handle:
                 rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -147,6 +152,12 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     rules["aggregate_metrics"].jobs = 1
     if "sweep" in config:
         rules["plot_hyperparameter_sweep"].jobs = 1
+    if "toy" in config:
+        rules["toy_figure4"].jobs = 1
+        for dataset, spec in toy_datasets(config).items():
+            rules["toy_sweep"].jobs += len(spec["seeds"])
+            rules["toy_sweep"].flops += len(spec["seeds"]) * costs.toy_sweep(dataset).flops
+            rules["toy_aggregate"].jobs += 1
 
     measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
     for rule in GPU_RULES:

@@ -12,8 +12,10 @@ from saerand.config import (
     model_location,
     sae_directory,
     sae_targets,
+    toy_datasets,
     train_shards,
 )
+from saerand.toy.glove import glove_hint
 
 
 wildcard_constraints:
@@ -25,18 +27,24 @@ wildcard_constraints:
     expansion=r"\d+",
     k=r"\d+",
     embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
+    toy_dataset="|".join(map(re.escape, toy_datasets(config))) or "no-toy-dataset",
 
 
 SAE_TARGETS = list(sae_targets(config))
 TRAIN_SHARDS = train_shards(config)
+TOY_DATASETS = toy_datasets(config)
 COSTS = StudyCosts(config)
 
 
-def model_files(wildcards):
+def subject_model_files(model):
     """The embedded model is built by the workflow; hub models are fetched by the job itself."""
-    if config["models"][wildcards.model].get("embedded"):
-        return str(embedded_model_dir(wildcards.model))
+    if config["models"][model].get("embedded"):
+        return str(embedded_model_dir(model))
     return []
+
+
+def model_files(wildcards):
+    return subject_model_files(wildcards.model)
 
 
 def model_settings(wildcards):
@@ -120,6 +128,7 @@ JOB_COSTS = {
     "train_sae_shard": lambda wc: COSTS.train_sae_shard(sae_target(wc), int(wc.shard)),
     "train_sae": lambda wc: COSTS.train_sae(sae_target(wc)),
     "evaluate_sae": lambda wc: COSTS.evaluate_sae(sae_target(wc)),
+    "toy_sweep": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
 }
 
 

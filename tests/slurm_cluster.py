@@ -1,0 +1,351 @@
+"""Start and stop a real one-node Slurm cluster on localhost, for tests.
+
+Everything (config, munge key and socket, state, spool, logs, pid files, fake GPU
+devices) lives under one work directory; clients find the cluster through the
+SLURM_CONF variable in ``SlurmCluster.env``. The daemons run as root as plain child
+processes (no systemd) and are stopped by PID. No slurmdbd: job records come from
+``squeue`` while jobs are known to slurmctld and from jobcomp/filetxt afterwards.
+
+    with SlurmCluster(tmp_path / "slurm") as cluster:
+        subprocess.run(["sbatch", "--wrap", "true"], env=cluster.env, check=True)
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch")
+# srun inside a job finds no SLURM_CONF (the Snakemake jobstep plugin drops SLURM_* variables), so
+# the cluster's config is linked at the default location while it runs, when nothing is there.
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+APT_PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
+
+
+def ensure_slurm_installed() -> None:
+    """Install munge and Slurm from apt when any daemon/client is missing from PATH."""
+    missing = [d for d in DAEMONS if shutil.which(d) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(
+            f"Slurm test cluster needs {', '.join(missing)} on PATH; installing them needs "
+            f"root and apt-get (apt-get install {' '.join(APT_PACKAGES)})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
+    res = subprocess.run(install, env=env, capture_output=True, text=True)
+    if res.returncode != 0:  # stale or missing package lists: refresh once, retry
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True)
+        res = subprocess.run(install, env=env, capture_output=True, text=True)
+    missing = [d for d in DAEMONS if shutil.which(d) is None]
+    if res.returncode != 0 or missing:
+        raise RuntimeError(f"could not install Slurm (still missing: {', '.join(missing)}):\n"
+                           f"{(res.stdout + res.stderr)[-2000:]}")
+
+
+def _free_ports(n: int) -> list[int]:
+    """n distinct currently-free TCP ports on 127.0.0.1 (all held open until chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _mem_total_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("MemTotal not found in /proc/meminfo")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"<{e}>"
+
+
+_JOBCOMP_FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")
+
+
+class SlurmCluster:
+    """One slurmctld + one slurmd (+ a private munged) serving one partition on localhost."""
+
+    def __init__(self, workdir: Path, cpus: int = 2, gpus: int = 2,
+                 real_memory_mb: int | None = None, partition: str = "gpu-test",
+                 start_timeout: float = 60.0) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.cpus, self.gpus, self.partition = cpus, gpus, partition
+        mem_total = _mem_total_mb()
+        # RealMemory above what slurmd measures drains the node ("Low RealMemory").
+        self.real_memory_mb = real_memory_mb or min(8192, mem_total // 2)
+        if self.real_memory_mb >= mem_total:
+            raise ValueError(f"real_memory_mb={self.real_memory_mb} must be below MemTotal={mem_total} MB")
+        self.start_timeout = start_timeout
+        self.hostname = subprocess.run(["hostname", "-s"], capture_output=True, text=True,
+                                       check=True).stdout.strip()
+        self.conf = self.workdir / "slurm.conf"
+        self.jobcomp = self.workdir / "jobcomp.txt"
+        self.logs = self.workdir / "log"
+        # Unix socket paths are limited to 108 bytes and slurmd puts step sockets into its
+        # spool dir, so sockets go to a short /tmp dir when the workdir path is long.
+        self._short_dir: Path | None = None
+        self.run_dir = self.workdir / "run"
+        # Without SLURM_* leftovers (e.g. when tests themselves run inside a Slurm job).
+        self.env: dict[str, str] = {k: v for k, v in os.environ.items()
+                                    if not k.startswith(("SLURM_", "SBATCH_", "SQUEUE_", "SALLOC_"))}
+        self.env["SLURM_CONF"] = str(self.conf)
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._linked_conf = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> SlurmCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> SlurmCluster:
+        ensure_slurm_installed()
+        self._write_files()
+        if DEFAULT_CONF.is_symlink() and not DEFAULT_CONF.exists():  # left by a killed test cluster
+            DEFAULT_CONF.unlink()
+        if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
+            raise RuntimeError(f"{DEFAULT_CONF} exists: this machine has a Slurm of its own, and the test "
+                               "cluster needs that path for job steps; run the Slurm tests elsewhere")
+        DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+        DEFAULT_CONF.symlink_to(self.conf)
+        self._linked_conf = True
+        sock = self.run_dir / "munge.sock"
+        # munged runs fine as root in the foreground with its own key/socket/pid/seed files.
+        self._spawn("munged", ["munged", "-F", "--force", f"--key-file={self.workdir / 'munge.key'}",
+                               f"--socket={sock}", f"--pid-file={self.run_dir / 'munged.pid'}",
+                               f"--seed-file={self.workdir / 'munged.seed'}",
+                               f"--log-file={self.logs / 'munged.log'}"])
+        self._wait_for(sock.exists, "munged socket")
+        # -c: a reused workdir starts with no old jobs (ids restart at 1, see _write_files).
+        self._spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)])
+        self._wait_for(lambda: self._cmd_ok(["scontrol", "ping"], "UP"), "slurmctld to answer")
+        self._spawn("slurmd", ["slurmd", "-D", "-N", self.hostname, "-f", str(self.conf)])
+        self._wait_for(lambda: self._cmd_ok(["sinfo", "-h", "-N", "-o", "%T", "-n", self.hostname],
+                                            "idle"), "node to become idle")
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Cancel leftover jobs, then SIGTERM (later SIGKILL) the daemons this object started."""
+        if "slurmctld" in self._procs and self._procs["slurmctld"].poll() is None:
+            ids = self._live_job_ids()
+            if ids:
+                subprocess.run(["scancel", *ids], env=self.env, capture_output=True, timeout=30)
+                deadline = time.monotonic() + timeout
+                while self._live_job_ids() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+        for name in ("slurmd", "slurmctld", "munged"):  # reverse start order
+            proc = self._procs.pop(name, None)
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        if self._linked_conf and DEFAULT_CONF.is_symlink() and DEFAULT_CONF.resolve() == self.conf:
+            DEFAULT_CONF.unlink()
+        self._linked_conf = False
+        if self._short_dir is not None:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+            self._short_dir = None
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """PIDs of the daemons started (and not yet stopped) by this object."""
+        return {name: p.pid for name, p in self._procs.items()}
+
+    # ------------------------------------------------------------------ jobs
+    def sbatch(self, *args: str) -> str:
+        """Submit with ``sbatch --parsable ARGS`` and return the job id."""
+        res = subprocess.run(["sbatch", "--parsable", *args], env=self.env, capture_output=True,
+                             text=True, timeout=60)
+        if res.returncode != 0:
+            raise RuntimeError(f"sbatch {' '.join(args)} failed: {res.stderr.strip()}")
+        return res.stdout.strip().split(";")[0]
+
+    def squeue(self) -> list[dict[str, str]]:
+        """Jobs slurmctld still knows (pending, running and, for MinJobAge s, finished)."""
+        res = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%r"], env=self.env,
+                             capture_output=True, text=True, timeout=30)
+        rows = [line.split("|", 3) for line in res.stdout.splitlines() if line.strip()]
+        return [dict(zip(("JobId", "JobName", "JobState", "Reason"), r)) for r in rows]
+
+    def finished_jobs(self) -> list[dict[str, str]]:
+        """Every finished job from jobcomp/filetxt (one ``Key=Value ...`` line each).
+
+        Keys include JobId, Name (also given as JobName), JobState, Partition, TimeLimit,
+        SubmitTime, StartTime, EndTime, NodeList, ExitCode, WorkDir.
+        """
+        if not self.jobcomp.exists():
+            return []
+        jobs = []
+        for line in self.jobcomp.read_text(errors="replace").splitlines():
+            rec = dict(_JOBCOMP_FIELD.findall(line.strip()))
+            if "JobId" in rec:
+                rec.setdefault("JobName", rec.get("Name", ""))
+                jobs.append(rec)
+        return jobs
+
+    def jobs_submitted(self) -> list[dict[str, str]]:
+        """Finished jobs plus those still queued/running, one dict per job id."""
+        jobs = {j["JobId"]: j for j in self.squeue()}
+        jobs.update({j["JobId"]: j for j in self.finished_jobs()})
+        return list(jobs.values())
+
+    def wait_finished(self, job_ids: list[str], timeout: float = 120.0) -> dict[str, dict[str, str]]:
+        """Wait until all job_ids are in the jobcomp record; return their records by id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = {j["JobId"]: j for j in self.finished_jobs() if j["JobId"] in job_ids}
+            if len(done) == len(set(job_ids)):
+                return done
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs {sorted(set(job_ids) - set(done))} not finished after "
+                                   f"{timeout} s; squeue: {self.squeue()}")
+            time.sleep(0.5)
+
+    def log_tails(self, lines: int = 30) -> str:
+        return "\n".join(f"--- {p.name} ---\n{_tail(p, lines)}" for p in sorted(self.logs.glob("*")))
+
+    # ------------------------------------------------------------------ internals
+    def _live_job_ids(self) -> list[str]:
+        res = subprocess.run(["squeue", "-h", "-o", "%i"], env=self.env, capture_output=True,
+                             text=True, timeout=30)
+        return res.stdout.split() if res.returncode == 0 else []
+
+    def _cmd_ok(self, cmd: list[str], expect: str) -> bool:
+        try:
+            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=15)
+        except subprocess.TimeoutExpired:
+            return False
+        return res.returncode == 0 and expect in res.stdout
+
+    def _wait_for(self, ok: object, what: str) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not ok():  # type: ignore[operator]
+            dead = [n for n, p in self._procs.items() if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                why = f"{', '.join(dead)} exited" if dead else f"timed out after {self.start_timeout} s"
+                raise RuntimeError(f"Slurm test cluster: waiting for {what}: {why}\n{self.log_tails()}")
+            time.sleep(0.2)
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        out = open(self.logs / f"{name}.stdout", "ab")
+        # Own session so a Ctrl-C in the test runner does not hit the daemons out of order.
+        self._procs[name] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, env=self.env,
+                                             start_new_session=True)
+        out.close()
+
+    def _write_files(self) -> None:
+        w = self.workdir
+        for d in (w, self.logs, w / "state", w / "dev"):
+            d.mkdir(parents=True, exist_ok=True)
+        if len(str(w)) > 60:
+            self._short_dir = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))
+            self.run_dir = self._short_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        spool = self.run_dir / "spool"
+        spool.mkdir(exist_ok=True)
+        self.jobcomp.unlink(missing_ok=True)
+        key = w / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        # gres/gpu rejects plain files; /dev/null-like char devices are accepted as GPUs.
+        devs = []
+        for i in range(self.gpus):
+            dev = w / "dev" / f"nvidia{i}"
+            if not dev.exists():
+                os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))
+            devs.append(dev)
+        (w / "gres.conf").write_text("AutoDetect=off\n" + "".join(
+            f"NodeName={self.hostname} Name=gpu File={d}\n" for d in devs))
+        ctld_port, slurmd_port = _free_ports(2)
+        host = self.hostname
+        conf = {
+            "ClusterName": "testcluster",
+            "SlurmctldHost": f"{host}(127.0.0.1)",
+            "SlurmctldPort": ctld_port,
+            "SlurmdPort": slurmd_port,
+            "SlurmUser": "root",
+            "SlurmdUser": "root",
+            "AuthType": "auth/munge",
+            "CredType": "cred/munge",
+            "AuthInfo": f"socket={self.run_dir / 'munge.sock'}",
+            "StateSaveLocation": w / "state",
+            "SlurmdSpoolDir": spool,
+            "SlurmctldPidFile": self.run_dir / "slurmctld.pid",
+            "SlurmdPidFile": self.run_dir / "slurmd.pid",
+            "SlurmctldLogFile": self.logs / "slurmctld.log",
+            "SlurmdLogFile": self.logs / "slurmd.log",
+            "SlurmctldDebug": "info",
+            "SlurmdDebug": "info",
+            "PlugStackConfig": w / "plugstack.conf",  # keep /etc/slurm/plugstack.conf out
+            "ProctrackType": "proctrack/linuxproc",
+            "TaskPlugin": "task/none",
+            "SelectType": "select/cons_tres",
+            "SelectTypeParameters": "CR_Core_Memory",
+            # Without a default every job would claim all node memory and run alone.
+            "DefMemPerCPU": max(1, self.real_memory_mb // self.cpus),
+            # Trust the configured CPUs/memory instead of draining on what slurmd detects.
+            "SlurmdParameters": "config_overrides",
+            "GresTypes": "gpu",
+            "AccountingStorageType": "accounting_storage/none",
+            # Polls /proc every second and kills a job over its --mem (OUT_OF_MEMORY), as cgroups
+            # would on a production cluster: memory-limit retries can then be tested.
+            "JobAcctGatherType": "jobacct_gather/linux",
+            "JobAcctGatherFrequency": "task=1",
+            "JobAcctGatherParams": "OverMemoryKill",
+            "JobCompType": "jobcomp/filetxt",
+            "JobCompLoc": self.jobcomp,
+            "MpiDefault": "none",
+            "MailProg": "/bin/true",  # default /usr/bin/mail is absent: error in log
+            "ReturnToService": 2,
+            "MinJobAge": 600,  # finished jobs stay visible to squeue -t all for 10 min
+            "InactiveLimit": 0,
+            "KillWait": 5,
+            "OverTimeLimit": 0,
+            "WaitTime": 0,
+            "MessageTimeout": 10,
+            "SlurmdTimeout": 300,
+            "SchedulerType": "sched/backfill",
+            "SchedulerParameters": "bf_interval=5,sched_min_interval=0",
+        }
+        lines = [f"{k}={v}" for k, v in conf.items()]
+        lines.append(f"NodeName={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+                     f"RealMemory={self.real_memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN")
+        lines.append(f"PartitionName={self.partition} Nodes={host} Default=YES "
+                     f"MaxTime=INFINITE State=UP")
+        (w / "plugstack.conf").write_text("")
+        self.conf.write_text("\n".join(lines) + "\n")

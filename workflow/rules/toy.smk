@@ -1,0 +1,79 @@
+# Section 4 / Appendix C: toy models of superposition. Each dataset (superposed toy data, GloVe
+# word vectors, a subject model's input embeddings) is swept per seed: the data, its Gaussian
+# control and both through one random MLP, an L1 SAE per (latent count, L1 coefficient) on each.
+
+
+def toy_inputs(wildcards):
+    """A GloVe file must be readable before anything trains; an embedded model is built first."""
+    spec = TOY_DATASETS[wildcards.toy_dataset]
+    if spec["source"] == "glove":
+        if not os.access(spec["path"], os.R_OK) or not Path(spec["path"]).is_file():
+            raise ValueError(f"config key '{spec['config_key']}': cannot read the GloVe file "
+                             f"{spec['path']}: {glove_hint(spec['config_key'])}")
+        return spec["path"]
+    if spec["source"] == "embeddings":
+        return subject_model_files(spec["model"])
+    return []
+
+
+def toy_seed_tables(wildcards):
+    seeds = TOY_DATASETS[wildcards.toy_dataset]["seeds"]
+    return [f"results/toy/{wildcards.toy_dataset}/seed-{seed}.csv" for seed in seeds]
+
+
+rule toy_figure4:
+    output:
+        "results/toy/figures/figure4_lomax.png",
+    params:
+        lomax=config.get("toy", {}).get("lomax"),
+    log:
+        "logs/toy_figure4.log",
+    benchmark:
+        "benchmarks/toy_figure4.tsv"
+    conda:
+        "../../envs/toy.yaml"
+    script:
+        "../scripts/toy_figure4.py"
+
+
+rule toy_sweep:
+    input:
+        toy_inputs,
+    output:
+        table="results/toy/{toy_dataset}/seed-{seed}.csv",
+        provenance="results/toy/{toy_dataset}/seed-{seed}.provenance.json",
+    params:
+        dataset=lambda wc: TOY_DATASETS[wc.toy_dataset],
+        sae=config.get("toy", {}).get("sae"),
+        device=config.get("toy", {}).get("device"),
+    # Small matrices: one thread is many times faster than two fighting over a core.
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb("toy_sweep"),
+        runtime=job_runtime("toy_sweep"),
+    log:
+        "logs/toy_sweep/{toy_dataset}/seed-{seed}.log",
+    benchmark:
+        "benchmarks/toy_sweep/{toy_dataset}/seed-{seed}.tsv"
+    conda:
+        "../../envs/toy.yaml"
+    script:
+        "../scripts/toy_sweep.py"
+
+
+rule toy_aggregate:
+    input:
+        toy_seed_tables,
+    output:
+        table="results/toy/{toy_dataset}/metrics.csv",
+        figures=directory("results/toy/{toy_dataset}/figures"),
+    params:
+        dataset=lambda wc: TOY_DATASETS[wc.toy_dataset],
+    log:
+        "logs/toy_aggregate/{toy_dataset}.log",
+    benchmark:
+        "benchmarks/toy_aggregate/{toy_dataset}.tsv"
+    conda:
+        "../../envs/toy.yaml"
+    script:
+        "../scripts/toy_aggregate.py"

@@ -1,0 +1,18 @@
+from saerand.atomic import write_json, write_text
+from saerand.jobs import start_job
+from saerand.models import resolve_device
+from saerand.provenance import provenance
+from saerand.config import toy_latent_counts
+from saerand.toy.sweep import dataset_kinds, sweep, toy_dataset
+
+start_job(snakemake.log[0], snakemake.threads)
+params, seed = snakemake.params, int(snakemake.wildcards.seed)
+device = resolve_device(params.device)
+inputs, ground_truth = toy_dataset(params.dataset, seed)
+kinds = dataset_kinds(inputs, seed, device)
+table = sweep(kinds, toy_latent_counts(params.dataset, inputs.shape[1]), params.sae, seed, ground_truth, device)
+table.insert(0, "dataset", snakemake.wildcards.toy_dataset)
+write_json(snakemake.output.provenance, provenance(
+    dataset=params.dataset, sae=params.sae, seed=seed, device=device, samples=len(inputs), n_dims=inputs.shape[1]))
+write_text(snakemake.output.table, table.to_csv(index=False))
+print(table.to_string())
