@@ -137,6 +137,14 @@ def _sae_weights(path: Path) -> dict:
     return load_file(path / "sae.safetensors")
 
 
+def test_a_finished_run_has_nothing_left_to_do(mini_run):
+    """Its three shards let the disk throttle's input set shrink; the profile's rerun triggers keep
+    that from retraining anything."""
+    mini_run, _ = mini_run
+    result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
 def test_a_missing_output_is_rebuilt_by_its_path_alone(mini_run):
     mini_run, _ = mini_run
     target = mini_run / "results" / "mini-neox" / "step0" / "x4-k4" / "layers.0" / "metrics.json"

@@ -1,6 +1,7 @@
 # Wildcards, targets and per-model inputs shared by every stage.
 
 import re
+import os
 from pathlib import Path
 
 from saerand.costs import StudyCosts, memory_mb, runtime_minutes
@@ -138,3 +139,24 @@ def job_mem_mb(rule):
 
 def job_runtime(rule):
     return lambda wildcards, attempt: runtime_minutes(JOB_COSTS[rule](wildcards), attempt)
+
+
+# Section 4 (workflow/rules/toy.smk).
+
+
+def toy_inputs(wildcards):
+    """A GloVe file must be readable before anything trains; an embedded model is built first."""
+    spec = TOY_DATASETS[wildcards.toy_dataset]
+    if spec["source"] == "glove":
+        if not os.access(spec["path"], os.R_OK) or not Path(spec["path"]).is_file():
+            raise ValueError(f"config key '{spec['config_key']}': cannot read the GloVe file "
+                             f"{spec['path']}: {glove_hint(spec['config_key'])}")
+        return spec["path"]
+    if spec["source"] == "embeddings":
+        return subject_model_files(spec["model"])
+    return []
+
+
+def toy_seed_tables(wildcards):
+    seeds = TOY_DATASETS[wildcards.toy_dataset]["seeds"]
+    return [f"results/toy/{wildcards.toy_dataset}/seed-{seed}.csv" for seed in seeds]

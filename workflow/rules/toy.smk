@@ -3,24 +3,6 @@
 # control and both through one random MLP, an L1 SAE per (latent count, L1 coefficient) on each.
 
 
-def toy_inputs(wildcards):
-    """A GloVe file must be readable before anything trains; an embedded model is built first."""
-    spec = TOY_DATASETS[wildcards.toy_dataset]
-    if spec["source"] == "glove":
-        if not os.access(spec["path"], os.R_OK) or not Path(spec["path"]).is_file():
-            raise ValueError(f"config key '{spec['config_key']}': cannot read the GloVe file "
-                             f"{spec['path']}: {glove_hint(spec['config_key'])}")
-        return spec["path"]
-    if spec["source"] == "embeddings":
-        return subject_model_files(spec["model"])
-    return []
-
-
-def toy_seed_tables(wildcards):
-    seeds = TOY_DATASETS[wildcards.toy_dataset]["seeds"]
-    return [f"results/toy/{wildcards.toy_dataset}/seed-{seed}.csv" for seed in seeds]
-
-
 rule toy_figure4:
     output:
         "results/toy/figures/figure4_lomax.png",
