@@ -15,7 +15,9 @@ rule train_sae_shard:
         train_tokens=config["tokens"]["train_tokens"],
     # Training before caching further ahead keeps about two shards on disk.
     priority: 10
-    threads: 2
+    # One thread: mostly start-up and small matrices, so two such jobs at once use two cores better
+    # than one job with two threads.
+    threads: 1
     group:
         SHARD_GROUP
     resources:
