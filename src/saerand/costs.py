@@ -108,6 +108,7 @@ class StudyCosts:
         self.targets = list(sae_targets(config))
         self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
         self.cache_bytes = CACHE_BYTES[config["cache"]["dtype"]]
+        self.toy_datasets = toy_datasets(config)
 
     def size(self, model: str) -> ModelSize:
         return ModelSize.of(self.config["models"][model])
@@ -175,7 +176,7 @@ class StudyCosts:
 
     def toy_shape(self, dataset: str) -> tuple[int, int]:
         """(samples, dimensions) of a toy dataset, without reading it."""
-        spec = toy_datasets(self.config)[dataset]
+        spec = self.toy_datasets[dataset]
         if spec["source"] == "superposition":
             return spec["n_samples"], spec["n_dims"]
         if spec["source"] == "embeddings":
@@ -189,7 +190,7 @@ class StudyCosts:
         """One seed of a toy dataset: an L1 SAE per (kind, latent count, L1 coefficient)."""
         samples, dims = self.toy_shape(dataset)
         sae = self.config["toy"]["sae"]
-        latents = toy_latent_counts(toy_datasets(self.config)[dataset], dims)
+        latents = toy_latent_counts(self.toy_datasets[dataset], dims)
         saes_per_latent_count = TOY_KINDS * sae["l1_coefficients"]["n"]
         train = samples * (1 - sae["validation_fraction"])
         steps = saes_per_latent_count * len(latents) * sae["epochs"] * math.ceil(train / sae["batch_size"])

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from saerand.config import SaeTarget, load_config, toy_datasets
+from saerand.config import SaeTarget, load_config
 from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[
         files = 0
         for path in sorted((benchmarks / rule).rglob("*.tsv")):
             match = re.fullmatch(pattern, path.relative_to(benchmarks / rule).as_posix())
-            known = (match["toy_dataset"] in toy_datasets(costs.config) if rule == "toy_sweep"
+            known = (match["toy_dataset"] in costs.toy_datasets if rule == "toy_sweep"
                      else match["model"] in costs.config["models"]) if match else False
             if not known:
                 continue
@@ -154,7 +154,7 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
         rules["plot_hyperparameter_sweep"].jobs = 1
     if "toy" in config:
         rules["toy_figure4"].jobs = 1
-        for dataset, spec in toy_datasets(config).items():
+        for dataset, spec in costs.toy_datasets.items():
             rules["toy_sweep"].jobs += len(spec["seeds"])
             rules["toy_sweep"].flops += len(spec["seeds"]) * costs.toy_sweep(dataset).flops
             rules["toy_aggregate"].jobs += 1

@@ -1,7 +1,7 @@
 # Wildcards, targets and per-model inputs shared by every stage.
 
-import re
 import os
+import re
 from pathlib import Path
 
 from saerand.costs import StudyCosts, memory_mb, runtime_minutes
@@ -12,11 +12,12 @@ from saerand.config import (
     embedded_model_dir,
     model_location,
     sae_directory,
-    sae_targets,
-    toy_datasets,
-    train_shards,
 )
 from saerand.toy.glove import glove_hint
+
+
+COSTS = StudyCosts(config)
+TOY_DATASETS = COSTS.toy_datasets
 
 
 wildcard_constraints:
@@ -28,13 +29,11 @@ wildcard_constraints:
     expansion=r"\d+",
     k=r"\d+",
     embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
-    toy_dataset="|".join(map(re.escape, toy_datasets(config))) or "no-toy-dataset",
+    toy_dataset="|".join(map(re.escape, TOY_DATASETS)) or "no-toy-dataset",
 
 
-SAE_TARGETS = list(sae_targets(config))
-TRAIN_SHARDS = train_shards(config)
-TOY_DATASETS = toy_datasets(config)
-COSTS = StudyCosts(config)
+SAE_TARGETS = COSTS.targets
+TRAIN_SHARDS = COSTS.shards
 
 
 def subject_model_files(model):
