@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     train_ids = token_sequences(text_file_dataset(args.text / "train.txt"), tokenizer, args.context, args.train_tokens)
     eval_ids = token_sequences(text_file_dataset(args.text / "eval.txt"), tokenizer, args.context, args.eval_tokens)
     settings = {"expansion_factor": args.expansion, "k": args.k, "batch_size": args.batch_size,
-                "optimizer": args.optimizer, "seed": 0}
+                "optimizer": args.optimizer, "seed": 0, "buffer_shuffle": False, "buffer_window_chunks": 8, "buffer_block_rows": 16}
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         for layer in layers:
             ours, _ = train_sae(train_cache, layer, settings, args.context)
             theirs = SparseCoder.load_from_disk(scratch / "sparsify" / "run" / f"layers.{layer}")
-            ev = [evaluate_sae(sae, eval_cache, layer, batch_rows=4096)["explained_variance"] for sae in (ours, theirs)]
+            ev = [evaluate_sae(sae, eval_cache, layer, batch_rows=4096, special_token_ids=[])["explained_variance"] for sae in (ours, theirs)]
             worst = max(worst, abs(ev[0] - ev[1]))
             print(f"{layer:>5} {ev[0]:>9.5f} {ev[1]:>12.5f} {abs(ev[0] - ev[1]):>9.2e}")
     print(f"largest |EV difference| = {worst:.2e} (goal <= 0.01)")

@@ -7,16 +7,16 @@ from saerand.aggregate import main_study, metrics_table, sweep_study
 from saerand.plots import figure3, figure11
 
 VARIANTS = ["trained", "control"]
-CONFIG = {
-    "models": {"m": {"n_layers": 3, "layers": "all"}},
-    "sae": {"expansion_factor": 4, "k": 2},
-    "sweep": {"models": ["m"], "layers": [1, 2], "expansion_factors": [2, 4], "k": [2]},
-}
+# What workflow/rules/aggregate.smk passes as params: the study's own (expansion, k), and the sweep's
+# layers per model and grid.
+STUDY = {"expansion_factor": 4, "k": 2}
+SWEEP = {"layers": {"m": [1, 2]}, "expansion_factors": [2, 4], "k": [2]}
 
 
 def _write(tmp_path, variant, layer, expansion, k, ev):
     path = tmp_path / f"{variant}-{layer}-{expansion}-{k}.json"
-    metrics = {"explained_variance": ev, "cosine_similarity": ev, "l1": 3.0, "ce_loss_score": 0.5}
+    metrics = {"explained_variance": ev, "cosine_similarity": ev, "l1": 3.0, "ce_loss_score": 0.5,
+               "explained_variance_masked_per_token": ev - 0.05, "cosine_similarity_masked": ev - 0.01}
     path.write_text(json.dumps({"model": "m", "variant": variant, "layer": layer, "metrics": metrics,
                                 "sae": {"num_latents": 8 * expansion, "expansion_factor": expansion, "k": k}}))
     return path
@@ -43,16 +43,41 @@ def test_duplicate_saes_are_refused(tmp_path):
 
 
 def test_study_and_sweep_selections(table):
-    assert sorted(main_study(table, CONFIG)["layer"]) == [0, 0, 1, 1, 2, 2]
-    sweep = sweep_study(table, CONFIG)
+    assert sorted(main_study(table, **STUDY)["layer"]) == [0, 0, 1, 1, 2, 2]
+    sweep = sweep_study(table, **SWEEP)
     assert sorted(zip(sweep["layer"], sweep["expansion_factor"])) == sorted([(1, 2), (1, 4), (2, 2), (2, 4)] * 2)
+    # Only what the params say: a layer, a model or a grid point left out of them is left out.
+    narrower = sweep_study(table, layers={"m": [2], "other": [1]}, expansion_factors=[2], k=[2, 3])
+    assert sorted(zip(narrower["layer"], narrower["expansion_factor"])) == [(2, 2), (2, 2)]
+    assert sweep_study(table, layers={"other": [1, 2]}, expansion_factors=[2, 4], k=[2]).empty
+    assert main_study(table, expansion_factor=4, k=3).empty
 
 
-def test_figures_carry_provenance(table, tmp_path):
-    figure3(main_study(table, CONFIG), tmp_path / "f3.png", {"seed": 7})
-    figure11(sweep_study(table, CONFIG), tmp_path / "f11.png", {"seed": 8})
+@pytest.mark.parametrize("reading", ["masked_per_token", "pooled"])
+def test_figures_carry_provenance(table, tmp_path, reading):
+    figure3(main_study(table, **STUDY), tmp_path / "f3.png", {"seed": 7}, reading)
+    figure11(sweep_study(table, **SWEEP), tmp_path / "f11.png", {"seed": 8}, reading)
     for name, seed in (("f3.png", 7), ("f11.png", 8)):
         image = Image.open(tmp_path / name)
         assert image.size[0] > 300 and json.loads(image.text["Description"])["seed"] == seed
     with pytest.raises(ValueError, match="one SAE per"):
-        figure3(table, tmp_path / "mixed.png", {})
+        figure3(table, tmp_path / "mixed.png", {}, reading)
+
+
+def test_figure_readings_draw_their_own_columns(table, monkeypatch):
+    """The EV and cosine rows show the masked per-token columns or the pooled ones."""
+    from saerand import plots
+
+    drawn = {}
+
+    def capture(data, **kwargs):
+        drawn["values"] = data
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(plots.sns, "relplot", capture)
+    for reading, column in (("masked_per_token", "explained_variance_masked_per_token"),
+                            ("pooled", "explained_variance")):
+        with pytest.raises(RuntimeError, match="captured"):
+            plots.figure3(main_study(table, **STUDY), "unused.png", {}, reading)
+        values = drawn["values"].query("metric == 'explained_variance'").sort_values(["variant", "layer"])["value"]
+        assert values.tolist() == main_study(table, **STUDY).sort_values(["variant", "layer"])[column].tolist()

@@ -36,3 +36,12 @@ def test_throughput_benchmark_runs_at_toy_size(capsys):
     for key in ("a_cache_over_forward", "b_ours_over_sparsify", "c_read_over_consumption"):
         assert results[key] > 0, key
     assert "(d) SAE step d=128 latents=512: ran" in capsys.readouterr().out
+
+
+def test_buffer_read_benchmark_compares_read_orders(capsys):
+    results = _load("buffer_read").main(["--tokens", "4096", "--d-model", "16", "--chunk-rows", "512",
+                                         "--batch-rows", "256", "--windows", "1", "4", "--blocks", "1", "8"])
+    assert set(results) == {"stored", "mixed_window_1_block_1", "mixed_window_1_block_8", "mixed_window_4_block_1",
+                            "mixed_window_4_block_8"}
+    assert all(rate > 0 for rate in results.values())
+    assert "x stored order" in capsys.readouterr().out

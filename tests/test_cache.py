@@ -111,3 +111,33 @@ def test_a_killed_job_leaves_no_store_that_reads_as_complete(tmp_path, tiny_neox
     assert ActivationCache(final).attrs["d_model"] == 64  # the old complete store is untouched
     with pytest.raises(IncompleteCacheError):
         ActivationCache(staging[0])
+
+
+def _rows(batches) -> np.ndarray:
+    return np.concatenate([b.numpy() for b in batches])
+
+
+def test_shuffled_reading_mixes_the_buffer_and_is_seeded(tmp_path, tiny_neox, token_ids):
+    """A shard read in mixed order: every row once, batches drawn from across the store, the same
+    order for the same seed (a rerun or resumed shard reads the same batches)."""
+    _write(tmp_path / "c.zarr", tiny_neox, token_ids, chunk_rows=64)  # 768 rows: 12 chunks of 64
+    cache = ActivationCache(tmp_path / "c.zarr")
+    stored = _rows(cache.batches(0, 96))
+    mixed = list(cache.batches(0, 96, shuffle_seed=1, window_chunks=4, block_rows=4))
+    assert [len(b) for b in mixed] == [96] * 8
+    mixed_rows = _rows(mixed)
+    # A permutation of the stored rows: match each to a stored index (first positions of sequences
+    # that start with the same token are equal rows, hence lists).
+    index: dict[bytes, list[int]] = {}
+    for i, row in enumerate(stored):
+        index.setdefault(row.tobytes(), []).append(i)
+    order = np.array([index[row.tobytes()].pop() for row in mixed_rows])
+    assert sorted(order) == list(range(len(stored))) and not (order == np.arange(len(stored))).all()
+    # Stored order: a 96-row batch spans 2 chunks; mixed: each batch spans most of a 4-chunk window.
+    chunks_per_batch = [len(set(order[i : i + 96] // 64)) for i in range(0, len(order), 96)]
+    assert min(chunks_per_batch) >= 3
+    assert set(order[:256] // 64) != {0, 1, 2, 3}  # windows are random chunks, not the first ones
+    blocks = order.reshape(-1, 4)  # 4 consecutive stored rows move together
+    assert (np.diff(blocks, axis=1) == 1).all() and (blocks[:, 0] % 4 == 0).all()
+    np.testing.assert_array_equal(_rows(cache.batches(0, 96, shuffle_seed=1, window_chunks=4, block_rows=4)), mixed_rows)
+    assert not np.array_equal(_rows(cache.batches(0, 96, shuffle_seed=2, window_chunks=4, block_rows=4)), mixed_rows)

@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from saerand.config import ConfigError, load_config, sae_targets, selected_layers, validate_config
+from saerand.config import ConfigError, load_config, sae_targets, selected_layers, token_split, validate_config
 
 from .conftest import REPO, SCHEMA
 
@@ -160,3 +160,33 @@ def test_toy_datasets_and_defaults(demo):
     paper = toy_datasets(load_config(REPO / "config" / "config.yaml", SCHEMA))
     assert paper["glove-300d"]["config_key"] == "toy.word_vectors.glove.glove-300d"
     assert toy_latent_counts(paper["glove-300d"], 300) == [1200, 4800]  # Figure 7's panels
+
+
+@pytest.mark.parametrize("path, instead", [
+    ("togethercomputer/RedPajama-Data-1T-Sample",
+     "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/*.jsonl"),
+])
+def test_a_script_dataset_stops_before_any_job_with_what_to_write(demo, path, instead):
+    bad = copy.deepcopy(demo)
+    bad["datasets"]["train"] = {"path": path, "split": "train[:99%]"}
+    message = _error(bad)
+    assert message.startswith(f"config key 'datasets.train.path': '{path}' is a dataset loading script")
+    assert instead in message
+
+
+def test_a_local_script_dataset_stops_before_any_job(demo, tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "corpus.py").write_text("# loading script\n")
+    bad = copy.deepcopy(demo)
+    bad["datasets"]["eval"] = {"path": str(tmp_path / "corpus"), "split": "train"}
+    assert "config key 'datasets.eval.path'" in _error(bad) and "write instead" in _error(bad)
+
+
+def test_paper_config_reads_redpajama_files_shuffled_with_held_out_text_from_the_same_stream():
+    config = load_config(REPO / "config" / "config.yaml", SCHEMA)
+    assert config["datasets"]["train"]["path"] == "json" and "eval" not in config["datasets"]
+    assert config["datasets"]["shuffle_seed"] == 42
+    held, train = token_split(config, "eval"), token_split(config, "train")
+    assert held["skip_tokens"] == 0 and train["skip_tokens"] == held["n_tokens"] == config["tokens"]["eval_tokens"]
+    demo = load_config(REPO / "config" / "demo.yaml", SCHEMA)  # whole books held out: own dataset
+    assert token_split(demo, "train")["skip_tokens"] == 0 and token_split(demo, "eval")["dataset"] == demo["datasets"]["eval"]

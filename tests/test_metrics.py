@@ -62,3 +62,30 @@ def test_batches_accumulate_like_one_pass():
 def test_no_tokens_is_an_error():
     with pytest.raises(ValueError, match="no held-out tokens"):
         MetricAccumulator(4, torch.zeros(3)).result()
+
+
+def test_masked_per_token_metrics_leave_out_special_positions():
+    """SAEBench's reading: per-token EV averaged over non-special tokens, with their own mean."""
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0], [100.0, 100.0]])
+    x_hat = torch.tensor([[1.0, 0.0], [-0.5, 0.0], [0.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
+    keep = torch.tensor([True, True, True, True, False])  # the last row is an EOS position
+    accumulator = MetricAccumulator(4, x.mean(0), masked_mean=x[keep].mean(0))
+    ones, zeros = torch.ones(5, 1), torch.zeros(5, 1, dtype=torch.long)
+    accumulator.update(x, x_hat, ones, zeros, keep)
+    result = accumulator.result()
+    # Kept mean is 0: per-token EV 1, 1 - 0.25, 1, 0 -> 0.6875; cosines 1, 1, 1, 0 (zero x_hat).
+    assert result["explained_variance_masked_per_token"] == pytest.approx(0.6875)
+    assert result["cosine_similarity_masked"] == pytest.approx(0.75)
+    assert result["n_tokens_masked_metrics"] == 4 and result["n_tokens"] == 5
+    # Pooled over every position, the EOS row's error dominates.
+    assert result["explained_variance"] < 0.55
+
+
+def test_kept_positions_mask_special_tokens():
+    import numpy as np
+
+    from saerand.metrics import kept_positions
+
+    tokens = np.array([[0, 5, 6], [0, 7, 1]])
+    assert kept_positions(tokens, [0, 1]).tolist() == [False, True, True, False, True, False]
+    assert kept_positions(tokens, []).all()

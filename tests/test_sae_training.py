@@ -9,7 +9,9 @@ from saerand.metrics import evaluate_sae
 from saerand.sae_training import default_lr, save_sae, train_sae
 from saerand.variants import SubjectModel
 
-SETTINGS = {"expansion_factor": 4, "k": 4, "batch_size": 4, "optimizer": "signum", "seed": 0}
+# Stored order: sparsify's Trainer reads its dataset in order, which the parity tests need.
+SETTINGS = {"expansion_factor": 4, "k": 4, "batch_size": 4, "optimizer": "signum", "seed": 0,
+            "buffer_shuffle": False, "buffer_window_chunks": 8, "buffer_block_rows": 16}
 
 
 @pytest.fixture()
@@ -64,7 +66,7 @@ def test_saved_sae_loads_unchanged_in_sparsify_and_delphi(tmp_path, cache):
         torch.testing.assert_close(encoded.top_acts, reference.top_acts, rtol=0, atol=0)
         torch.testing.assert_close(encoded.top_indices, reference.top_indices, rtol=0, atol=0)
 
-    metrics = evaluate_sae(by_sparsify, cache, 1, batch_rows=100)
+    metrics = evaluate_sae(by_sparsify, cache, 1, batch_rows=100, special_token_ids=[0])
     assert 0.0 < metrics["explained_variance"] < 1.0
     assert metrics["l0"] <= 4 and metrics["n_tokens"] == 24 * 32
 
@@ -74,29 +76,49 @@ def test_default_learning_rates_scale_with_latents():
     assert default_lr("adam", 4 * 2**14) == pytest.approx(1e-4)
 
 
-@pytest.mark.parametrize("optimizer", ["signum", "adam"])
-def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, tiny_neox, token_ids, optimizer):
-    """Stop after every shard, reload from disk, continue: the same weights as one pass."""
-    from saerand.sae_training import SaeTrainer, batch_rows
+@pytest.mark.parametrize("optimizer, buffer_shuffle", [("signum", False), ("adam", False), ("adam", True)])
+def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, tiny_neox, token_ids, optimizer,
+                                                                buffer_shuffle):
+    """Stop after every shard, reload from disk, continue: the same weights as one pass (with the
+    buffer mixed, one pass over the same shards' mixed batches)."""
+    from saerand.sae_training import SaeTrainer, training_batches
 
     settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2, "auxk_alpha": 0.03125,
-                           "dead_feature_threshold": 100}
-    whole, _ = train_sae(cache, 1, settings, context_length=32)
-    rows = batch_rows(settings, 32)
+                           "dead_feature_threshold": 100, "buffer_shuffle": buffer_shuffle,
+                           "buffer_window_chunks": 2, "buffer_block_rows": 4}
     shards = []
     for index, part in enumerate((token_ids[:8], token_ids[8:16], token_ids[16:])):
         path = tmp_path / f"shard-{index}.zarr"
         write_activation_cache(path, SubjectModel(tiny_neox, "trained"), part, [1], batch_sequences=8,
                                dtype="float32", chunk_rows=100)
         shards.append(ActivationCache(path))
+    if buffer_shuffle:
+        uninterrupted = SaeTrainer(cache.d_model, settings, num_steps=6)
+        for index, shard in enumerate(shards):
+            uninterrupted.train_on(training_batches(shard, 1, settings, 32, shard=index))
+        whole, _ = uninterrupted.finish()
+    else:
+        whole, _ = train_sae(cache, 1, settings, context_length=32)
     checkpoint = None
     for index, shard in enumerate(shards):
         trainer = (SaeTrainer(shard.d_model, settings, num_steps=6) if checkpoint is None
                    else SaeTrainer.from_checkpoint(checkpoint, settings))
-        trainer.train_on(shard.batches(1, rows))
+        trainer.train_on(training_batches(shard, 1, settings, 32, shard=index))
         checkpoint = tmp_path / f"checkpoint-{index}"
         trainer.save_checkpoint(checkpoint, {"shard": index})
     resumed, summary = SaeTrainer.from_checkpoint(checkpoint, settings).finish()
     assert summary["steps"] == 6 and summary["tokens"] == 24 * 32
     for name, tensor in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_mixed_buffer_changes_the_batches_but_not_their_content(cache):
+    from saerand.sae_training import buffer_order_seed, training_batches
+
+    mixed = SETTINGS | {"buffer_shuffle": True, "buffer_window_chunks": 4, "buffer_block_rows": 1}
+    stored = torch.cat(list(training_batches(cache, 1, SETTINGS, 32)))
+    shuffled = torch.cat(list(training_batches(cache, 1, mixed, 32, shard=3)))
+    assert not torch.equal(stored, shuffled)
+    torch.testing.assert_close(shuffled.sum(0), stored.sum(0), rtol=1e-5, atol=1e-4)
+    assert buffer_order_seed(SETTINGS, 3) is None
+    assert buffer_order_seed(mixed, 3) == buffer_order_seed(mixed, 3) != buffer_order_seed(mixed, 4)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXForCausalLM
 
 from saerand.toy.data import (
     embedding_matrix, gaussian_control, lomax_2d, sharkey_coefficients, sharkey_data, unit_hypersphere,
@@ -104,15 +106,15 @@ def test_lomax_2d_validates_parameters():
 
 def test_gaussian_control_matches_mean_and_std_per_dimension():
     data, _ = sharkey_data(20_000, n_features=64, n_dims=32, seed=0)
-    control = gaussian_control(data, seed=1)
+    control = gaussian_control(data, seed=1, per_dimension=True)
     assert control.shape == data.shape and control.dtype == np.float32
     np.testing.assert_allclose(control.mean(0), data.mean(0), atol=0.01)
     np.testing.assert_allclose(control.std(0), data.std(0), rtol=0.03)
-    np.testing.assert_array_equal(control, gaussian_control(data, seed=1))
+    np.testing.assert_array_equal(control, gaussian_control(data, seed=1, per_dimension=True))
     pooled = gaussian_control(data * np.arange(1, 33), seed=1, per_dimension=False)
     assert pooled.std(0).max() / pooled.std(0).min() < 1.2  # one shared std
     with pytest.raises(ValueError, match="2-D"):
-        gaussian_control(np.ones(5))
+        gaussian_control(np.ones(5), per_dimension=True)
 
 
 def test_glove_vectors_reads_words_and_vectors(tmp_path):
@@ -155,18 +157,31 @@ def test_glove_vectors_unreadable_or_empty_file(tmp_path):
         glove_vectors(empty)
 
 
-def test_embedding_matrix_of_saved_gpt_neox(tmp_path):
+def test_embedding_matrix_keeps_one_row_per_token(tmp_path, tiny_neox_config, small_tokenizer):
+    """Like Pythia (50304 rows, 50277 tokens), the model pads its embedding past the tokenizer:
+    only the tokenizer's rows are token embeddings."""
+    n_tokens = len(small_tokenizer)
+    config = copy.deepcopy(tiny_neox_config)
+    config.vocab_size = n_tokens + 7
     torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(
-        GPTNeoXConfig(
-            vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=32,
-        )
-    )
-    model.save_pretrained(tmp_path / "main")  # a local model directory holds one folder per revision
-    embeddings = embedding_matrix(str(tmp_path), "main", n_layers=1)
-    assert embeddings.shape == (64, 16) and embeddings.dtype == np.float32
-    np.testing.assert_array_equal(embeddings, model.gpt_neox.embed_in.weight.detach().numpy())
+    model = GPTNeoXForCausalLM(config)
+    # A local model directory holds one folder per revision, tokenizer included.
+    model.save_pretrained(tmp_path / "main")
+    small_tokenizer.save_pretrained(tmp_path / "main")
+    embeddings = embedding_matrix(str(tmp_path), "main", n_layers=config.num_hidden_layers)
+    assert embeddings.shape == (n_tokens, config.hidden_size) and embeddings.dtype == np.float32
+    np.testing.assert_array_equal(embeddings, model.gpt_neox.embed_in.weight[:n_tokens].detach().numpy())
+
+
+def test_embedding_matrix_rejects_a_tokenizer_larger_than_the_embedding(
+    tmp_path, tiny_neox_config, small_tokenizer,
+):
+    config = copy.deepcopy(tiny_neox_config)
+    config.vocab_size = len(small_tokenizer) - 1
+    GPTNeoXForCausalLM(config).save_pretrained(tmp_path / "main")
+    small_tokenizer.save_pretrained(tmp_path / "main")
+    with pytest.raises(ValueError, match="tokenizer"):
+        embedding_matrix(str(tmp_path), "main", n_layers=config.num_hidden_layers)
 
 
 def test_random_mlp_architecture_seeding_and_outputs():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from saerand.config import main_hyperparameters, sweep_layers
+from saerand.config import SaeTarget
 
 KEY_COLUMNS = ["model", "variant", "layer", "expansion_factor", "k"]
 
@@ -33,16 +34,36 @@ def metrics_table(paths: list[str | Path]) -> pd.DataFrame:
     return table
 
 
-def main_study(table: pd.DataFrame, config: dict) -> pd.DataFrame:
+def study_table(saes: Sequence[SaeTarget], inputs: Sequence[str | Path]) -> pd.DataFrame:
+    """The metrics table of exactly `saes`: each one's metrics file, and no other. An input outside
+    the set, a member without its file, or a file holding another SAE's results is an error."""
+    sources = [f"{sae.directory}/metrics.json" for sae in saes]
+    inputs = [str(path) for path in inputs]
+    foreign = sorted(set(inputs) - set(sources))
+    if foreign:
+        raise ValueError(f"metrics files not in the set of SAEs: {foreign}")
+    missing = [path for path in sources if path not in inputs or not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"metrics files of SAEs in the set are missing: {missing}")
+    table = metrics_table(sources)
+    tabled = {SaeTarget(row.model, row.variant, int(row.layer), int(row.expansion_factor), int(row.k))
+              for row in table.itertuples()}
+    if tabled != set(saes):
+        raise ValueError(f"the SAEs in the metrics files do not match the set of SAEs: only in the files "
+                         f"{sorted(tabled - set(saes))}, only in the set {sorted(set(saes) - tabled)}")
+    return table
+
+
+def main_study(table: pd.DataFrame, expansion_factor: int, k: int) -> pd.DataFrame:
     """The SAEs at the study's own hyperparameters (Figure 3)."""
-    main = main_hyperparameters(config)
-    return table[(table["expansion_factor"] == main.expansion_factor) & (table["k"] == main.k)]
+    return table[(table["expansion_factor"] == expansion_factor) & (table["k"] == k)]
 
 
-def sweep_study(table: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """The SAEs of the hyperparameter sweep (Figure 11): its models, layers and grid."""
-    sweep = config["sweep"]
-    in_sweep_layers = [layer in sweep_layers(config, model) for model, layer in zip(table["model"], table["layer"])]
+def sweep_study(table: pd.DataFrame, layers: Mapping[str, Sequence[int]], expansion_factors: Sequence[int],
+                k: Sequence[int]) -> pd.DataFrame:
+    """The SAEs of the hyperparameter sweep (Figure 11): its models' `layers` (model -> swept
+    layers) at every point of its grid."""
+    in_sweep_layers = [layer in layers.get(model, ()) for model, layer in zip(table["model"], table["layer"])]
     swept = pd.Series(in_sweep_layers, index=table.index, dtype=bool)
-    swept &= table["expansion_factor"].isin(sweep["expansion_factors"]) & table["k"].isin(sweep["k"])
+    swept &= table["expansion_factor"].isin(expansion_factors) & table["k"].isin(k)
     return table[swept]

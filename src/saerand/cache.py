@@ -164,15 +164,49 @@ class ActivationCache:
     def tokens(self) -> np.ndarray:
         return self.group["tokens"][:]
 
-    def batches(self, layer: int, batch_rows: int, *, drop_last: bool = False) -> Iterator[torch.Tensor]:
-        """Rows in order, `batch_rows` at a time, reading whole chunks sequentially."""
+    def batches(
+        self, layer: int, batch_rows: int, *, drop_last: bool = False, shuffle_seed: int | None = None,
+        window_chunks: int = 8, block_rows: int = 16,
+    ) -> Iterator[torch.Tensor]:
+        """`batch_rows` rows at a time, always reading whole chunks (random row reads are slow).
+
+        shuffle_seed None: rows in stored order. Otherwise the buffer is mixed: its chunks are read
+        in a seeded random order, `window_chunks` at a time, and the blocks of `block_rows`
+        consecutive rows of each window are permuted together (whole blocks copy several times
+        faster than single rows), so every batch draws from that many random places of the store.
+        """
         array = self.activations(layer)
-        span = max(array.chunks[0], batch_rows)
-        pending = np.empty((0, self.d_model), dtype=np.float32)
-        for start in range(0, self.n_tokens, span):
-            pending = np.concatenate([pending, array[start : start + span].astype(np.float32)])
-            while len(pending) >= batch_rows:
-                yield torch.from_numpy(pending[:batch_rows].copy())
-                pending = pending[batch_rows:]
-        if len(pending) and not drop_last:
-            yield torch.from_numpy(pending)
+        rows_per_chunk = array.chunks[0]
+        starts = list(range(0, self.n_tokens, rows_per_chunk))
+        if shuffle_seed is None:
+            per_read, rng = max(1, -(-batch_rows // rows_per_chunk)), None
+        else:
+            per_read, rng = window_chunks, np.random.default_rng(shuffle_seed)
+            starts = [starts[i] for i in rng.permutation(len(starts))]
+        carry = np.empty((0, self.d_model), dtype=np.float32)  # rows short of a batch, already in order
+        for first in range(0, len(starts), per_read):
+            group = starts[first : first + per_read]
+            sizes = [min(rows_per_chunk, self.n_tokens - start) for start in group]
+            window = np.empty((sum(sizes), self.d_model), dtype=np.float32)  # float32 in the same pass
+            offset = 0
+            for start, size in zip(group, sizes):
+                window[offset : offset + size] = array[start : start + size]
+                offset += size
+            if rng is not None:
+                window = _permute_blocks(window, block_rows, rng)
+            if len(carry):
+                window = np.concatenate([carry, window])
+            full = len(window) // batch_rows * batch_rows
+            for begin in range(0, full, batch_rows):
+                yield torch.from_numpy(window[begin : begin + batch_rows])
+            carry = window[full:].copy()
+        if len(carry) and not drop_last:
+            yield torch.from_numpy(carry)
+
+
+def _permute_blocks(rows: np.ndarray, block_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """`rows` with its whole blocks of `block_rows` in random order; a last partial block stays last."""
+    whole = len(rows) // block_rows * block_rows
+    blocks = rows[:whole].reshape(-1, block_rows, rows.shape[1])
+    mixed = blocks[rng.permutation(len(blocks))].reshape(whole, rows.shape[1])
+    return np.concatenate([mixed, rows[whole:]]) if whole < len(rows) else mixed

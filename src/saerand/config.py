@@ -20,6 +20,15 @@ VARIANTS = (
 EMBEDDED_MODELS_DIR = Path("resources/models")
 CORPUS_DIR = Path("resources/corpus")
 
+# Hub datasets whose repository holds a loading script, which datasets >= 4 refuses, and what
+# loads the same data without it.
+SCRIPT_DATASETS = {
+    "togethercomputer/RedPajama-Data-1T-Sample":
+        "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/*.jsonl, split: train",
+    "togethercomputer/RedPajama-Data-1T":
+        "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T/<subset>/*.jsonl, split: train",
+}
+
 
 class ConfigError(ValueError):
     """A configuration that would make the workflow fail or compute the wrong thing."""
@@ -77,6 +86,7 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
             f"config key 'tokens.buffer_tokens': {tokens['buffer_tokens']} is not a multiple of "
             f"sae.batch_size x tokens.context_length = {step_tokens}, so a batch would straddle two shards"
         )
+    _check_datasets(config)
     _check_toy(config)
     embedded = config.get("embedded_model")
     sweep = config.get("sweep")
@@ -115,6 +125,45 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
                     f"config key 'tokens.context_length': {tokens['context_length']} exceeds "
                     f"the embedded model's context ({arch['context_length']})"
                 )
+
+
+def _check_datasets(config: dict[str, Any]) -> None:
+    """A dataset that is a loading script fails in datasets 5 only inside a cluster job: stop here."""
+    for split, spec in config["datasets"].items():
+        if not isinstance(spec, dict):
+            continue
+        path = spec["path"]
+        instead = SCRIPT_DATASETS.get(path.rstrip("/"))
+        local = Path(path)
+        if instead is None and (local.suffix == ".py" or (local / f"{local.name}.py").is_file()):
+            instead = "path: json (or csv, parquet, text), data_files: <the script's data files>"
+        if instead is not None:
+            raise ConfigError(
+                f"config key 'datasets.{split}.path': {path!r} is a dataset loading script, which "
+                f"datasets no longer runs; write instead: {{{instead}}}"
+            )
+    tokens = config["tokens"]
+    if "eval" not in config["datasets"] and tokens["eval_tokens"] % tokens["context_length"]:
+        raise ConfigError(
+            f"config key 'tokens.eval_tokens': {tokens['eval_tokens']} is not a multiple of "
+            f"tokens.context_length = {tokens['context_length']}; the held-out sequences come from the "
+            "training text's stream, so a partial sequence would be lost between them"
+        )
+
+
+def token_split(config: dict[str, Any], split: str) -> dict[str, Any]:
+    """Where a split's sequences come from: the dataset, the range of its shuffled token stream
+    (`skip_tokens`, `n_tokens`) and the shuffle seed. Without a `datasets.eval` the held-out
+    sequences are the first `eval_tokens` of the training text's stream and training starts
+    right after them, so the two are disjoint and drawn from the same mix of sources."""
+    datasets, tokens = config["datasets"], config["tokens"]
+    own = split in datasets
+    return {
+        "dataset": datasets[split] if own else datasets["train"],
+        "skip_tokens": tokens["eval_tokens"] if split == "train" and "eval" not in datasets else 0,
+        "n_tokens": tokens[f"{split}_tokens"],
+        "shuffle_seed": datasets["shuffle_seed"],
+    }
 
 
 def _check_toy(config: dict[str, Any]) -> None:

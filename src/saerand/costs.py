@@ -24,7 +24,8 @@ from saerand.config import (
 # Pythia's padded vocabulary; models can say otherwise with `vocab_size`.
 DEFAULT_VOCAB = 50304
 CACHE_BYTES = {"float32": 4, "float16": 2}
-MODEL_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# "auto" is bfloat16 on the GPU nodes the cost model plans for.
+MODEL_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2}
 # Sustained throughput assumed for one H100 when no benchmark file says otherwise: about 75% of its
 # 67 TFLOP/s fp32 peak (SAEs train in fp32; the small models run in fp32 too). Conservative for the
 # fp16 6.9B forward pass, which is cheap next to its SAEs.
@@ -146,7 +147,8 @@ class StudyCosts:
         chunk = self.config["cache"]["chunk_rows"] * d_model * 4
         return JobCost(
             flops=self.shard_tokens(shard) * sae_train_flops_per_token(d_model, target.expansion_factor),
-            host_memory_bytes=2 * state + 4 * chunk + 4 * 2**30,
+            # The mixing window in float32 and its permuted copy, one chunk read, one pending.
+            host_memory_bytes=2 * state + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
             disk_bytes=state,
             startup_minutes=SAE_STARTUP_MINUTES,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import zarr
 from datasets import load_dataset
@@ -17,27 +18,42 @@ from .atomic import atomic_directory
 _DOCUMENTS_PER_ROUND = 20_000
 
 
+SCRIPT_DATASET_ERROR = "Dataset scripts are no longer supported"
+
+
 def load_text_dataset(spec: dict[str, Any]):
-    """One code path for hub data (RedPajama) and local files (the offline default)."""
-    return load_dataset(
-        spec["path"],
-        name=spec.get("name"),
-        revision=spec.get("revision"),
-        data_files=spec.get("data_files"),
-        split=spec["split"],
-        **spec.get("load_kwargs", {}),
-    )
+    """One code path for hub data (RedPajama's JSON-lines files) and local files (the offline default)."""
+    try:
+        return load_dataset(
+            spec["path"],
+            name=spec.get("name"),
+            revision=spec.get("revision"),
+            data_files=spec.get("data_files"),
+            split=spec["split"],
+            **spec.get("load_kwargs", {}),
+        )
+    except RuntimeError as err:
+        if SCRIPT_DATASET_ERROR not in str(err):
+            raise
+        raise RuntimeError(
+            f"dataset {spec['path']!r} is a loading script, which datasets {datasets.__version__} refuses: "
+            f"load its data files instead (path: json or parquet, data_files: "
+            f"hf://datasets/{spec['path']}/<files>, or revision: refs/convert/parquet)"
+        ) from err
 
 
 def token_sequences(
-    spec: dict[str, Any], tokenizer, context_length: int, n_tokens: int | None
+    spec: dict[str, Any], tokenizer, context_length: int, n_tokens: int | None, *,
+    skip_tokens: int = 0, shuffle_seed: int | None = None,
 ) -> np.ndarray:
-    """The first n_tokens // context_length sequences (int32, shape (n, context_length)).
+    """Sequences [skip, skip + n) of the dataset's token stream (int32, shape (n, context_length)),
+    with skip = skip_tokens // context_length and n = n_tokens // context_length.
 
-    n_tokens None takes the whole split.
-
-    Documents are joined with EOS and cut into sequences that start with EOS
-    (sparsify.data.chunk_and_tokenize), tokenizing only as many documents as needed.
+    n_tokens None takes the whole split. The stream: the documents in a random order seeded by
+    `shuffle_seed` (None keeps the stored order, which for RedPajama is source by source), joined
+    with EOS and cut into sequences that start with EOS (sparsify.data.chunk_and_tokenize),
+    tokenizing only as many documents as needed. A given (spec, tokenizer, seed) always yields the
+    same stream, so disjoint [skip, skip + n) ranges of it are disjoint sets of text.
     """
     dataset = load_text_dataset(spec)
     text_column = spec.get("text_column", "text")
@@ -47,10 +63,13 @@ def token_sequences(
             f"(columns: {dataset.column_names}); set text_column"
         )
     dataset = dataset.select_columns([text_column])
-    n_sequences = float("inf") if n_tokens is None else n_tokens // context_length
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(seed=shuffle_seed)
+    skip = skip_tokens // context_length
+    stop = float("inf") if n_tokens is None else skip + n_tokens // context_length
     parts: list[np.ndarray] = []
     have = 0
-    with tqdm(total=None if n_tokens is None else n_sequences, desc="tokenizing", unit="seq") as progress:
+    with tqdm(total=None if n_tokens is None else stop, desc="tokenizing", unit="seq") as progress:
         for start in range(0, len(dataset), _DOCUMENTS_PER_ROUND):
             block = dataset.select(range(start, min(start + _DOCUMENTS_PER_ROUND, len(dataset))))
             chunked = chunk_and_tokenize(
@@ -61,16 +80,16 @@ def token_sequences(
             parts.append(ids)
             have += len(ids)
             progress.update(len(ids))
-            if have >= n_sequences:
+            if have >= stop:
                 break
-    if n_tokens is None:
-        return np.concatenate(parts)
-    if have < n_sequences:
+    if have < stop and n_tokens is not None:
         raise ValueError(
             f"dataset {spec['path']!r} split {spec['split']!r} yields {have * context_length} "
-            f"tokens, fewer than the {n_sequences * context_length} requested"
+            f"tokens, fewer than the {stop * context_length} requested "
+            f"({skip * context_length} skipped + {n_tokens // context_length * context_length})"
         )
-    return np.concatenate(parts)[:n_sequences]
+    stream = np.concatenate(parts)
+    return stream[skip:] if n_tokens is None else stream[skip:stop]
 
 
 def save_token_store(path: str | Path, sequences: np.ndarray, attrs: dict[str, Any]) -> None:

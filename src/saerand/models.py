@@ -25,11 +25,19 @@ def load_tokenizer(location: str, revision: str):
     return AutoTokenizer.from_pretrained(source, **kwargs)
 
 
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """"auto": bfloat16 on a GPU, as sparsify and the authors ran the subject models (float16
+    risks overflow in re-randomized large models), float32 on a CPU (no fast bfloat16 there)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return DTYPES[dtype]
+
+
 def load_causal_lm(
     location: str, revision: str, *, n_layers: int, dtype: str = "float32", device: str = "cpu"
 ):
     source, kwargs = _source(location, revision)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device), **kwargs)
     found = model.config.num_hidden_layers
     if found != n_layers:
         raise ValueError(

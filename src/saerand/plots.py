@@ -22,6 +22,15 @@ VARIANT_STYLE = {
     "step0": ("Step 0", "tab:green"),
     "rerandomized_incl_emb": ("Randomized incl emb", "tab:orange"),
 }
+# Which held-out columns the explained variance and cosine rows draw (saerand.metrics computes
+# both readings for every SAE): SAEBench's per-token ratios with BOS/EOS/pad masked, or the
+# pooled ratio over every position.
+READINGS = {
+    "masked_per_token": {"explained_variance": "explained_variance_masked_per_token",
+                         "cosine_similarity": "cosine_similarity_masked"},
+    "pooled": {"explained_variance": "explained_variance", "cosine_similarity": "cosine_similarity"},
+}
+READING_NOTES = {"masked_per_token": "per token, special tokens masked", "pooled": "pooled, all positions"}
 FIGURE3_METRICS = {
     "explained_variance": "Explained Variance (R²)",
     "cosine_similarity": "Cosine Similarity",
@@ -31,8 +40,9 @@ FIGURE3_METRICS = {
 }
 
 
-def _metric_grid(table: pd.DataFrame, x: str, **relplot_kwargs) -> sns.FacetGrid:
-    """One row per metric, one column per model, one line per variant."""
+def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) -> sns.FacetGrid:
+    """One row per metric, one column per model, one line per variant; EV and cosine in `reading`."""
+    table = table.assign(**{row: table[column] for row, column in READINGS[reading].items()})
     metrics = [m for m in FIGURE3_METRICS if m in table.columns]
     keys = [c for c in ("model", "variant", "layer", "expansion_factor", "k") if c in table.columns]
     long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric")
@@ -48,7 +58,8 @@ def _metric_grid(table: pd.DataFrame, x: str, **relplot_kwargs) -> sns.FacetGrid
     )
     grid.set_titles(template="")
     for (metric, model), ax in grid.axes_dict.items():
-        ax.set_ylabel(FIGURE3_METRICS[metric])
+        label = FIGURE3_METRICS[metric]
+        ax.set_ylabel(f"{label}\n({READING_NOTES[reading]})" if metric in READINGS[reading] else label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if metric == "l1":
             ax.set_yscale("log")
@@ -66,19 +77,19 @@ def _save(grid: sns.FacetGrid, path: str | Path, provenance: dict) -> None:
     plt.close(grid.figure)
 
 
-def figure3(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+def figure3(table: pd.DataFrame, path: str | Path, provenance: dict, reading: str) -> None:
     """Metric against layer, one line per variant: the SAEs at one (expansion, k)."""
     if table.duplicated(["model", "variant", "layer"]).any():
         raise ValueError("figure 3 takes one SAE per (model, variant, layer); select one (expansion, k)")
-    grid = _metric_grid(table, x="layer")
+    grid = _metric_grid(table, x="layer", reading=reading)
     grid.set_xlabels("Layer")
     _save(grid, path, provenance)
 
 
-def figure11(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+def figure11(table: pd.DataFrame, path: str | Path, provenance: dict, reading: str) -> None:
     """Metric against expansion factor, solid/dashed per k, mean and standard error over layers."""
     table = table.assign(k=table["k"].map(lambda k: f"k = {k}"))
-    grid = _metric_grid(table, x="expansion_factor", style="k", errorbar="se", err_style="bars")
+    grid = _metric_grid(table, x="expansion_factor", reading=reading, style="k", errorbar="se", err_style="bars")
     for ax in grid.axes.flat:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(table["expansion_factor"].unique()), map(str, sorted(table["expansion_factor"].unique())))

@@ -4,8 +4,9 @@ The loop keeps what sparsify 1.3.3's Trainer does per step: seed right before bu
 fp32, b_dec from the first batch's mean, unit-norm decoder rows before every forward, AuxK on
 latents dead for `dead_feature_threshold` tokens, loss fvu + auxk_alpha * auxk + multi_topk_fvu / 8,
 gradient parallel to decoder rows removed, lr scaled by sqrt(2**14 / num_latents), and the
-schedule-free average saved (optimizer.eval()). Batches are `batch_size` sequences of the cache in
-order, as the Trainer's unshuffled DataLoader feeds them. SaeTrainer checkpoints everything
+schedule-free average saved (optimizer.eval()). Batches are `batch_size` sequences' worth of
+activations: in stored order, as the Trainer's unshuffled DataLoader feeds them (`buffer_shuffle`
+off, which the parity tests use), or mixed across the activation buffer. SaeTrainer checkpoints everything
 (weights, optimizer and schedule state, dead-latent counters), so training split over activation
 shards gives the same weights as one pass.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from schedulefree import ScheduleFreeWrapper
 from sparsify import SparseCoder, SparseCoderConfig
@@ -149,11 +151,26 @@ def batch_rows(settings: dict[str, Any], context_length: int) -> int:
     return settings["batch_size"] * context_length
 
 
+def buffer_order_seed(settings: dict[str, Any], shard: int) -> int | None:
+    """The seed of a shard's reading order (None: stored order), fixed by (SAE seed, shard) so a
+    rerun or resumed shard reads exactly the same batches."""
+    if not settings["buffer_shuffle"]:
+        return None
+    return int(np.random.SeedSequence((settings.get("seed", 0), shard)).generate_state(1, np.uint64)[0])
+
+
+def training_batches(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int,
+                     shard: int = 0):
+    """One shard's training batches, in stored order or mixed across the buffer (`buffer_shuffle`)."""
+    return cache.batches(layer, batch_rows(settings, context_length), shuffle_seed=buffer_order_seed(settings, shard),
+                         window_chunks=settings["buffer_window_chunks"], block_rows=settings["buffer_block_rows"])
+
+
 def train_sae(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int) -> tuple[SparseCoder, dict]:
-    """Train one SAE on all of `layer` in `cache`; returns it (eval mode) and a training summary."""
+    """Train one SAE on all of `layer` in `cache` (one shard); returns it (eval mode) and a summary."""
     rows = batch_rows(settings, context_length)
     trainer = SaeTrainer(cache.d_model, settings, num_steps=-(-cache.n_tokens // rows))
-    trainer.train_on(cache.batches(layer, rows), description=f"SAE layers.{layer}")
+    trainer.train_on(training_batches(cache, layer, settings, context_length), description=f"SAE layers.{layer}")
     return trainer.finish()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .config import revision_for
@@ -42,6 +43,19 @@ def rerandomize(model: torch.nn.Module, *, keep_embeddings: bool, seed: int) -> 
     return record
 
 
+# Each activation store of the control variant gets its own noise stream, so no training shard
+# repeats another's inputs and the held-out set is never training data.
+NOISE_SPLITS = ("train", "eval")
+
+
+def control_noise_seed(variant_seed: int, split: str, shard: int) -> int:
+    """The control's noise seed for one store: SeedSequence((variant seed, split, shard))."""
+    if split not in NOISE_SPLITS:
+        raise ValueError(f"split must be one of {NOISE_SPLITS}, got {split!r}")
+    entropy = (variant_seed, NOISE_SPLITS.index(split), shard)
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
 @dataclass
 class SubjectModel:
     """A model variant and how it is fed: token ids, or (control) Gaussian noise per position."""
@@ -69,9 +83,10 @@ class SubjectModel:
 
 
 def load_variant(
-    location: str, model_cfg: dict, variant: str, *, seed: int, device: str
+    location: str, model_cfg: dict, variant: str, *, seed: int, device: str, split: str, shard: int = 0
 ) -> tuple[SubjectModel, dict]:
-    """Build one variant; returns it with the record that goes into provenance."""
+    """Build one variant to read `split` (shard `shard` of it); returns it with the record that goes
+    into provenance. `seed` re-samples the weights (the same model for every split and shard)."""
     revision = revision_for(model_cfg, variant)
     model = load_causal_lm(
         location, revision, n_layers=model_cfg["n_layers"], dtype=model_cfg["dtype"], device=device
@@ -80,6 +95,12 @@ def load_variant(
     if variant.startswith("rerandomized"):
         stats = rerandomize(model, keep_embeddings=variant == "rerandomized_excl_emb", seed=seed)
         record["resampled_parameters"] = len(stats)
+    noise_seed = None
     if variant == "control":
-        record["control_inputs"] = "IID N(0, I) per position via inputs_embeds"
-    return SubjectModel(model, variant, noise_seed=seed if variant == "control" else None), record
+        noise_seed = control_noise_seed(seed, split, shard)
+        record["control_inputs"] = {
+            "noise": "IID N(0, I) per position via inputs_embeds", "split": split, "shard": shard,
+            "noise_seed": noise_seed, "derivation": "SeedSequence((variant_seed, split index in "
+            f"{list(NOISE_SPLITS)}, shard)).generate_state(1, uint64)",
+        }
+    return SubjectModel(model, variant, noise_seed=noise_seed), record

@@ -1,14 +1,40 @@
 # Aggregation: every SAE's metrics in one tidy table, the Figure 3-style plot and, when the
 # config has a sweep, the Figure 11-style plot.
+#
+# The set of SAEs and every setting the aggregation and plots use are params, as plain data: the
+# profiles leave the `input` rerun trigger off (profiles/default/config.yaml), so a shrunk set of
+# inputs alone would rerun nothing and leave the dropped SAEs' rows in the table; a changed param
+# does rerun the job.
+
+from saerand.config import main_hyperparameters, sae_directory, sweep_layers
+
+
+# [model, variant, layer, expansion, k] of every SAE of the study, sorted.
+AGGREGATED_SAES = sorted([list(target) for target in SAE_TARGETS])
+STUDY_HYPERPARAMETERS = dict(main_hyperparameters(config)._asdict())
+# Figure 11's selection: each swept model's layers, the grid.
+SWEEP_SELECTION = (
+    {
+        "layers": {model: sweep_layers(config, model) for model in sorted(config["sweep"]["models"])},
+        "expansion_factors": sorted(config["sweep"]["expansion_factors"]),
+        "k": sorted(config["sweep"]["k"]),
+    }
+    if config.get("sweep")
+    else None
+)
 
 
 rule aggregate_metrics:
     input:
-        [f"{target.directory}/metrics.json" for target in SAE_TARGETS],
+        [f"{sae_directory(*sae)}/metrics.json" for sae in AGGREGATED_SAES],
     output:
         table="results/metrics.csv",
         provenance="results/metrics.provenance.json",
         figure="results/figures/sae_metrics.png",
+    params:
+        saes=AGGREGATED_SAES,
+        study=STUDY_HYPERPARAMETERS,
+        reading=config["evaluation"]["figure_reading"],
     log:
         "logs/aggregate_metrics.log",
     benchmark:
@@ -24,6 +50,9 @@ rule plot_hyperparameter_sweep:
         table="results/metrics.csv",
     output:
         "results/figures/hyperparameter_sweep.png",
+    params:
+        sweep=SWEEP_SELECTION,
+        reading=config["evaluation"]["figure_reading"],
     log:
         "logs/plot_hyperparameter_sweep.log",
     benchmark:

@@ -16,6 +16,7 @@ rule cache_train_shard:
         model=model_settings,
         layers=cached_layers,
         sequences=lambda wc: TRAIN_SHARDS[int(wc.shard)],
+        store=lambda wc: {"split": "train", "shard": int(wc.shard)},
         cache=config["cache"],
         variant_seed=config["variant_seed"],
     threads: 2
@@ -44,6 +45,7 @@ rule cache_eval:
         model=model_settings,
         layers=cached_layers,
         sequences=None,
+        store={"split": "eval", "shard": 0},
         cache=config["cache"],
         variant_seed=config["variant_seed"],
     threads: 2

@@ -12,6 +12,7 @@ from saerand.config import (
     embedded_model_dir,
     model_location,
     sae_directory,
+    token_split,
 )
 from saerand.toy.glove import glove_hint
 
@@ -69,7 +70,7 @@ def sae_settings(wildcards):
 
 def text_inputs(wildcards):
     """Corpus files the workflow writes itself (the embedded default) are inputs of tokenization."""
-    data_files = config["datasets"][wildcards.split].get("data_files") or ""
+    data_files = token_split(config, wildcards.split)["dataset"].get("data_files") or ""
     return data_files if data_files.startswith(f"{CORPUS_DIR}/") else []
 
 

@@ -1,4 +1,6 @@
-# Tokenization: each model's text, cut into fixed-length sequences once, shared by its variants.
+# Tokenization: each model's text, shuffled by document and cut into fixed-length sequences once,
+# shared by its variants. Without a separate held-out dataset, eval takes the stream's first
+# sequences and train the ones after them.
 
 
 rule tokenize_text:
@@ -9,8 +11,7 @@ rule tokenize_text:
         directory("results/{model}/tokens/{split}.zarr"),
     params:
         model=model_settings,
-        dataset=lambda wc: config["datasets"][wc.split],
-        n_tokens=lambda wc: config["tokens"][f"{wc.split}_tokens"],
+        text=lambda wc: token_split(config, wc.split),
         context_length=config["tokens"]["context_length"],
     log:
         "logs/tokenize_text/{model}/{split}.log",

@@ -27,6 +27,7 @@ rule toy_sweep:
     params:
         dataset=lambda wc: TOY_DATASETS[wc.toy_dataset],
         sae=config.get("toy", {}).get("sae"),
+        gaussian_control=config.get("toy", {}).get("gaussian_control"),
         device=config.get("toy", {}).get("device"),
     # Small matrices: one thread is many times faster than two fighting over a core.
     threads: 1

@@ -1,14 +1,17 @@
-from saerand.aggregate import main_study, metrics_table
+from saerand.aggregate import main_study, study_table
 from saerand.atomic import write_json, write_text
+from saerand.config import SaeTarget
 from saerand.jobs import start_job
 from saerand.plots import figure3
 from saerand.provenance import provenance
 
 start_job(snakemake.log[0], snakemake.threads)
-table = metrics_table(snakemake.input)
-output = snakemake.output
-record = provenance(sources=list(snakemake.input), config=snakemake.config)
+params, output = snakemake.params, snakemake.output
+saes = [SaeTarget(*sae) for sae in params.saes]
+table = study_table(saes, list(snakemake.input))
+record = provenance(sources=list(snakemake.input), saes=params.saes, study=dict(params.study))
 write_text(output.table, table.to_csv(index=False))
 write_json(output.provenance, record)
-figure3(main_study(table, snakemake.config), output.figure, provenance(table=output.table))
+figure3(main_study(table, **params.study), output.figure,
+        provenance(table=output.table, study=dict(params.study), reading=params.reading), params.reading)
 print(table.to_string())

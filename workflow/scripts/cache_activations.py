@@ -12,7 +12,7 @@ start, stop = params.sequences or (0, None)
 sequences = load_token_store(snakemake.input.tokens, start, stop)
 device = resolve_device(cache["device"])
 subject, variant_record = load_variant(
-    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device
+    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, **params.store
 )
 write_activation_cache(
     snakemake.output[0], subject, sequences, params.layers,

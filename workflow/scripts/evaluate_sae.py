@@ -8,7 +8,7 @@ from saerand.cache import ActivationCache
 from saerand.downstream import downstream_scores
 from saerand.jobs import start_job
 from saerand.metrics import evaluate_sae
-from saerand.models import resolve_device
+from saerand.models import load_tokenizer, resolve_device
 from saerand.provenance import provenance
 from saerand.variants import load_variant
 
@@ -19,9 +19,13 @@ layer = int(wildcards.layer)
 device = resolve_device(evaluation["device"])
 sae = SparseCoder.load_from_disk(snakemake.input.sae, device=device)
 cache = ActivationCache(snakemake.input.cache)
-metrics = evaluate_sae(sae, cache, layer, batch_rows=evaluation["batch_tokens"], device=device)
+# BOS/EOS/pad positions are masked out of the SAEBench-style metrics.
+special_token_ids = load_tokenizer(model["location"], model["revision"]).all_special_ids
+metrics = evaluate_sae(sae, cache, layer, batch_rows=evaluation["batch_tokens"], special_token_ids=special_token_ids,
+                       device=device)
+# The held-out store's noise stream: the control's CE/KL scores read no training inputs.
 subject, variant_record = load_variant(
-    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device
+    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
 )
 metrics |= downstream_scores(subject, sae, layer, cache.tokens(), batch_sequences=evaluation["batch_sequences"])
 print(metrics)
@@ -31,4 +35,5 @@ write_json(snakemake.output[0], provenance(
          "k": sae.cfg.k, "d_in": sae.d_in},
     sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
     evaluation=evaluation, eval_cache=cache.attrs, variant_record=variant_record,
+    special_token_ids=special_token_ids,
 ))

@@ -6,6 +6,13 @@ from saerand.plots import figure11
 from saerand.provenance import provenance
 
 start_job(snakemake.log[0], snakemake.threads)
-sweep = sweep_study(pd.read_csv(snakemake.input.table), snakemake.config)
-figure11(sweep, snakemake.output[0], provenance(table=snakemake.input.table, sweep=snakemake.config["sweep"]))
+selection = snakemake.params.sweep
+if not selection:
+    raise ValueError("the config has no sweep section: there is no hyperparameter sweep to plot")
+sweep = sweep_study(pd.read_csv(snakemake.input.table), **selection)
+if sweep.empty:
+    raise ValueError(f"no SAE of the sweep {selection} in {snakemake.input.table}")
+reading = snakemake.params.reading
+figure11(sweep, snakemake.output[0], provenance(table=snakemake.input.table, sweep=dict(selection), reading=reading),
+         reading)
 print(sweep.to_string())

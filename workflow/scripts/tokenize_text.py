@@ -7,9 +7,11 @@ start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
 # The trained revision's tokenizer serves every variant (step0 shares it).
 tokenizer = load_tokenizer(params.model["location"], params.model["revision"])
-sequences = token_sequences(params.dataset, tokenizer, params.context_length, params.n_tokens)
+text = params.text
+sequences = token_sequences(text["dataset"], tokenizer, params.context_length, text["n_tokens"],
+                            skip_tokens=text["skip_tokens"], shuffle_seed=text["shuffle_seed"])
 save_token_store(snakemake.output[0], sequences, provenance(
-    model=wildcards.model, split=wildcards.split, dataset=params.dataset,
+    model=wildcards.model, split=wildcards.split, text=text,
     tokenizer=f"{params.model['location']}@{params.model['revision']}",
 ))
 print(f"{sequences.shape[0]} sequences of {sequences.shape[1]} tokens")

@@ -9,10 +9,11 @@ start_job(snakemake.log[0], snakemake.threads)
 params, seed = snakemake.params, int(snakemake.wildcards.seed)
 device = resolve_device(params.device)
 inputs, ground_truth = toy_dataset(params.dataset, seed)
-kinds = dataset_kinds(inputs, seed, device)
+kinds = dataset_kinds(inputs, seed, params.gaussian_control, device)
 table = sweep(kinds, toy_latent_counts(params.dataset, inputs.shape[1]), params.sae, seed, ground_truth, device)
 table.insert(0, "dataset", snakemake.wildcards.toy_dataset)
 write_json(snakemake.output.provenance, provenance(
-    dataset=params.dataset, sae=params.sae, seed=seed, device=device, samples=len(inputs), n_dims=inputs.shape[1]))
+    dataset=params.dataset, sae=params.sae, gaussian_control=params.gaussian_control, seed=seed, device=device,
+    samples=len(inputs), n_dims=inputs.shape[1]))
 write_text(snakemake.output.table, table.to_csv(index=False))
 print(table.to_string())

@@ -108,13 +108,14 @@ def lomax_2d(
     return (sparse @ projection.T).astype(np.float32), projection.astype(np.float32)
 
 
-def gaussian_control(data: np.ndarray, seed: int = 0, per_dimension: bool = True) -> np.ndarray:
+def gaussian_control(data: np.ndarray, seed: int = 0, *, per_dimension: bool) -> np.ndarray:
     """Gaussian data of the same shape with the mean and standard deviation of `data`.
 
     The paper (Section 4.2) says "a mean and standard deviation equal to the superposed toy data"
-    without saying per dimension or overall; the default matches them per dimension (a diagonal
-    Gaussian), which also preserves the overall mean and, up to the spread of the per-dimension
-    means, the overall variance. `per_dimension=False` uses one scalar mean and std.
+    without saying per dimension or overall. `per_dimension` matches them per dimension (a
+    diagonal Gaussian), which also preserves the overall mean and, up to the spread of the
+    per-dimension means, the overall variance; otherwise one scalar mean and std over all values
+    give an isotropic Gaussian, as in the authors' code (config `toy.gaussian_control`).
     """
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] < 2:
@@ -126,10 +127,19 @@ def gaussian_control(data: np.ndarray, seed: int = 0, per_dimension: bool = True
 
 
 def embedding_matrix(location: str, revision: str, n_layers: int) -> np.ndarray:
-    """The input embedding matrix (vocab x hidden, float32) of a subject model of the main study,
-    loaded as the study loads it (a hub id or a local directory of revisions; for GPT-NeoX /
-    Pythia, `gpt_neox.embed_in.weight`)."""
-    from saerand.models import load_causal_lm
+    """The input embedding matrix of a subject model of the main study, one row per token of its
+    tokenizer (len(tokenizer) x hidden, float32), loaded as the study loads it (a hub id or a local
+    directory of revisions; for GPT-NeoX / Pythia, `gpt_neox.embed_in.weight`).
+
+    Pythia pads its embedding to a multiple of 128 rows (50304 against the tokenizer's 50277):
+    no token ever looks the padding rows up, so they are no token's embedding and are dropped,
+    as the authors' code does."""
+    from saerand.models import load_causal_lm, load_tokenizer
 
     model = load_causal_lm(location, revision, n_layers=n_layers)
-    return model.get_input_embeddings().weight.detach().to(torch.float32).numpy().copy()
+    weight = model.get_input_embeddings().weight
+    n_tokens = len(load_tokenizer(location, revision))
+    if n_tokens > len(weight):
+        raise ValueError(f"{location}@{revision}: the tokenizer has {n_tokens} tokens but the "
+                         f"embedding only {len(weight)} rows")
+    return weight[:n_tokens].detach().to(torch.float32).numpy().copy()

@@ -32,10 +32,18 @@ def explained_variance(inputs: torch.Tensor, reconstructions: torch.Tensor) -> f
 
     The paper's axes read "explained variance (normalized reconstruction error)" and run from 0
     to 1: an all-zero reconstruction scores 0. Relative to ||x||^2 rather than to the variance
-    about the mean, since the SAE has no decoder bias and the MLP outputs have a large mean; for
-    zero-mean data the two agree."""
+    about the mean, since the SAE has no decoder bias; for zero-mean data the two agree. On data
+    with a large mean (the MLP outputs) the mean alone already scores high here: see
+    `explained_variance_centered`."""
     residual = (inputs - reconstructions).pow(2).sum()
     return float(1 - residual / inputs.pow(2).sum())
+
+
+def explained_variance_centered(inputs: torch.Tensor, reconstructions: torch.Tensor) -> float:
+    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2, the mean taken over samples: the usual
+    R^2, which scores reconstructing only the mean 0 and so counts only how x varies."""
+    residual = (inputs - reconstructions).pow(2).sum()
+    return float(1 - residual / (inputs - inputs.mean(dim=0)).pow(2).sum())
 
 
 def l0(codes: torch.Tensor) -> float:

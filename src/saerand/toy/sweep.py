@@ -18,9 +18,12 @@ from saerand.toy.data import embedding_matrix, gaussian_control, sharkey_data
 from saerand.toy.glove import glove_vectors
 from saerand.toy.l1_sae import l1_coefficients, train_l1_sae
 from saerand.toy.mlp import mlp_outputs, random_mlp
+
 SUPERPOSITION = "superposition"
 # Every Pareto figure's four lines, in drawing order.
 KINDS = ("inputs", "gaussian inputs", "outputs", "gaussian outputs")
+# How the Gaussian control matches the data (config `toy.gaussian_control`).
+GAUSSIAN_CONTROLS = ("per_dimension", "scalar")
 
 
 def toy_dataset(spec: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -33,10 +36,15 @@ def toy_dataset(spec: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray
     return embedding_matrix(spec["location"], spec["revision"], spec["n_layers"]), None
 
 
-def dataset_kinds(inputs: np.ndarray, seed: int, device: str = "cpu") -> dict[str, np.ndarray]:
+def dataset_kinds(
+    inputs: np.ndarray, seed: int, control: str, device: str = "cpu",
+) -> dict[str, np.ndarray]:
     """The four datasets of every Pareto figure: the inputs, their Gaussian control (same mean and
-    standard deviation), and both passed through the same randomly initialised MLP."""
-    gaussian = gaussian_control(inputs, seed=seed)
+    standard deviation, per dimension or one scalar each: `control`), and both passed through the
+    same randomly initialised MLP."""
+    if control not in GAUSSIAN_CONTROLS:
+        raise ValueError(f"control must be one of {', '.join(GAUSSIAN_CONTROLS)}, got {control!r}")
+    gaussian = gaussian_control(inputs, seed=seed, per_dimension=control == "per_dimension")
     mlp = random_mlp(inputs.shape[1], seed=seed)
     return dict(zip(KINDS, (inputs, gaussian, mlp_outputs(inputs, mlp, device=device),
                             mlp_outputs(gaussian, mlp, device=device))))
@@ -56,6 +64,7 @@ def sweep(
             kinds[kind], n_latents, coefficient, epochs=sae["epochs"], batch_size=sae["batch_size"],
             lr=sae["lr"], seed=seed, validation_fraction=sae["validation_fraction"], device=device,
             ground_truth_features=ground_truth if kind == "inputs" else None, progress=False,
+            loss=sae["loss"],
         )
         rows.append({"kind": kind, "n_latents": n_latents, "l1_coefficient": coefficient, "seed": seed,
                      **result.metrics})
