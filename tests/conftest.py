@@ -61,4 +61,4 @@ def token_ids() -> np.ndarray:
 def mini_run(tmp_path_factory) -> tuple[Path, int]:
     """tests/configs/mini.yaml run end to end locally; also the reference for the Slurm run."""
     workdir = tmp_path_factory.mktemp("mini")
-    return workdir, run_watching_shards(workdir)
+    return workdir, run_watching_shards(workdir)[0]

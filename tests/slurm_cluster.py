@@ -84,13 +84,18 @@ _JOBCOMP_FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")
 
 
 class SlurmCluster:
-    """One slurmctld + one slurmd (+ a private munged) serving one partition on localhost."""
+    """One slurmctld + one slurmd (+ a private munged) serving partitions of one node on localhost.
+
+    `partitions` maps each partition's name to its MaxTime in minutes (None: no limit); the first
+    is the default one.
+    """
 
     def __init__(self, workdir: Path, cpus: int = 2, gpus: int = 2,
-                 real_memory_mb: int | None = None, partition: str = "gpu-test",
+                 real_memory_mb: int | None = None, partitions: dict[str, int | None] | None = None,
                  start_timeout: float = 60.0) -> None:
         self.workdir = Path(workdir).resolve()
-        self.cpus, self.gpus, self.partition = cpus, gpus, partition
+        self.partitions = partitions or {"gpu-test": None}
+        self.cpus, self.gpus, self.partition = cpus, gpus, next(iter(self.partitions))
         mem_total = _mem_total_mb()
         # RealMemory above what slurmd measures drains the node ("Low RealMemory").
         self.real_memory_mb = real_memory_mb or min(8192, mem_total // 2)
@@ -345,7 +350,8 @@ class SlurmCluster:
         lines = [f"{k}={v}" for k, v in conf.items()]
         lines.append(f"NodeName={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                      f"RealMemory={self.real_memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN")
-        lines.append(f"PartitionName={self.partition} Nodes={host} Default=YES "
-                     f"MaxTime=INFINITE State=UP")
+        for name, max_minutes in self.partitions.items():
+            lines.append(f"PartitionName={name} Nodes={host} Default={'YES' if name == self.partition else 'NO'} "
+                         f"MaxTime={max_minutes or 'INFINITE'} State=UP")
         (w / "plugstack.conf").write_text("")
         self.conf.write_text("\n".join(lines) + "\n")

@@ -1,7 +1,7 @@
 import pytest
 
-from saerand.config import SaeTarget, load_config
-from saerand.costs import JobCost, ModelSize, StudyCosts, memory_mb, runtime_minutes, sae_train_gpu_bytes
+from saerand.config import ConfigError, SaeTarget, load_config
+from saerand.costs import JobCost, ModelSize, StudyCosts, estimated_mb, estimated_minutes, sae_train_gpu_bytes
 
 from .conftest import REPO, SCHEMA
 
@@ -16,11 +16,11 @@ def test_parameter_counts_match_pythia(paper, model, published):
     assert ModelSize.of(paper["models"][model]).params() == pytest.approx(published, rel=0.01)
 
 
-def test_limits_grow_with_every_retry():
+def test_first_limits_come_from_the_estimate():
     # 1 PFLOP at 50 TFLOP/s is 20 s, times the margin of 3, plus 2 minutes of start-up: 3 minutes.
-    minutes = [runtime_minutes(JobCost(1e15, 0, startup_minutes=2), attempt) for attempt in (1, 2, 3)]
-    assert minutes == [4, 7, 13]
-    assert [memory_mb(2**30, attempt) for attempt in (1, 2, 3)] == [1025, 1537, 2305]
+    assert estimated_minutes(JobCost(1e15, 0, startup_minutes=2)) == pytest.approx(3.0)
+    assert estimated_minutes(JobCost(1e15, 0, startup_minutes=2), flops_per_second=50e9) == pytest.approx(1002.0)
+    assert estimated_mb(JobCost(0, 2**30)) == 1024
 
 
 def test_bigger_models_and_saes_get_bigger_limits(paper):
@@ -40,3 +40,15 @@ def test_the_largest_sae_step_fits_an_80gb_card(paper):
     # Pre-activations of 16,384 tokens x 262,144 latents and their gradient dominate: halve the batch,
     # save about 17 GB.
     assert step - sae_train_gpu_bytes(4096, 64, "adam", batch_tokens // 2) == pytest.approx(17.2e9, rel=0.01)
+
+
+def test_a_scratch_budget_orders_the_chains_in_lanes(paper):
+    """Two 10M-token shards of 8 layers of Pythia-6.9B in fp16 are 1.31 TB: 5 TB holds three chains."""
+    costs = StudyCosts({**paper, "scratch_budget": 5 * 10**12})
+    assert costs.chain_scratch_bytes("pythia-6.9b") == 2 * 10_010_624 * 8 * 4096 * 2
+    assert costs.lanes == 3 and len(costs.chains) == 25
+    assert costs.chain_before(*costs.chains[2]) is None
+    assert costs.chain_before(*costs.chains[3]) == costs.chains[0]
+    assert StudyCosts(paper).lanes is None and StudyCosts(paper).chain_before(*costs.chains[24]) is None
+    with pytest.raises(ConfigError, match="config key 'scratch_budget': 1000000000000 bytes is less than"):
+        StudyCosts({**paper, "scratch_budget": 10**12})

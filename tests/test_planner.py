@@ -56,3 +56,16 @@ def test_command_prints_the_plan(capsys, tmp_path):
     assert "train_sae_shard" in out and "6500" in out and "cluster jobs (Slurm groups)" in out
     assert "training activations (temporary)" in out and "TB" in out
     assert out.strip() == format_plan(plan(load_config(REPO / "config" / "config.yaml", SCHEMA))).strip()
+
+
+def test_a_scratch_budget_bounds_the_activations_and_lengthens_training(paper):
+    free = plan(paper)
+    budget = plan({**paper, "scratch_budget": 5 * 10**12})
+    six_point_nine = 2 * 10_010_624 * 8 * 4096 * 2
+    assert budget.disk["training activations (temporary)"] == 3 * six_point_nine <= 5 * 10**12
+    assert free.disk["training activations (temporary)"] > 14e12
+    # Three lanes of 25 chains: several chains one after another in each lane.
+    assert budget.lanes == 3 and free.lanes is None
+    assert budget.training_hours_in_budget > 3 * free.training_hours > 0
+    assert free.training_hours_in_budget == pytest.approx(free.training_hours)
+    assert "3 of 25 (model, variant) chains train at once" in format_plan(budget)

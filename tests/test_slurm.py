@@ -1,11 +1,15 @@
-"""The workflow on a real one-node Slurm (tests/slurm_cluster.py) through profiles/slurm.
+"""The workflow on a real one-node Slurm (tests/slurm_cluster.py) through profiles/slurm, at the
+shapes of a real GPU cluster: a GPU partition, and a CPU partition whose MaxTime is 2 minutes (as
+SAERAND_SLURM_MAX_RUNTIME says); GPU jobs that ask for 1 CPU on a node that shows them 2.
 
-One study of tests/configs/mini.yaml (two variants) goes through `snakemake --profile` twice:
-- run 1: the subject model's training hangs (SIGSTOP) and is killed at its 1-minute time limit,
-  then retried with 2 minutes; the aggregation job is killed for memory on every attempt, so the
-  run fails there, leaving no output that looks complete.
-- run 2: the same command continues where run 1 stopped; aggregation is killed for memory once,
-  retried with more, and the results equal those of the local run of the same config.
+One study of tests/configs/mini.yaml (two variants) goes through `snakemake --profile` three times:
+- run 1: the subject model's training hangs (SIGSTOP) twice: killed at its 1-minute limit, retried
+  with 2 minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the
+  same memory; one SAE of a shard group cannot write its checkpoint, so that group fails after its
+  other members finished.
+- run 2: the same command redoes only what run 1 left undone; the aggregation is killed for
+  memory on every attempt, its memory raised 1.5x each time and its time limit kept.
+- run 3: the aggregation gets its default memory; the results equal those of the local run.
 """
 
 from __future__ import annotations
@@ -22,18 +26,26 @@ import pandas as pd
 import pytest
 import yaml
 
-from saerand.config import validate_config
-from saerand.planner import plan
-
-from .conftest import REPO, SCHEMA
+from .conftest import REPO
 from .slurm_cluster import SlurmCluster
-from .workflow_runs import MINI, SNAKEMAKE
+from .workflow_runs import MINI, SNAKEMAKE, planned_jobs
 
 VARIANTS = ["trained", "control"]
-SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/(?:rule|group)_([^/]+)/")
-# The hung job's limit starts at 1 minute and doubles per attempt, as the workflow's own limits do
-# (saerand.costs.runtime_minutes); aggregation gets 100 MB, far below what Python with pandas needs.
+# "... submitted with SLURM jobid 12 (log: .../slurm_logs/rule_cache_eval/mini-neox_control/12.log)"
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/(?:rule|group)_([^/]+)/(\S*)\)")
+CPU_PARTITION, GPU_PARTITION = "cpu-test", "gpu-test"
+SITE = {"SAERAND_SLURM_PARTITION": CPU_PARTITION, "SAERAND_SLURM_GPU_PARTITION": GPU_PARTITION,
+        "SAERAND_SLURM_MAX_RUNTIME": "2", "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1"}
 HUNG_RULE = "train_embedded_model"
+# The SAE whose shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
+BLOCKED = Path("results/mini-neox/trained/x2-k4/layers.1/checkpoints")
+# The workflow's own limits (saerand.retries) from smaller first values: the hung job 1 minute; the
+# aggregation in run 2 1 minute and 100 MB, far below what Python with pandas needs.
+RETRIES = "__import__('saerand.retries', fromlist=['r'])"
+
+
+def _limit(resource: str, rule: str, base: int) -> str:
+    return (f"{RETRIES}.{resource}({base}, {RETRIES}.earlier_failures('{rule}', wildcards, attempt), False)")
 
 
 def _can_run_slurm() -> bool:
@@ -43,9 +55,9 @@ def _can_run_slurm() -> bool:
 pytestmark = pytest.mark.skipif(not _can_run_slurm(), reason="needs Slurm installed, or root and apt-get to install it")
 
 
-def _profile(directory: Path, aggregate_mem_mb: int | str) -> Path:
-    """profiles/slurm plus the test overlay: fast status polling by squeue (no slurmdbd here) and
-    the two injected faults."""
+def _profile(directory: Path, small_aggregation: bool = False) -> Path:
+    """profiles/slurm plus the test overlay: fast status polling by squeue (no slurmdbd here), the
+    hung job's 1-minute first limit and, in run 2, the small aggregation."""
     settings = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     settings.update({
         "slurm-status-command": "squeue",
@@ -54,105 +66,150 @@ def _profile(directory: Path, aggregate_mem_mb: int | str) -> Path:
         "max-status-checks-per-second": 10,
         "latency-wait": 5,
     })
-    settings["set-resources"] = {**settings["set-resources"], HUNG_RULE: {"runtime": "2 ** (attempt - 1)"},
-                                 "aggregate_metrics": {"mem_mb": aggregate_mem_mb}}
+    overlay = {HUNG_RULE: {"runtime": _limit("runtime_minutes", HUNG_RULE, 1)}}
+    if small_aggregation:
+        overlay["aggregate_metrics"] = {"runtime": _limit("runtime_minutes", "aggregate_metrics", 1),
+                                        "mem_mb": _limit("memory_mb", "aggregate_metrics", 100)}
+    settings["set-resources"] = {**settings["set-resources"], **overlay}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(yaml.safe_dump(settings))
     return directory
 
 
-def _hang_first_attempt(workdir: Path, process: subprocess.Popen) -> bool:
-    """SIGSTOP the first process running HUNG_RULE's script in `workdir`, as a hung job would be."""
-    while process.poll() is None:
+def _hang(workdir: Path, process: subprocess.Popen, times: int) -> int:
+    """SIGSTOP the first `times` processes running HUNG_RULE's script in `workdir`, one attempt
+    after the other, as a hung job would be; returns how many it stopped."""
+    stopped: set[int] = set()
+    while process.poll() is None and len(stopped) < times:
         for proc in Path("/proc").iterdir():
             try:
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-                if f".{HUNG_RULE}.py" in cmdline and Path(os.readlink(proc / "cwd")) == workdir:
-                    os.kill(int(proc.name), signal.SIGSTOP)
-                    return True
+                pid = int(proc.name)
+                if (pid not in stopped and f".{HUNG_RULE}.py" in cmdline
+                        and Path(os.readlink(proc / "cwd")) == workdir):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.add(pid)
             except (OSError, ValueError):
                 continue
         time.sleep(0.2)
-    return False
+    return len(stopped)
 
 
-def _run(cluster: SlurmCluster, workdir: Path, profile: Path, hang: bool = False) -> tuple[int, str]:
-    env = {**cluster.env, "SAERAND_SLURM_PARTITION": cluster.partition,
-           "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}"}
+def _run(cluster: SlurmCluster, workdir: Path, profile: Path, hang: int = 0) -> tuple[int, str]:
+    env = {**cluster.env, **SITE, "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}"}
     command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--directory", str(workdir), "--profile", str(profile),
-               "--configfile", str(MINI),
-               "--config", f"variants=[{','.join(VARIANTS)}]"]
+               "--configfile", str(MINI), "--config", f"variants=[{','.join(VARIANTS)}]"]
     log = workdir.parent / f"{profile.name}.log"
     with open(log, "w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-        hung = _hang_first_attempt(workdir, process) if hang else False
+        hung = _hang(workdir, process, hang)
         returncode = process.wait(timeout=1500)
-    assert hung or not hang, "the job to hang was never seen running"
+    assert hung == hang, f"the job to hang was seen running {hung} times, not {hang}"
     return returncode, log.read_text()
 
 
 def _submitted(log: str, cluster: SlurmCluster) -> list[tuple[str, dict[str, str]]]:
-    """(rule or group, Slurm record) of every job the run submitted, in submission order."""
+    """(rule or group, Slurm record) of every job the run submitted, in submission order; the
+    record's LogPath is where the executor put the job's log (it names a rule job's wildcards)."""
     records = {job["JobId"]: job for job in cluster.finished_jobs()}
-    return [(name, records[job_id]) for job_id, name in SUBMITTED.findall(log)]
+    return [(name, {**records[job_id], "LogPath": path}) for job_id, name, path in SUBMITTED.findall(log)]
+
+
+def _outputs(workdir: Path) -> dict[str, float]:
+    """Every SAE checkpoint, SAE and metrics file on disk, with its modification time."""
+    patterns = ("results/*/*/*/layers.*/checkpoints/shard-*", "results/*/*/*/layers.*/sae",
+                "results/*/*/*/layers.*/metrics.json", "results/*/*/cache/train/shard-*.zarr")
+    return {str(path.relative_to(workdir)): path.stat().st_mtime for pattern in patterns
+            for path in workdir.glob(pattern)}
 
 
 @pytest.fixture(scope="module")
 def slurm_study(tmp_path_factory, mini_run):
     root = tmp_path_factory.mktemp("slurm")
     workdir = root / "study"
-    workdir.mkdir()
-    # 4 CPUs on this 2-core machine: two 2-thread jobs at once, as on a node with several GPUs.
-    with SlurmCluster(root / "cluster", cpus=4, gpus=2, real_memory_mb=12000) as cluster:
-        first = _run(cluster, workdir, _profile(root / "run1", 100), hang=True)
+    (workdir / BLOCKED).parent.mkdir(parents=True)
+    (workdir / BLOCKED).write_text("not a folder\n")
+    # Slurm counts 4 CPUs on this 2-core machine, and no CPU binding: a job asking for 1 CPU sees 2.
+    with SlurmCluster(root / "cluster", cpus=4, gpus=2, real_memory_mb=12000,
+                      partitions={CPU_PARTITION: 2, GPU_PARTITION: None}) as cluster:
+        runs = {"first": _run(cluster, workdir, _profile(root / "run1"), hang=2)}
+        after_first = _outputs(workdir)
+        (workdir / BLOCKED).unlink()
+        runs["second"] = _run(cluster, workdir, _profile(root / "run2", small_aggregation=True))
         failed_state = {
             "metrics_table": (workdir / "results" / "metrics.csv").exists(),
             "partial_files": [str(p) for p in workdir.rglob(".*partial*")],
-            "metrics_files": len(list(workdir.glob("results/*/*/*/layers.*/metrics.json"))),
         }
-        second = _run(cluster, workdir, _profile(root / "run2", "100 if attempt == 1 else 4000"))
+        runs["third"] = _run(cluster, workdir, _profile(root / "run3"))
         yield {"workdir": workdir, "reference": mini_run[0], "failed_state": failed_state,
-               "first": (first[0], _submitted(first[1], cluster)), "second": (second[0], _submitted(second[1], cluster)),
-               "logs": first[1] + second[1]}
+               "after_first": after_first, "logs": {name: log for name, (_, log) in runs.items()},
+               **{name: (code, _submitted(log, cluster)) for name, (code, log) in runs.items()}}
 
 
-def test_every_job_goes_through_sbatch(slurm_study):
-    (first_code, first), (second_code, second) = slurm_study["first"], slurm_study["second"]
-    assert first_code != 0 and second_code == 0
-    names = [name for name, _ in first + second]
+def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
+    assert [slurm_study[run][0] != 0 for run in ("first", "second", "third")] == [True, True, False]
     # Nothing ran outside Slurm but the target rule `all`.
-    local = re.findall(r"^localrule (\w+):", slurm_study["logs"], re.MULTILINE)
-    assert set(local) <= {"all"}
-    groups = [name for name in names if name.startswith(("shard-", "finish-"))]
-    assert sorted({g.split("_")[0] for g in groups}) == sorted(
-        [f"shard-mini-neox-{v}-{s}" for v in VARIANTS for s in range(3)] + [f"finish-mini-neox-{v}" for v in VARIANTS])
-    # One cluster job per planned one, plus the retries: the hung job's second attempt, and four
-    # more aggregations for the one planned (three attempts in run 1, two in run 2).
-    config = validate_config({**yaml.safe_load(MINI.read_text()), "variants": VARIANTS}, SCHEMA)
-    assert len(names) == plan(config).cluster_jobs + 1 + 4
+    # (show-failed-logs copies a failed group's own log, whose jobs ran locally inside it, into the
+    # run's output: those are the grouped rules.)
+    local = re.findall(r"^localrule (\w+):", "".join(slurm_study["logs"].values()), re.MULTILINE)
+    assert set(local) - {"cache_train_shard", "train_sae_shard", "train_sae", "evaluate_sae"} <= {"all"}
+    jobs = [job for run in ("first", "second", "third") for job in slurm_study[run][1]]
+    on_gpu = {name.split("_")[0] for name, record in jobs if record["Partition"] == GPU_PARTITION}
+    on_cpu = {name for name, record in jobs if record["Partition"] == CPU_PARTITION}
+    # Shard groups, the finishing/evaluation groups (finishing needs no GPU, but shares their
+    # cluster job) and held-out caching on the GPU partition; everything else on the CPU one.
+    assert on_gpu == {f"shard-mini-neox-{v}-{s}" for v in VARIANTS for s in range(3)} | {
+        f"finish-mini-neox-{v}" for v in VARIANTS} | {"cache_eval", "toy_sweep"}
+    assert on_cpu == {"prepare_corpus", "train_tokenizer", "train_embedded_model", "tokenize_text", "toy_figure4",
+                      "toy_aggregate", "aggregate_metrics", "plot_hyperparameter_sweep"}
 
 
-def test_a_job_killed_at_its_time_limit_is_retried_with_more_time(slurm_study):
-    _, first = slurm_study["first"]
-    attempts = [record for name, record in first if name == HUNG_RULE]
-    assert [(r["JobState"], r["TimeLimit"]) for r in attempts] == [("TIMEOUT", "1"), ("COMPLETED", "2")]
+def test_grouped_gpu_jobs_asking_for_fewer_cpus_than_they_see_run_on_one_gpu(slurm_study):
+    """Each GPU job asks for 1 CPU and sees 2: the jobs of a group still run one at a time in one
+    one-GPU step (with the CPU count deciding, two at once asked for 2 GPUs in a 1-GPU job)."""
+    groups = [(name, record) for run in ("first", "second", "third") for name, record in slurm_study[run][1]
+              if name.startswith(("shard-", "finish-"))]
+    assert groups and all("cpu=1," in record["Tres"] and "gres/gpu=1" in record["Tres"] for _, record in groups)
+    failed = {name.split("_")[0] for name, record in groups if record["JobState"] != "COMPLETED"}
+    assert failed == {"shard-mini-neox-trained-0"}  # the blocked SAE's group, in run 1
+    assert "Step requested" not in "".join(slurm_study["logs"].values())
 
 
-def test_a_failed_job_leaves_no_output_that_looks_complete(slurm_study):
-    _, first = slurm_study["first"]
-    aggregations = [record for name, record in first if name == "aggregate_metrics"]
-    assert len(aggregations) == 3 and {r["JobState"] for r in aggregations} == {"FAILED"}
-    assert all("mem=100M" in r["Tres"] for r in aggregations)
-    state = slurm_study["failed_state"]
-    assert state == {"metrics_table": False, "partial_files": [], "metrics_files": 2 * 3}
+def test_a_time_out_is_retried_with_more_time_up_to_the_partition_cap_and_the_same_memory(slurm_study):
+    attempts = [record for name, record in slurm_study["first"][1] if name == HUNG_RULE]
+    # 1 minute, doubled after the time-out, then 2 again: 4 would be past the partition's MaxTime
+    # and never start.
+    assert [(r["JobState"], r["TimeLimit"]) for r in attempts] == [("TIMEOUT", "1"), ("TIMEOUT", "2"),
+                                                                   ("COMPLETED", "2")]
+    assert len({re.search(r"mem=(\d+)M", r["Tres"]).group(1) for r in attempts}) == 1
 
 
-def test_the_rerun_continues_where_it_stopped_and_matches_a_local_run(slurm_study):
-    _, second = slurm_study["second"]
-    # Only the failed aggregation and what depends on it: killed for memory once, then given more.
-    assert [(name, r["JobState"]) for name, r in second] == [
-        ("aggregate_metrics", "FAILED"), ("aggregate_metrics", "COMPLETED"), ("plot_hyperparameter_sweep", "COMPLETED")]
-    assert "mem=4000M" in second[1][1]["Tres"]
+def test_a_failed_group_keeps_what_its_finished_members_wrote(slurm_study):
+    """Run 1's shard group fails on the blocked SAE; run 2 neither re-caches that shard nor
+    retrains the SAEs that had finished it."""
+    finished = {path for path in slurm_study["after_first"]
+                if path.startswith("results/mini-neox/trained/") and path.endswith("checkpoints/shard-0")}
+    assert finished == {"results/mini-neox/trained/x4-k4/layers.0/checkpoints/shard-0",
+                        "results/mini-neox/trained/x4-k4/layers.1/checkpoints/shard-0"}
+    assert "results/mini-neox/trained/cache/train/shard-0.zarr" in slurm_study["after_first"]
+    rerun = planned_jobs(slurm_study["logs"]["second"])
+    shard_0 = [(rule, w) for rule, w in rerun if w.get("variant") == "trained" and w.get("shard") == "0"]
+    assert [(rule, w["layer"], w["expansion"]) for rule, w in shard_0] == [("train_sae_shard", "1", "2")]
+
+
+def test_an_oom_kill_is_retried_with_more_memory_and_the_same_time(slurm_study):
+    aggregations = [record for name, record in slurm_study["second"][1] if name == "aggregate_metrics"]
+    assert len(aggregations) == 3 and {r["JobState"] for r in aggregations} <= {"FAILED", "OUT_OF_MEMORY"}
+    assert [re.search(r"mem=(\d+)M", r["Tres"]).group(1) for r in aggregations] == ["100", "150", "225"]
+    assert [r["TimeLimit"] for r in aggregations] == ["1", "1", "1"]
+    # A failed job leaves no output that looks complete.
+    assert slurm_study["failed_state"] == {"metrics_table": False, "partial_files": []}
+
+
+def test_the_last_run_finishes_and_matches_a_local_run(slurm_study):
+    third = slurm_study["third"][1]
+    assert [(name, r["JobState"]) for name, r in third] == [
+        ("aggregate_metrics", "COMPLETED"), ("plot_hyperparameter_sweep", "COMPLETED")]
     on_slurm = pd.read_csv(slurm_study["workdir"] / "results" / "metrics.csv")
     local = pd.read_csv(slurm_study["reference"] / "results" / "metrics.csv")
     local = local[local["variant"].isin(VARIANTS)].reset_index(drop=True)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 from saerand.cache import ActivationCache
 
 from .conftest import REPO
-from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, snakemake
+from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, run_watching_shards, snakemake
 
 
 def test_lint_is_clean():
@@ -252,3 +253,25 @@ def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path):
     again = ActivationCache(tmp_path / stores["shard-0"])
     np.testing.assert_array_equal(again.activations(1)[:], first)
     assert again.attrs["control_inputs"] == caches["shard-0"].attrs["control_inputs"]
+
+
+@pytest.mark.slow
+def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path):
+    """A budget of one (model, variant)'s two shards: the control's first shard waits for the
+    trained model's SAEs, and no more than two shards are ever on disk in all."""
+    config = yaml.safe_load(MINI.read_text())
+    config.pop("toy")
+    # Two shards of 2,048 tokens x 2 layers x 32 dims in float32: 1 MiB.
+    config.update(variants=["trained", "control"], scratch_budget=2 * 2048 * 2 * 32 * 4)
+    path = tmp_path / "budget.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    plan = snakemake("--dry-run", "--directory", str(workdir), "--configfile", str(path), "--",
+                     "results/mini-neox/control/cache/train/shard-0.zarr")
+    control_shard = re.search(r"input: (.*)\n\s+output: results/mini-neox/control/cache/train/shard-0.zarr\n",
+                              plan.stdout)
+    assert "results/mini-neox/trained/x4-k4/layers.0/sae" in control_shard.group(1)
+    per_chain, in_all = run_watching_shards(workdir, configfile=path)
+    assert 1 <= per_chain <= 2 and in_all <= 2
+    assert len(pd.read_csv(workdir / "results" / "metrics.csv")) == 2 * 3

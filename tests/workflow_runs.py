@@ -36,17 +36,18 @@ def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
     return jobs
 
 
-def run_watching_shards(workdir: Path, *args) -> int:
+def run_watching_shards(workdir: Path, *args, configfile: Path = MINI) -> tuple[int, int]:
     """Run snakemake to the end, polling the training shards on disk; returns the most that one
-    (model, variant) had at once."""
-    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(MINI), "--cores", "2", *args]
+    (model, variant) had at once, and the most on disk at once in all."""
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(configfile), "--cores", "2", *args]
     log = workdir / "snakemake-run.log"
     with open(log, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        most = 0
+        most, most_in_all = 0, 0
         while process.poll() is None:
             per_variant = Counter(p.parent for p in workdir.glob("results/*/*/cache/train/shard-*.zarr"))
             most = max([most, *per_variant.values()])
+            most_in_all = max(most_in_all, sum(per_variant.values()))
             time.sleep(0.05)
     assert process.returncode == 0, log.read_text()[-3000:]
-    return most
+    return most, most_in_all

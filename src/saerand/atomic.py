@@ -35,12 +35,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     os.rename(staging, path)
 
 
-def write_text(path: str | Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a staging file path; on success it replaces `path` by one rename, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_path(path)
-    staging.write_text(text)
+    try:
+        yield staging
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     os.replace(staging, path)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_file(path) as staging:
+        staging.write_text(text)
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from saerand.config import (
+    ConfigError,
     SaeTarget,
     sae_targets,
     selected_layers,
@@ -35,6 +36,9 @@ DEFAULT_GPU_FLOPS = 50e12
 RUNTIME_MARGIN = 3.0
 MODEL_STARTUP_MINUTES = 10
 SAE_STARTUP_MINUTES = 2
+# The toy sweeps keep a GPU: at the paper's size one core does about 57 GFLOP/s per L1 SAE (1024
+# latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine), which would make the
+# GloVe and embedding sweeps 13,000 core-hours.
 GPU_RULES = ("cache_train_shard", "cache_eval", "train_sae_shard", "evaluate_sae", "toy_sweep")
 # Toy SAEs take small optimizer steps that are bound by kernel launches, not FLOPs: about 1 ms
 # each, counted as FLOPs at the assumed throughput.
@@ -110,6 +114,31 @@ class StudyCosts:
         self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
         self.cache_bytes = CACHE_BYTES[config["cache"]["dtype"]]
         self.toy_datasets = toy_datasets(config)
+        # Every (model, variant) that trains SAEs, in config order: one chain of shards each.
+        self.chains = list(dict.fromkeys((t.model, t.variant) for t in self.targets))
+        self.lanes = self._scratch_lanes()
+
+    def chain_scratch_bytes(self, model: str) -> int:
+        """Temporary activations one (model, variant) holds at once: two shards (the lookahead)."""
+        shards = range(len(self.shards))
+        return min(2, len(shards)) * max((self.cache_train_shard(model, s).disk_bytes for s in shards), default=0)
+
+    def _scratch_lanes(self) -> int | None:
+        """How many chains may hold training activations at once within `scratch_budget`."""
+        budget = self.config.get("scratch_budget")
+        if budget is None or not self.chains:
+            return None
+        largest = max(self.chain_scratch_bytes(model) for model, _ in self.chains)
+        if budget < largest:
+            raise ConfigError(f"config key 'scratch_budget': {budget} bytes is less than one (model, variant) "
+                              f"holds at once ({largest} bytes: two shards of its training activations)")
+        return budget // largest
+
+    def chain_before(self, model: str, variant: str) -> tuple[str, str] | None:
+        """The chain that must finish training before this one caches its first shard: the one
+        `lanes` places earlier, so at most `lanes` chains hold activations at once (None: no wait)."""
+        index = self.chains.index((model, variant))
+        return self.chains[index - self.lanes] if self.lanes and index >= self.lanes else None
 
     def size(self, model: str) -> ModelSize:
         return ModelSize.of(self.config["models"][model])
@@ -207,12 +236,12 @@ class StudyCosts:
         return 4 * (train + self.eval_tokens)
 
 
-def runtime_minutes(cost: JobCost, attempt: int, flops_per_second: float = DEFAULT_GPU_FLOPS) -> int:
-    """A job's time limit: the estimate with a margin, plus start-up, doubled on every retry."""
-    minutes = RUNTIME_MARGIN * cost.flops / flops_per_second / 60 + cost.startup_minutes
-    return int(minutes * 2 ** (attempt - 1)) + 1
+def estimated_minutes(cost: JobCost, flops_per_second: float = DEFAULT_GPU_FLOPS) -> float:
+    """A job's first time limit: the estimate with a margin, plus start-up (saerand.retries
+    raises it after a time-out)."""
+    return RUNTIME_MARGIN * cost.flops / flops_per_second / 60 + cost.startup_minutes
 
 
-def memory_mb(host_bytes: int, attempt: int) -> int:
-    """A job's memory request, 1.5 times more on every retry (out-of-memory kills are retried)."""
-    return int(host_bytes / 2**20 * 1.5 ** (attempt - 1)) + 1
+def estimated_mb(cost: JobCost) -> float:
+    """A job's first memory request (saerand.retries raises it after an out-of-memory kill)."""
+    return cost.host_memory_bytes / 2**20

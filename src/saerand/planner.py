@@ -60,6 +60,11 @@ class Plan:
     largest_sae: SaeTarget | None = None
     sae_step_gpu_bytes: int = 0  # estimated peak GPU memory of the largest SAE's training step
     cluster_jobs: int = 0  # Slurm jobs once the profile has grouped the rules' jobs
+    # Training wall-clock, one GPU per (model, variant): unlimited, and under the scratch budget.
+    chains: int = 0
+    lanes: int | None = None
+    training_hours: float = 0.0
+    training_hours_in_budget: float = 0.0
 
     @property
     def total_jobs(self) -> int:
@@ -167,8 +172,10 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     largest_shard = {model: max((costs.cache_train_shard(model, s).disk_bytes for s in shards), default=0) for model in models}
     disk = {
         "tokens": sum(costs.token_store_bytes(model) for model in models),
-        # At most two shards per (model, variant) at once (the lookahead), every variant at once.
-        "training activations (temporary)": sum(min(2, len(shards)) * largest_shard[model] for model, _ in pairs),
+        # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
+        # once, or as many as the scratch budget lets train together (the largest ones).
+        "training activations (temporary)": sum(sorted(
+            (costs.chain_scratch_bytes(model) for model, _ in costs.chains), reverse=True)[: costs.lanes]),
         "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
         # A shard's job reads one checkpoint and writes the next; older ones are deleted.
         "training checkpoints (temporary)": sum(2 * costs.train_sae_shard(t, 0).disk_bytes for t in costs.targets),
@@ -177,8 +184,27 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     largest = max(costs.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
     step_gpu_bytes = costs.sae_step_gpu_bytes(largest)
     batch = finish_batch_size() if finish_batch is None else finish_batch
+    hours = chain_hours(costs, rules)
+    lanes = costs.lanes or len(costs.chains)
+    # Chain i follows chain i - lanes (common.smk, chain_before_finished): lanes run side by side.
+    in_budget = max((sum(list(hours.values())[lane::lanes]) for lane in range(lanes)), default=0.0)
     return Plan(rules=dict(rules), disk=disk, largest_sae=largest, sae_step_gpu_bytes=step_gpu_bytes,
-                cluster_jobs=cluster_jobs(costs.targets, rules, batch))
+                cluster_jobs=cluster_jobs(costs.targets, rules, batch), chains=len(costs.chains),
+                lanes=costs.lanes, training_hours=max(hours.values(), default=0.0),
+                training_hours_in_budget=in_budget)
+
+
+def chain_hours(costs: StudyCosts, rules: dict[str, RulePlan]) -> dict[tuple[str, str], float]:
+    """GPU-hours of caching and training one (model, variant), its shards one after the other."""
+    hours = {}
+    for model, variant in costs.chains:
+        targets = [t for t in costs.targets if (t.model, t.variant) == (model, variant)]
+        flops = {"cache_train_shard": 0.0, "train_sae_shard": 0.0}
+        for shard in range(len(costs.shards)):
+            flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
+            flops["train_sae_shard"] += sum(costs.train_sae_shard(t, shard).flops for t in targets)
+        hours[model, variant] = sum(f / rules[rule].flops_per_second / 3600 for rule, f in flops.items())
+    return hours
 
 
 def _bytes(n: float) -> str:
@@ -206,7 +232,12 @@ def format_plan(plan: Plan) -> str:
     for stage, size in plan.disk.items():
         lines.append(f"{stage:<36}{_bytes(size):>12}")
     lines.append(f"{'all stages at once':<36}{_bytes(sum(plan.disk.values())):>12}")
-    lines.append("(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)")
+    if plan.lanes is None:
+        lines.append("(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)")
+    else:
+        lines.append(f"(scratch_budget: {plan.lanes} of {plan.chains} (model, variant) chains train at once)")
+    lines.append(f"training wall-clock, one GPU per (model, variant): {plan.training_hours:,.1f} h with every chain "
+                 f"at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget")
     if plan.largest_sae:
         sae = plan.largest_sae
         lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}): about "

@@ -4,6 +4,7 @@ Figure 11 (the same metrics across SAE hyperparameters)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from .atomic import atomic_file  # noqa: E402
 
 # The paper's colours and legend names (Figure 3).
 VARIANT_STYLE = {
@@ -70,11 +73,15 @@ def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) ->
     return grid
 
 
+def save_figure(figure: plt.Figure, path: str | Path, provenance: Mapping) -> None:
+    """A PNG whose text chunks carry the provenance with the picture, published at once."""
+    with atomic_file(path) as staging:
+        figure.savefig(staging, format="png", dpi=120, metadata={"Description": json.dumps(provenance, default=str)})
+    plt.close(figure)
+
+
 def _save(grid: sns.FacetGrid, path: str | Path, provenance: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # PNG text chunks carry the provenance with the picture.
-    grid.savefig(path, dpi=120, metadata={"Description": json.dumps(provenance, default=str)})
-    plt.close(grid.figure)
+    save_figure(grid.figure, path, provenance)
 
 
 def figure3(table: pd.DataFrame, path: str | Path, provenance: dict, reading: str) -> None:

@@ -35,6 +35,9 @@ rule aggregate_metrics:
         saes=AGGREGATED_SAES,
         study=STUDY_HYPERPARAMETERS,
         reading=config["evaluation"]["figure_reading"],
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/aggregate_metrics.log",
     benchmark:
@@ -53,6 +56,9 @@ rule plot_hyperparameter_sweep:
     params:
         sweep=SWEEP_SELECTION,
         reading=config["evaluation"]["figure_reading"],
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/plot_hyperparameter_sweep.log",
     benchmark:

@@ -1,7 +1,8 @@
 # Activation caching: one forward pass stores every selected layer of a (model, variant).
 # Training text is cached shard by shard (tokens.buffer_tokens each); a shard is temporary and
 # deleted once every layer has trained on it. Shard s is cached only after every layer still in
-# training finished shard s - 2, so a (model, variant) holds at most two shards on disk.
+# training finished shard s - 2, so a (model, variant) holds at most two shards on disk; with a
+# scratch_budget, a (model, variant) starts only when the one before it in its lane has finished.
 # Held-out text is one store, kept for evaluation.
 
 
@@ -10,6 +11,7 @@ rule cache_train_shard:
         model_files,
         tokens="results/{model}/tokens/train.zarr",
         lookahead=shard_lookahead,
+        scratch_lane=chain_before_finished,
     output:
         temp(directory("results/{model}/{variant}/cache/train/shard-{shard}.zarr")),
     params:
@@ -23,8 +25,9 @@ rule cache_train_shard:
     group:
         SHARD_GROUP
     resources:
-        mem_mb=job_mem_mb("cache_train_shard"),
-        runtime=job_runtime("cache_train_shard"),
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     log:
         "logs/cache_train_shard/{model}/{variant}/shard-{shard}.log",
     benchmark:
@@ -50,8 +53,9 @@ rule cache_eval:
         variant_seed=config["variant_seed"],
     threads: 2
     resources:
-        mem_mb=job_mem_mb("cache_eval"),
-        runtime=job_runtime("cache_eval"),
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     log:
         "logs/cache_eval/{model}/{variant}.log",
     benchmark:

@@ -4,7 +4,9 @@ import os
 import re
 from pathlib import Path
 
-from saerand.costs import StudyCosts, memory_mb, runtime_minutes
+from saerand import retries
+from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes
+from saerand.planner import FINISH_GROUP_RULES, SHARD_GROUP_RULES, finish_batch_size
 from saerand.config import (
     CORPUS_DIR,
     VARIANTS,
@@ -74,6 +76,15 @@ def text_inputs(wildcards):
     return data_files if data_files.startswith(f"{CORPUS_DIR}/") else []
 
 
+def cluster_step_cpus(wildcards):
+    """CPUs of the `srun` step that runs a job or group inside its cluster job: what Slurm
+    allocated, fewer than Snakemake sees where CPUs are not bound to jobs (None outside one).
+    There the profile gives every GPU-partition job all the CPUs Snakemake sees (set-threads), so
+    a group's jobs run one at a time in a one-GPU step however many CPUs the node grants or shows."""
+    allocated = os.environ.get("SLURM_CPUS_ON_NODE")
+    return int(allocated) if workflow.remote_exec and allocated else None
+
+
 # Cluster job groups (ignored by local runs): a shard's caching and the training of every SAE on it
 # form one job; finishing and evaluating SAEs are batched per (model, variant) (profiles/slurm sets
 # how many per job with group-components).
@@ -108,6 +119,18 @@ def shard_lookahead(wildcards):
     ]
 
 
+def chain_before_finished(wildcards):
+    """The first two shards of a (model, variant) wait for the chain before it in its scratch lane to
+    finish training (config `scratch_budget`), unless that chain's SAEs already exist; later shards
+    wait for this chain's own earlier ones (shard_lookahead)."""
+    before = COSTS.chain_before(wildcards.model, wildcards.variant) if int(wildcards.shard) < 2 else None
+    return [
+        f"{target.directory}/sae"
+        for target in SAE_TARGETS
+        if (target.model, target.variant) == before and not Path(target.directory, "sae").exists()
+    ]
+
+
 def previous_checkpoint(wildcards):
     shard = int(wildcards.shard)
     return checkpoint_path(sae_dir(wildcards), shard - 1) if shard > 0 else []
@@ -118,7 +141,8 @@ def last_checkpoint(wildcards):
 
 
 # Cluster resources from the cost model (saerand.costs): memory and time limit scale with the
-# model and SAE sizes, and grow on every retry (attempt) after a job hit a limit.
+# model and SAE sizes; after a failed attempt saerand.retries raises time only after a time-out and
+# memory only after an out-of-memory kill, up to the site's caps.
 def sae_target(wildcards):
     return SaeTarget(wildcards.model, wildcards.variant, int(wildcards.layer), int(wildcards.expansion), int(wildcards.k))
 
@@ -133,12 +157,43 @@ JOB_COSTS = {
 }
 
 
-def job_mem_mb(rule):
-    return lambda wildcards, attempt: memory_mb(JOB_COSTS[rule](wildcards).host_memory_bytes, attempt)
+# Jobs outside the cost model (corpus, tokenizer, tokenization, aggregation, plots): 4 GB and 2
+# hours to start with, the embedded model's training 1 hour. Snakemake passes `rulename`.
+CPU_JOB_MB, CPU_JOB_MINUTES = 4000, 120
+CPU_JOB_MINUTES_BY_RULE = {"train_embedded_model": 60}
+FINISH_BATCH = finish_batch_size()
 
 
-def job_runtime(rule):
-    return lambda wildcards, attempt: runtime_minutes(JOB_COSTS[rule](wildcards), attempt)
+def job_mem_mb(wildcards, attempt, rulename):
+    if rulename in JOB_COSTS:
+        base = estimated_mb(JOB_COSTS[rulename](wildcards))
+    else:
+        base = CPU_JOB_MB
+    failures = retries.earlier_failures(rulename, wildcards, attempt)
+    return retries.memory_mb(base, failures, on_gpu_partition(rulename))
+
+
+def on_gpu_partition(rulename):
+    """GPU jobs and the jobs grouped with them (profiles/slurm): the GPU partition's caps apply."""
+    return rulename in GPU_RULES or rulename in FINISH_GROUP_RULES
+
+
+def group_size(rulename, wildcards):
+    """Jobs in the cluster job that runs this one (profiles/slurm): they share its time limit."""
+    if rulename in SHARD_GROUP_RULES:
+        return 1 + len(variant_targets(wildcards))
+    if rulename in FINISH_GROUP_RULES:
+        return 2 * min(FINISH_BATCH, len(variant_targets(wildcards)))
+    return 1
+
+
+def job_runtime(wildcards, attempt, rulename):
+    if rulename in JOB_COSTS:
+        base = estimated_minutes(JOB_COSTS[rulename](wildcards))
+    else:
+        base = CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
+    failures = retries.earlier_failures(rulename, wildcards, attempt)
+    return retries.runtime_minutes(base, failures, on_gpu_partition(rulename), group_size=group_size(rulename, wildcards))
 
 
 # Section 4 (workflow/rules/toy.smk).

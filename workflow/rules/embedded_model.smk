@@ -10,6 +10,9 @@ rule prepare_corpus:
         provenance="resources/corpus/provenance.json",
     params:
         corpus=EMBEDDED.get("corpus"),
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/prepare_corpus.log",
     benchmark:
@@ -28,6 +31,9 @@ rule train_tokenizer:
     params:
         vocab_size=EMBEDDED.get("tokenizer", {}).get("vocab_size"),
         context_length=EMBEDDED.get("architecture", {}).get("context_length"),
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/train_tokenizer/{embedded}.log",
     benchmark:
@@ -49,7 +55,8 @@ rule train_embedded_model:
         embedded=EMBEDDED,
     threads: 2
     resources:
-        runtime=60,
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/train_embedded_model/{embedded}.log",
     benchmark:

@@ -19,8 +19,9 @@ rule evaluate_sae:
     group:
         FINISH_GROUP
     resources:
-        mem_mb=job_mem_mb("evaluate_sae"),
-        runtime=job_runtime("evaluate_sae"),
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     log:
         "logs/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:

@@ -21,8 +21,9 @@ rule train_sae_shard:
     group:
         SHARD_GROUP
     resources:
-        mem_mb=job_mem_mb("train_sae_shard"),
-        runtime=job_runtime("train_sae_shard"),
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     log:
         "logs/train_sae_shard/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/shard-{shard}.log",
     benchmark:
@@ -40,11 +41,13 @@ rule train_sae:
         directory(f"{SAE_DIR}/sae"),
     params:
         sae=sae_settings,
+    threads: 1
     group:
         FINISH_GROUP
     resources:
-        mem_mb=job_mem_mb("train_sae"),
-        runtime=job_runtime("train_sae"),
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     log:
         "logs/train_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:

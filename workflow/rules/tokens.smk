@@ -13,6 +13,9 @@ rule tokenize_text:
         model=model_settings,
         text=lambda wc: token_split(config, wc.split),
         context_length=config["tokens"]["context_length"],
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/tokenize_text/{model}/{split}.log",
     benchmark:

@@ -8,6 +8,9 @@ rule toy_figure4:
         "results/toy/figures/figure4_lomax.png",
     params:
         lomax=config.get("toy", {}).get("lomax"),
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/toy_figure4.log",
     benchmark:
@@ -32,8 +35,8 @@ rule toy_sweep:
     # Small matrices: one thread is many times faster than two fighting over a core.
     threads: 1
     resources:
-        mem_mb=job_mem_mb("toy_sweep"),
-        runtime=job_runtime("toy_sweep"),
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/toy_sweep/{toy_dataset}/seed-{seed}.log",
     benchmark:
@@ -52,6 +55,9 @@ rule toy_aggregate:
         figures=directory("results/toy/{toy_dataset}/figures"),
     params:
         dataset=lambda wc: TOY_DATASETS[wc.toy_dataset],
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     log:
         "logs/toy_aggregate/{toy_dataset}.log",
     benchmark:

@@ -13,7 +13,6 @@ Tidy result tables, one row per trained SAE:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from saerand.plots import save_figure  # noqa: E402
 from saerand.toy.metrics import LOWER_IS_SPARSER, pareto_frontier  # noqa: E402
 from saerand.toy.sweep import KINDS  # noqa: E402
 
@@ -44,13 +44,6 @@ MEASURE_LABELS = {
 }
 # Lomax(1, 1) has infinite mean: axes show the central 99% so the arms are visible.
 FIGURE4_QUANTILES = (0.005, 0.995)
-
-
-def _save(fig: plt.Figure, path: str | Path, provenance: Mapping) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, metadata={"Description": json.dumps(provenance, default=str)})
-    plt.close(fig)
 
 
 def figure4(panels: Mapping[str, np.ndarray], path: str | Path, provenance: Mapping) -> None:
@@ -75,7 +68,7 @@ def figure4(panels: Mapping[str, np.ndarray], path: str | Path, provenance: Mapp
             ax.scatter(*points.T, s=2, alpha=0.3)
             ax.set(xlim=(low, high), ylim=(low, high), aspect="equal")
         ax.set_title(title)
-    _save(fig, path, provenance)
+    save_figure(fig, path, provenance)
 
 
 def figure5(table: pd.DataFrame, path: str | Path, provenance: Mapping) -> None:
@@ -87,7 +80,7 @@ def figure5(table: pd.DataFrame, path: str | Path, provenance: Mapping) -> None:
     )
     ax.set(xscale="log", xlabel="L1 Coefficient", ylabel="MMCS", ylim=(0, 1.02))
     ax.legend(title="Latents")
-    _save(fig, path, provenance)
+    save_figure(fig, path, provenance)
 
 
 def _seed_means(table: pd.DataFrame, measure: str) -> pd.DataFrame:
@@ -151,4 +144,4 @@ def pareto_figure(
                 ax.set_title(f"{n_latents} Latents")
     axes[0, -1].legend(fontsize="small")
     fig.tight_layout()
-    _save(fig, path, provenance)
+    save_figure(fig, path, provenance)

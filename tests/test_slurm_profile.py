@@ -1,0 +1,33 @@
+"""profiles/slurm at the shapes of real clusters, planned without a cluster (a dry run): separate
+CPU and GPU partitions, a GPU constraint, and what every group of jobs asks for."""
+
+import os
+import re
+import subprocess
+
+from .conftest import REPO
+from .workflow_runs import SNAKEMAKE
+
+SITE = {"SAERAND_SLURM_PARTITION": "cpu", "SAERAND_SLURM_GPU_PARTITION": "gpu", "SAERAND_SLURM_CONSTRAINT": "a100"}
+GPU_PARTITION_RULES = {"cache_train_shard", "cache_eval", "train_sae_shard", "evaluate_sae", "toy_sweep",
+                       "train_sae"}  # train_sae needs no GPU but shares a cluster job with evaluate_sae
+
+
+def _dry_run(tmp_path, env) -> subprocess.CompletedProcess:
+    command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--profile", str(REPO / "profiles" / "slurm"),
+               "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "demo.yaml"), "-n", "-F"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def test_separate_cpu_and_gpu_partitions_give_each_group_one_partition(tmp_path):
+    result = _dry_run(tmp_path, SITE)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    jobs = re.findall(r"rule (\w+):\n(?:.*\n)*?\s+resources: (.*)", output)
+    assert {rule for rule, _ in jobs} >= GPU_PARTITION_RULES | {"aggregate_metrics"}
+    for rule, resources in jobs:
+        partition = re.search(r"slurm_partition=(\w*)", resources).group(1)
+        assert partition == ("gpu" if rule in GPU_PARTITION_RULES else "cpu"), (rule, resources)
+        assert ("constraint=a100" in resources) == (rule in GPU_PARTITION_RULES), (rule, resources)
+        assert ("gpu=1" in resources.split(", ")) == (rule in GPU_PARTITION_RULES - {"train_sae"}), rule
