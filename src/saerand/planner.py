@@ -236,8 +236,11 @@ def format_plan(plan: Plan) -> str:
         lines.append("(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)")
     else:
         lines.append(f"(scratch_budget: {plan.lanes} of {plan.chains} (model, variant) chains train at once)")
-    lines.append(f"training wall-clock, one GPU per (model, variant): {plan.training_hours:,.1f} h with every chain "
-                 f"at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget")
+    if plan.lanes is None:
+        lines.append(f"training wall-clock, one GPU per (model, variant), every chain at once: {plan.training_hours:,.1f} h")
+    else:
+        lines.append(f"training wall-clock, one GPU per (model, variant): {plan.training_hours:,.1f} h with every "
+                     f"chain at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget")
     if plan.largest_sae:
         sae = plan.largest_sae
         lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}): about "
