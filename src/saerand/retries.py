@@ -51,14 +51,15 @@ def earlier_failures(rule: str, wildcards: Mapping[str, str], attempt: int,
         return []
     wildcards = dict(wildcards.items())  # a dict, or Snakemake's Wildcards
     own = logdir / f"rule_{rule}" / "_".join(str(value) for value in wildcards.values())
-    logs = [path for path in own.glob("*.log")] if own.is_dir() else []
+    # (modification time, text) of each attempt's log, each file read once.
+    logs = [(path.stat().st_mtime, path.read_text(errors="replace")) for path in own.glob("*.log")] if own.is_dir() else []
     line = _wildcards_line(wildcards)
     for path in logdir.glob("group_*/**/*.log") if logdir.is_dir() else []:
         text = path.read_text(errors="replace")
         if f"rule {rule}:" in text and (f"{line}\n" in text or not wildcards):
-            logs.append(path)
-    logs.sort(key=lambda path: path.stat().st_mtime)
-    found = [classify(path.read_text(errors="replace")) for path in logs[-(attempt - 1):]]
+            logs.append((path.stat().st_mtime, text))
+    logs.sort(key=lambda log: log[0])
+    found = [classify(text) for _, text in logs[-(attempt - 1):]]
     return [UNKNOWN] * (attempt - 1 - len(found)) + found
 
 
