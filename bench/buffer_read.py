@@ -34,6 +34,13 @@ def synthetic_store(path: Path, tokens: int, d_model: int, chunk_rows: int, dtyp
     group.attrs.update({"n_tokens": tokens, "d_model": d_model, "layers": [0], "complete": True})
 
 
+def print_rates(results: dict[str, float], baseline: str, unit: str) -> None:
+    """One line per measurement: its rate and its ratio to the baseline's, measured in the same run."""
+    width = max(map(len, results))
+    for name, rate in results.items():
+        print(f"  {name:{width}s} {rate:12.0f} {unit}   {rate / results[baseline]:5.2f} x {baseline.replace('_', ' ')}")
+
+
 def read_seconds(cache: ActivationCache, batch_rows: int, shuffle_seed: int | None, window: int, block: int) -> float:
     def read():
         for _ in cache.batches(0, batch_rows, shuffle_seed=shuffle_seed, window_chunks=window, block_rows=block):
@@ -68,8 +75,7 @@ def main(argv=None) -> dict[str, float]:
                     cache, args.batch_rows, 0, window, block)
     print(f"{args.tokens} tokens x d_model {args.d_model}, {args.dtype}, chunks of {args.chunk_rows} rows, "
           f"batches of {args.batch_rows}")
-    for name, rate in results.items():
-        print(f"  {name:20s} {rate:12.0f} tokens/s   {rate / results['stored']:5.2f} x stored order")
+    print_rates(results, "stored", "tokens/s")
     return results
 
 

@@ -44,4 +44,12 @@ def test_buffer_read_benchmark_compares_read_orders(capsys):
     assert set(results) == {"stored", "mixed_window_1_block_1", "mixed_window_1_block_8", "mixed_window_4_block_1",
                             "mixed_window_4_block_8"}
     assert all(rate > 0 for rate in results.values())
-    assert "x stored order" in capsys.readouterr().out
+    assert "x stored" in capsys.readouterr().out
+
+
+def test_layer_training_benchmark_compares_one_read_with_separate_jobs(capsys):
+    results = _load("layer_training").main(["--tokens", "2048", "--d-model", "16", "--context", "32",
+                                            "--batch-size", "4", "--chunk-rows", "512", "--points", "2:4", "4:4"])
+    assert set(results) == {"separate_jobs", "one_process", "one_read"}
+    assert all(rate > 0 for rate in results.values())
+    assert "x separate jobs" in capsys.readouterr().out

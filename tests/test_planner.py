@@ -15,10 +15,10 @@ def test_jobs_per_rule_match_the_workflow(paper):
     """The same counts as the dry run of config/config.yaml (tests/test_workflow.py)."""
     study = plan(paper)
     assert {name: rule.jobs for name, rule in study.rules.items()} == {
-        "tokenize_text": 10, "cache_eval": 25, "cache_train_shard": 250, "train_sae_shard": 6500,
+        "tokenize_text": 10, "cache_eval": 25, "cache_train_shard": 250, "train_layer_shard": 2300,
         "train_sae": 650, "evaluate_sae": 650, "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1,
         # Section 4: 10 seeds of superposed data, 4 GloVe files and 5 embedding matrices at one seed.
-        "toy_figure4": 1, "toy_sweep": 10 + 4 + 5, "toy_aggregate": 1 + 4 + 5}
+        "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), the rest alone.
     toy = 1 + 19 + 10
     assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 10 + 25 + 2 + toy == 377
@@ -28,32 +28,32 @@ def test_jobs_per_rule_match_the_workflow(paper):
 def test_gpu_hours_and_disk(paper):
     study = plan(paper)
     assert study.rules["tokenize_text"].gpu_hours is None  # CPU rule
-    assert study.rules["train_sae_shard"].gpu_hours > study.rules["cache_train_shard"].gpu_hours > 0
+    assert study.rules["train_layer_shard"].gpu_hours > study.rules["cache_train_shard"].gpu_hours > 0
     # Two 10M-token shards per (model, variant) at most, fp16, every cached layer.
     layers = {"pythia-70m": (6, 512), "pythia-160m": (12, 768), "pythia-410m": (12, 1024),
               "pythia-1b": (8, 2048), "pythia-6.9b": (8, 4096)}
     expected = sum(5 * 2 * 10_010_624 * n * d * 2 for n, d in layers.values())
     assert study.disk["training activations (temporary)"] == expected
-    assert study.largest_sae.model == "pythia-6.9b" and study.sae_step_gpu_bytes < 80e9
+    assert study.largest_sae.model == "pythia-6.9b" and study.layer_step_gpu_bytes < 80e9
 
 
 def test_benchmark_files_calibrate_throughput(paper, tmp_path):
     assumed = plan(paper)
-    bench = tmp_path / "benchmarks" / "train_sae_shard" / "pythia-70m" / "trained" / "x64-k32" / "layers.0"
+    bench = tmp_path / "benchmarks" / "train_layer_shard" / "pythia-70m" / "trained" / "layers.0"
     bench.mkdir(parents=True)
     job_flops = 6 * 512 * 512 * 64 * 10_010_624  # one shard of a 70M SAE
     (bench / "shard-0.tsv").write_text(f"s\th:m:s\tmax_rss\n{job_flops / 10e12:.3f}\t0:0:1\t100\n")
     measured = plan(paper, tmp_path / "benchmarks")
-    rule = measured.rules["train_sae_shard"]
+    rule = measured.rules["train_layer_shard"]
     assert rule.calibrated_from == 1 and rule.flops_per_second == pytest.approx(10e12, rel=1e-3)
-    assert rule.gpu_hours == pytest.approx(assumed.rules["train_sae_shard"].gpu_hours * 5, rel=1e-3)
+    assert rule.gpu_hours == pytest.approx(assumed.rules["train_layer_shard"].gpu_hours * 5, rel=1e-3)
     assert measured.rules["cache_eval"].calibrated_from == 0
 
 
 def test_command_prints_the_plan(capsys, tmp_path):
     main(["--configfile", str(REPO / "config" / "config.yaml"), "--benchmarks", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "train_sae_shard" in out and "6500" in out and "cluster jobs (Slurm groups)" in out
+    assert "train_layer_shard" in out and "2300" in out and "cluster jobs (Slurm groups)" in out
     assert "training activations (temporary)" in out and "TB" in out
     assert out.strip() == format_plan(plan(load_config(REPO / "config" / "config.yaml", SCHEMA))).strip()
 

@@ -81,7 +81,7 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, 
                                                                 buffer_shuffle):
     """Stop after every shard, reload from disk, continue: the same weights as one pass (with the
     buffer mixed, one pass over the same shards' mixed batches)."""
-    from saerand.sae_training import SaeTrainer, training_batches
+    from saerand.sae_training import SaeTrainer, save_layer_checkpoint, training_batches
 
     settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2, "auxk_alpha": 0.03125,
                            "dead_feature_threshold": 100, "buffer_shuffle": buffer_shuffle,
@@ -102,11 +102,11 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, 
     checkpoint = None
     for index, shard in enumerate(shards):
         trainer = (SaeTrainer(shard.d_model, settings, num_steps=6) if checkpoint is None
-                   else SaeTrainer.from_checkpoint(checkpoint, settings))
+                   else SaeTrainer.from_checkpoint(checkpoint / "x4-k4", settings))
         trainer.train_on(training_batches(shard, 1, settings, 32, shard=index))
         checkpoint = tmp_path / f"checkpoint-{index}"
-        trainer.save_checkpoint(checkpoint, {"shard": index})
-    resumed, summary = SaeTrainer.from_checkpoint(checkpoint, settings).finish()
+        save_layer_checkpoint(checkpoint, {"x4-k4": trainer}, {"shard": index})
+    resumed, summary = SaeTrainer.from_checkpoint(checkpoint / "x4-k4", settings).finish()
     assert summary["steps"] == 6 and summary["tokens"] == 24 * 32
     for name, tensor in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
@@ -122,3 +122,51 @@ def test_mixed_buffer_changes_the_batches_but_not_their_content(cache):
     torch.testing.assert_close(shuffled.sum(0), stored.sum(0), rtol=1e-5, atol=1e-4)
     assert buffer_order_seed(SETTINGS, 3) is None
     assert buffer_order_seed(mixed, 3) == buffer_order_seed(mixed, 3) != buffer_order_seed(mixed, 4)
+
+
+def _shards(tmp_path, tiny_neox, token_ids, layers=(1,)):
+    shards = []
+    for index, part in enumerate((token_ids[:12], token_ids[12:])):
+        path = tmp_path / f"shard-{index}.zarr"
+        write_activation_cache(path, SubjectModel(tiny_neox, "trained"), part, list(layers), batch_sequences=8,
+                               dtype="float32", chunk_rows=100)
+        shards.append(ActivationCache(path))
+    return shards
+
+
+@pytest.mark.parametrize("optimizer", ["signum", "adam"])
+def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_neox, token_ids, optimizer):
+    """The sweep points of a layer train from one read of each batch, over checkpointed shards,
+    and each ends bit for bit where training it alone ends; their checkpoints stay separate."""
+    from saerand.config import SaeHyperparameters
+    from saerand.sae_training import SaeTrainer, save_layer_checkpoint, train_layer_shard
+
+    settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2, "auxk_alpha": 0.03125,
+                           "dead_feature_threshold": 100, "buffer_shuffle": True, "buffer_window_chunks": 2,
+                           "buffer_block_rows": 4}
+    points = [SaeHyperparameters(2, 4), SaeHyperparameters(4, 4), SaeHyperparameters(4, 8)]
+    shards = _shards(tmp_path, tiny_neox, token_ids)
+
+    def chain(selected, name):
+        previous = None
+        for index, shard in enumerate(shards):
+            trainers = train_layer_shard(shard, 1, index, settings, selected, 32, 24 * 32, previous=previous)
+            previous = tmp_path / name / f"shard-{index}"
+            save_layer_checkpoint(previous, trainers, {"shard": index})
+        return previous
+
+    together = chain(points, "together")
+    assert sorted(p.name for p in together.iterdir()) == ["x2-k4", "x4-k4", "x4-k8"]
+    for point in points:
+        alone = chain([point], f"alone-{point.label}")
+        ours, summary = SaeTrainer.from_checkpoint(together / point.label, settings | {"k": point.k,
+                                                   "expansion_factor": point.expansion_factor}).finish()
+        theirs, _ = SaeTrainer.from_checkpoint(alone / point.label, settings | {"k": point.k,
+                                               "expansion_factor": point.expansion_factor}).finish()
+        assert summary["steps"] == 6 and ours.num_latents == shards[0].d_model * point.expansion_factor and ours.cfg.k == point.k
+        for name, tensor in theirs.state_dict().items():
+            torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0, msg=f"{point.label} {name}")
+    # Together means one read: the batches are the same for every point.
+    with pytest.raises(FileNotFoundError, match="holds no training state of SAE x8-k4"):
+        train_layer_shard(shards[1], 1, 1, settings, [SaeHyperparameters(8, 4)], 32, 24 * 32,
+                          previous=tmp_path / "together" / "shard-0")

@@ -5,7 +5,7 @@ SAERAND_SLURM_MAX_RUNTIME says); GPU jobs that ask for 1 CPU on a node that show
 One study of tests/configs/mini.yaml (two variants) goes through `snakemake --profile` three times:
 - run 1: the subject model's training hangs (SIGSTOP) twice: killed at its 1-minute limit, retried
   with 2 minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the
-  same memory; one SAE of a shard group cannot write its checkpoint, so that group fails after its
+  same memory; one layer of a shard group cannot write its checkpoint, so that group fails after its
   other members finished.
 - run 2: the same command redoes only what run 1 left undone; the aggregation is killed for
   memory on every attempt, its memory raised 1.5x each time and its time limit kept.
@@ -37,8 +37,8 @@ CPU_PARTITION, GPU_PARTITION = "cpu-test", "gpu-test"
 SITE = {"SAERAND_SLURM_PARTITION": CPU_PARTITION, "SAERAND_SLURM_GPU_PARTITION": GPU_PARTITION,
         "SAERAND_SLURM_MAX_RUNTIME": "2", "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1"}
 HUNG_RULE = "train_embedded_model"
-# The SAE whose shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
-BLOCKED = Path("results/mini-neox/trained/x2-k4/layers.1/checkpoints")
+# The layer whose SAEs' shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
+BLOCKED = Path("results/mini-neox/trained/layers.1/checkpoints")
 # The workflow's own limits (saerand.retries) from smaller first values: the hung job 1 minute; the
 # aggregation in run 2 1 minute and 100 MB, far below what Python with pandas needs.
 RETRIES = "__import__('saerand.retries', fromlist=['r'])"
@@ -117,7 +117,7 @@ def _submitted(log: str, cluster: SlurmCluster) -> list[tuple[str, dict[str, str
 
 def _outputs(workdir: Path) -> dict[str, float]:
     """Every SAE checkpoint, SAE and metrics file on disk, with its modification time."""
-    patterns = ("results/*/*/*/layers.*/checkpoints/shard-*", "results/*/*/*/layers.*/sae",
+    patterns = ("results/*/*/layers.*/checkpoints/shard-*", "results/*/*/*/layers.*/sae",
                 "results/*/*/*/layers.*/metrics.json", "results/*/*/cache/train/shard-*.zarr")
     return {str(path.relative_to(workdir)): path.stat().st_mtime for pattern in patterns
             for path in workdir.glob(pattern)}
@@ -152,17 +152,18 @@ def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
     # (show-failed-logs copies a failed group's own log, whose jobs ran locally inside it, into the
     # run's output: those are the grouped rules.)
     local = re.findall(r"^localrule (\w+):", "".join(slurm_study["logs"].values()), re.MULTILINE)
-    assert set(local) - {"cache_train_shard", "train_sae_shard", "train_sae", "evaluate_sae"} <= {"all"}
+    assert set(local) - {"cache_train_shard", "train_layer_shard", "train_sae", "evaluate_sae"} <= {"all"}
     jobs = [job for run in ("first", "second", "third") for job in slurm_study[run][1]]
     # A group's log folder is named after the group and its rules: group_<group>_<rule>_<rule>.
     named = [(name.split("_")[0] if name.startswith(("shard-", "finish-")) else name, record) for name, record in jobs]
     on_gpu = {name for name, record in named if record["Partition"] == GPU_PARTITION}
     on_cpu = {name for name, record in named if record["Partition"] == CPU_PARTITION}
     # Shard groups, the finishing/evaluation groups (finishing needs no GPU, but shares their
-    # cluster job) and held-out caching on the GPU partition; everything else on the CPU one.
+    # cluster job), held-out caching and the embedding sweep on the GPU partition; everything else,
+    # the superposition sweep included, on the CPU one.
     assert on_gpu == {f"shard-mini-neox-{v}-{s}" for v in VARIANTS for s in range(3)} | {
-        f"finish-mini-neox-{v}" for v in VARIANTS} | {"cache_eval", "toy_sweep"}
-    assert on_cpu == {"prepare_corpus", "train_tokenizer", "train_embedded_model", "tokenize_text", "toy_figure4",
+        f"finish-mini-neox-{v}" for v in VARIANTS} | {"cache_eval", "toy_sweep_gpu"}
+    assert on_cpu == {"prepare_corpus", "train_tokenizer", "train_embedded_model", "tokenize_text", "toy_figure4", "toy_sweep",
                       "toy_aggregate", "aggregate_metrics", "plot_hyperparameter_sweep"}
 
 
@@ -187,18 +188,17 @@ def test_a_time_out_is_retried_with_more_time_up_to_the_partition_cap_and_the_sa
 
 
 def test_a_failed_group_keeps_what_its_finished_members_wrote(slurm_study):
-    """Run 1's shard group fails on the blocked SAE; run 2 does not re-cache that shard, and
-    retrains exactly the SAEs of that shard that had not finished it (which ones had depends on the
-    order the group ran them in)."""
+    """Run 1's shard group fails on the blocked layer; run 2 does not re-cache that shard, and
+    retrains exactly the layers of that shard that had not finished it (whether layer 0 had
+    depends on the order the group ran them in)."""
     assert "results/mini-neox/trained/cache/train/shard-0.zarr" in slurm_study["after_first"]
-    saes = {(layer, expansion) for layer, expansion in (("0", "4"), ("1", "4"), ("1", "2"))}
-    finished = {(path.split("/layers.")[1][0], path.split("/x")[1].split("-")[0]) for path in slurm_study["after_first"]
-                if path.startswith("results/mini-neox/trained/") and path.endswith("checkpoints/shard-0")}
+    finished = {path.split("/layers.")[1][0] for path in slurm_study["after_first"]
+                if path.startswith("results/mini-neox/trained/layers.") and path.endswith("checkpoints/shard-0")}
     rerun = planned_jobs(slurm_study["logs"]["second"])
     shard_0 = [(rule, w) for rule, w in rerun if w.get("variant") == "trained" and w.get("shard") == "0"]
-    assert {rule for rule, _ in shard_0} == {"train_sae_shard"}  # the shard itself was kept
-    retrained = {(w["layer"], w["expansion"]) for _, w in shard_0}
-    assert ("1", "2") in retrained and retrained == saes - finished
+    assert {rule for rule, _ in shard_0} == {"train_layer_shard"}  # the shard itself was kept
+    retrained = {w["layer"] for _, w in shard_0}
+    assert "1" in retrained and retrained == {"0", "1"} - finished
 
 
 def test_an_oom_kill_is_retried_with_more_memory_and_the_same_time(slurm_study):

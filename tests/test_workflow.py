@@ -48,12 +48,12 @@ def test_paper_grid_dry_run(tmp_path):
     assert sae_jobs == sorted(study + sweep)
     counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
     assert counts == {"tokenize_text": 10, "cache_eval": 25, "cache_train_shard": 25 * 10,
-                      "train_sae_shard": 650 * 10, "train_sae": 650, "evaluate_sae": 650,
+                      "train_layer_shard": 230 * 10, "train_sae": 650, "evaluate_sae": 650,
                       "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1, "all": 1,
-                      "toy_figure4": 1, "toy_sweep": 10 + 4 + 5, "toy_aggregate": 1 + 4 + 5}
+                      "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
     shards = sorted({int(w["shard"]) for r, w in jobs if r == "cache_train_shard"})
     assert shards == list(range(10))  # 100M tokens in buffers of about 10M
-    toy = sorted((w["toy_dataset"], int(w["seed"])) for r, w in jobs if r == "toy_sweep")
+    toy = sorted((w["toy_dataset"], int(w["seed"])) for r, w in jobs if r.startswith("toy_sweep"))
     assert toy[:4] == [("embeddings-pythia-160m", 0), ("embeddings-pythia-1b", 0), ("embeddings-pythia-410m", 0),
                        ("embeddings-pythia-6.9b", 0)]
     assert [seed for dataset, seed in toy if dataset == "superposition"] == list(range(10))
@@ -102,7 +102,7 @@ def test_end_to_end_mini_study(mini_run):
     assert table["ce_score_meaningful"].tolist() == (table["variant"] == "trained").tolist()
     assert (mini_run / "results" / "figures" / "sae_metrics.png").stat().st_size > 10_000
     # Every stage wrote its log and benchmark.
-    for rule in ("tokenize_text", "cache_train_shard", "cache_eval", "train_sae_shard", "train_sae",
+    for rule in ("tokenize_text", "cache_train_shard", "cache_eval", "train_layer_shard", "train_sae",
                  "evaluate_sae", "train_embedded_model"):
         assert list((mini_run / "logs" / rule).rglob("*.log")), rule
         assert list((mini_run / "benchmarks" / rule).rglob("*.tsv")), rule
@@ -132,7 +132,7 @@ def test_shards_are_deleted_and_disk_stays_bounded(mini_run):
     mini_run, most_shards = mini_run
     assert 1 <= most_shards <= 2
     assert not list(mini_run.glob("results/*/*/cache/train/shard-*.zarr"))
-    assert not list(mini_run.glob("results/*/*/*/layers.*/checkpoints/shard-*"))
+    assert not list(mini_run.glob("results/*/*/layers.*/checkpoints/shard-*"))
 
 
 def _sae_weights(path: Path) -> dict:
@@ -171,6 +171,8 @@ def test_one_stage_reruns_for_every_layer(mini_run):
 
 
 def test_rebuilding_one_layer_reruns_only_that_layer(mini_run):
+    """The layer's chain retrains both its SAEs from one read; only the asked-for one is finished
+    and evaluated again, and no other layer's chain runs."""
     mini_run, _ = mini_run
     results = mini_run / "results" / "mini-neox"
     target = "results/mini-neox/control/x4-k4/layers.1/metrics.json"
@@ -178,10 +180,12 @@ def test_rebuilding_one_layer_reruns_only_that_layer(mini_run):
                  results / "control" / "x2-k4" / "layers.1" / "sae" / "sae.safetensors"]
     before = [path.stat().st_mtime_ns for path in untouched]
     result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--cores", "2",
-                       "--forcerun", "train_sae_shard", "--", target)
-    jobs = sorted(rule for rule, _ in planned_jobs(result.stdout + result.stderr))
-    # Its shards are re-cached (they were temporary), its chain retrained, nothing else.
-    assert jobs == ["cache_train_shard"] * 3 + ["evaluate_sae", "train_sae"] + ["train_sae_shard"] * 3
+                       "--forcerun", "train_layer_shard", "--", target)
+    jobs = planned_jobs(result.stdout + result.stderr)
+    # Its shards are re-cached (they were temporary), its layer's chain retrained, nothing else.
+    assert sorted(rule for rule, _ in jobs) == sorted(["cache_train_shard"] * 3 + ["evaluate_sae", "train_sae"]
+                                                       + ["train_layer_shard"] * 3)
+    assert {w["layer"] for rule, w in jobs if rule == "train_layer_shard"} == {"1"}
     assert [path.stat().st_mtime_ns for path in untouched] == before
 
 
@@ -192,12 +196,12 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mini_run):
     layer_dir = mini_run / "results" / "mini-neox" / "trained" / "x4-k4" / "layers.0"
     reference = _sae_weights(layer_dir / "sae")
     command = [*SNAKEMAKE, "--directory", str(mini_run), "--configfile", str(MINI), "--cores", "1",
-               "--forcerun", "train_sae_shard", "--", str(layer_dir.relative_to(mini_run) / "sae")]
+               "--forcerun", "train_layer_shard", "--", str(layer_dir.relative_to(mini_run) / "sae")]
     # Kill once the shard-2 training job has started, i.e. after snakemake recorded shard 1 as done.
-    started = mini_run / "logs" / "train_sae_shard" / "mini-neox" / "trained" / "x4-k4" / "layers.0" / "shard-2.log"
+    started = mini_run / "logs" / "train_layer_shard" / "mini-neox" / "trained" / "layers.0" / "shard-2.log"
     started.unlink()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = layer_dir / "checkpoints" / "shard-1"
+    checkpoint = mini_run / "results" / "mini-neox" / "trained" / "layers.0" / "checkpoints" / "shard-1"
     deadline = time.monotonic() + 600
     while not started.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -208,7 +212,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mini_run):
     result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--cores", "2",
                        "--rerun-incomplete", "--", str(layer_dir.relative_to(mini_run) / "sae"))
     jobs = planned_jobs(result.stdout + result.stderr)
-    trained_shards = sorted(int(w["shard"]) for rule, w in jobs if rule == "train_sae_shard")
+    trained_shards = sorted(int(w["shard"]) for rule, w in jobs if rule == "train_layer_shard")
     assert trained_shards in ([2], [])  # shards 0 and 1 were not redone; 2 unless it had finished
     resumed = _sae_weights(layer_dir / "sae")
     for name, tensor in reference.items():
@@ -275,3 +279,4 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path):
     per_chain, in_all = run_watching_shards(workdir, configfile=path)
     assert 1 <= per_chain <= 2 and in_all <= 2
     assert len(pd.read_csv(workdir / "results" / "metrics.csv")) == 2 * 3
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -217,6 +218,18 @@ class SaeHyperparameters(NamedTuple):
     expansion_factor: int
     k: int
 
+    @property
+    def label(self) -> str:
+        """The SAE's name among those trained on one layer: its directory name in results/."""
+        return f"x{self.expansion_factor}-k{self.k}"
+
+    @classmethod
+    def from_label(cls, label: str) -> SaeHyperparameters:
+        match = re.fullmatch(r"x(\d+)-k(\d+)", label)
+        if not match:
+            raise ValueError(f"{label!r} is not an SAE label like x64-k32")
+        return cls(int(match[1]), int(match[2]))
+
 
 class SaeTarget(NamedTuple):
     """One SAE of the study; its outputs live under `directory`."""
@@ -228,13 +241,23 @@ class SaeTarget(NamedTuple):
     k: int
 
     @property
+    def hyperparameters(self) -> SaeHyperparameters:
+        return SaeHyperparameters(self.expansion_factor, self.k)
+
+    @property
     def directory(self) -> str:
         return sae_directory(self.model, self.variant, self.layer, self.expansion_factor, self.k)
 
 
 def sae_directory(model: str, variant: str, layer: int | str, expansion_factor: int | str, k: int | str) -> str:
     """Output paths carry the SAE's hyperparameters, so sweep points never collide."""
-    return f"results/{model}/{variant}/x{expansion_factor}-k{k}/layers.{layer}"
+    return f"results/{model}/{variant}/{SaeHyperparameters(expansion_factor, k).label}/layers.{layer}"
+
+
+def layer_checkpoint_directory(model: str, variant: str, layer: int | str, shard: int | str) -> str:
+    """Training state of every SAE trained on a layer after a shard: one subdirectory per SAE,
+    named by its label, so each SAE keeps its own checkpoint chain."""
+    return f"results/{model}/{variant}/layers.{layer}/checkpoints/shard-{shard}"
 
 
 def main_hyperparameters(config: dict[str, Any]) -> SaeHyperparameters:

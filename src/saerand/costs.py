@@ -13,7 +13,9 @@ from typing import Any
 
 from saerand.config import (
     ConfigError,
+    SaeHyperparameters,
     SaeTarget,
+    sae_hyperparameters,
     sae_targets,
     selected_layers,
     sweep_layers,
@@ -36,12 +38,14 @@ DEFAULT_GPU_FLOPS = 50e12
 RUNTIME_MARGIN = 3.0
 MODEL_STARTUP_MINUTES = 10
 SAE_STARTUP_MINUTES = 2
-# The toy sweeps keep a GPU: at the paper's size one core does about 57 GFLOP/s per L1 SAE (1024
-# latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine), which would make the
-# GloVe and embedding sweeps 13,000 core-hours.
-GPU_RULES = ("cache_train_shard", "cache_eval", "train_sae_shard", "evaluate_sae", "toy_sweep")
-# Toy SAEs take small optimizer steps that are bound by kernel launches, not FLOPs: about 1 ms
-# each, counted as FLOPs at the assumed throughput.
+# Toy sweeps of small data run on one CPU core (rule toy_sweep), which does about 57 GFLOP/s per L1
+# SAE (1024 latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine); those of
+# large matrices (toy.gpu_sources: GloVe, embeddings) would take thousands of core-hours and keep a
+# GPU (rule toy_sweep_gpu).
+GPU_RULES = ("cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "toy_sweep_gpu")
+CPU_CORE_FLOPS = 57e9
+# Toy SAEs on a GPU take small optimizer steps that are bound by kernel launches, not FLOPs: about
+# 1 ms each, counted as FLOPs at the assumed throughput.
 TOY_STEP_SECONDS = 1e-3
 TOY_KINDS = 4  # inputs, Gaussian control, and both through the random MLP
 # GloVe files whose size is not known before they are read: glove.6B has 400K words of 300 dims.
@@ -116,6 +120,8 @@ class StudyCosts:
         self.toy_datasets = toy_datasets(config)
         # Every (model, variant) that trains SAEs, in config order: one chain of shards each.
         self.chains = list(dict.fromkeys((t.model, t.variant) for t in self.targets))
+        # Every (model, variant, layer) whose SAEs train together: one job per shard each.
+        self.training_layers = list(dict.fromkeys((t.model, t.variant, t.layer) for t in self.targets))
         self.lanes = self._scratch_lanes()
 
     def chain_scratch_bytes(self, model: str) -> int:
@@ -170,15 +176,21 @@ class StudyCosts:
     def cache_eval(self, model: str) -> JobCost:
         return self.cache(model, self.eval_tokens)
 
-    def train_sae_shard(self, target: SaeTarget, shard: int) -> JobCost:
-        d_model = self.size(target.model).d_model
-        state = sae_state_bytes(d_model, target.expansion_factor, self.config["sae"]["optimizer"])
+    def layer_points(self, model: str, layer: int) -> list[SaeHyperparameters]:
+        """The SAEs trained together on one layer (the study's own and the sweep's)."""
+        return sae_hyperparameters(self.config, model, layer)
+
+    def train_layer_shard(self, model: str, layer: int, shard: int) -> JobCost:
+        """Training every SAE of a layer on one shard from one read of each batch."""
+        d_model = self.size(model).d_model
+        points = self.layer_points(model, layer)
+        states = sum(sae_state_bytes(d_model, p.expansion_factor, self.config["sae"]["optimizer"]) for p in points)
         chunk = self.config["cache"]["chunk_rows"] * d_model * 4
         return JobCost(
-            flops=self.shard_tokens(shard) * sae_train_flops_per_token(d_model, target.expansion_factor),
+            flops=self.shard_tokens(shard) * sum(sae_train_flops_per_token(d_model, p.expansion_factor) for p in points),
             # The mixing window in float32 and its permuted copy, one chunk read, one pending.
-            host_memory_bytes=2 * state + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
-            disk_bytes=state,
+            host_memory_bytes=2 * states + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
+            disk_bytes=states,
             startup_minutes=SAE_STARTUP_MINUTES,
         )
 
@@ -189,10 +201,14 @@ class StudyCosts:
         return JobCost(flops=0.0, host_memory_bytes=2 * state + 2 * 2**30, disk_bytes=weights,
                        startup_minutes=SAE_STARTUP_MINUTES)
 
-    def sae_step_gpu_bytes(self, target: SaeTarget) -> int:
+    def layer_step_gpu_bytes(self, model: str, layer: int) -> int:
+        """Peak GPU memory of a layer's training job: every SAE's state resident, one SAE's step at a time."""
+        d_model, optimizer = self.size(model).d_model, self.config["sae"]["optimizer"]
         batch_tokens = self.config["sae"]["batch_size"] * self.context
-        return sae_train_gpu_bytes(self.size(target.model).d_model, target.expansion_factor,
-                                   self.config["sae"]["optimizer"], batch_tokens)
+        points = self.layer_points(model, layer)
+        states = [sae_state_bytes(d_model, p.expansion_factor, optimizer) for p in points]
+        steps = [sae_train_gpu_bytes(d_model, p.expansion_factor, optimizer, batch_tokens) for p in points]
+        return sum(states) + max(step - state for step, state in zip(steps, states))
 
     def evaluate_sae(self, target: SaeTarget) -> JobCost:
         size = self.size(target.model)
@@ -217,6 +233,9 @@ class StudyCosts:
         dims = len(path.open().readline().split()) - 1 if path.is_file() else GLOVE_DIMS
         return spec.get("limit") or GLOVE_ROWS, dims
 
+    def toy_on_gpu(self, dataset: str) -> bool:
+        return self.toy_datasets[dataset]["source"] in self.config["toy"]["gpu_sources"]
+
     def toy_sweep(self, dataset: str) -> JobCost:
         """One seed of a toy dataset: an L1 SAE per (kind, latent count, L1 coefficient)."""
         samples, dims = self.toy_shape(dataset)
@@ -228,12 +247,18 @@ class StudyCosts:
         # Encoder and decoder, forward and backward: 12 d n FLOPs per sample and latent count n.
         flops = saes_per_latent_count * sum(sae["epochs"] * train * 12 * dims * n for n in latents)
         data_bytes = (TOY_KINDS + 1) * samples * dims * 4
-        return JobCost(flops=flops + steps * TOY_STEP_SECONDS * DEFAULT_GPU_FLOPS,
+        launches = steps * TOY_STEP_SECONDS * DEFAULT_GPU_FLOPS if self.toy_on_gpu(dataset) else 0.0
+        return JobCost(flops=flops + launches,
                        host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES)
 
     def token_store_bytes(self, model: str) -> int:
         train = self.shards[-1][1] * self.context if self.shards else 0
         return 4 * (train + self.eval_tokens)
+
+
+def rule_flops_per_second(rule: str) -> float:
+    """Assumed throughput of a rule's jobs: a GPU's, or one CPU core's."""
+    return DEFAULT_GPU_FLOPS if rule in GPU_RULES else CPU_CORE_FLOPS
 
 
 def estimated_minutes(cost: JobCost, flops_per_second: float = DEFAULT_GPU_FLOPS) -> float:

@@ -26,18 +26,18 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 # Job groups of the workflow (workflow/rules/common.smk): a (model, variant, shard) caches the shard
-# and trains every SAE on it in one cluster job; finishing and evaluating SAEs are batched per
+# and trains every SAE on it (one job per layer) in one cluster job; finishing and evaluating SAEs are batched per
 # (model, variant), group-components of them per cluster job.
-SHARD_GROUP_RULES = ("cache_train_shard", "train_sae_shard")
+SHARD_GROUP_RULES = ("cache_train_shard", "train_layer_shard")
 FINISH_GROUP_RULES = ("train_sae", "evaluate_sae")
 FINISH_GROUP = "finish-{model}-{variant}"
 # Where each GPU rule's benchmark files are, as Snakemake writes them (see workflow/rules).
 BENCHMARK_PATTERNS = {
     "cache_train_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/shard-(?P<shard>\d+)\.tsv",
     "cache_eval": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
-    "train_sae_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)/shard-(?P<shard>\d+)\.tsv",
+    "train_layer_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/layers\.(?P<layer>\d+)/shard-(?P<shard>\d+)\.tsv",
     "evaluate_sae": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
-    "toy_sweep": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
+    "toy_sweep_gpu": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
 }
 
 
@@ -58,7 +58,7 @@ class Plan:
     rules: dict[str, RulePlan] = field(default_factory=dict)
     disk: dict[str, int] = field(default_factory=dict)  # stage -> high-water bytes
     largest_sae: SaeTarget | None = None
-    sae_step_gpu_bytes: int = 0  # estimated peak GPU memory of the largest SAE's training step
+    layer_step_gpu_bytes: int = 0  # estimated peak GPU memory of the largest layer's training job
     cluster_jobs: int = 0  # Slurm jobs once the profile has grouped the rules' jobs
     # Training wall-clock, one GPU per (model, variant): unlimited, and under the scratch budget.
     chains: int = 0
@@ -80,12 +80,12 @@ def _job_flops(costs: StudyCosts, rule: str, wildcards: dict[str, str]) -> float
         return costs.cache_train_shard(wildcards["model"], int(wildcards["shard"])).flops
     if rule == "cache_eval":
         return costs.cache_eval(wildcards["model"]).flops
-    if rule == "toy_sweep":
+    if rule == "toy_sweep_gpu":
         return costs.toy_sweep(wildcards["toy_dataset"]).flops
+    if rule == "train_layer_shard":
+        return costs.train_layer_shard(wildcards["model"], int(wildcards["layer"]), int(wildcards["shard"])).flops
     target = SaeTarget(wildcards["model"], wildcards["variant"], int(wildcards["layer"]),
                        int(wildcards["expansion"]), int(wildcards["k"]))
-    if rule == "train_sae_shard":
-        return costs.train_sae_shard(target, int(wildcards["shard"])).flops
     return costs.evaluate_sae(target).flops
 
 
@@ -97,7 +97,7 @@ def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[
         files = 0
         for path in sorted((benchmarks / rule).rglob("*.tsv")):
             match = re.fullmatch(pattern, path.relative_to(benchmarks / rule).as_posix())
-            known = (match["toy_dataset"] in costs.toy_datasets if rule == "toy_sweep"
+            known = (match["toy_dataset"] in costs.toy_datasets if rule == "toy_sweep_gpu"
                      else match["model"] in costs.config["models"]) if match else False
             if not known:
                 continue
@@ -147,10 +147,11 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
             for shard in shards:
                 rules["cache_train_shard"].jobs += 1
                 rules["cache_train_shard"].flops += costs.cache_train_shard(model, shard).flops
-    for target in costs.targets:
+    for model, _, layer in costs.training_layers:
         for shard in shards:
-            rules["train_sae_shard"].jobs += 1
-            rules["train_sae_shard"].flops += costs.train_sae_shard(target, shard).flops
+            rules["train_layer_shard"].jobs += 1
+            rules["train_layer_shard"].flops += costs.train_layer_shard(model, layer, shard).flops
+    for target in costs.targets:
         rules["train_sae"].jobs += 1
         rules["evaluate_sae"].jobs += 1
         rules["evaluate_sae"].flops += costs.evaluate_sae(target).flops
@@ -160,8 +161,9 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     if "toy" in config:
         rules["toy_figure4"].jobs = 1
         for dataset, spec in costs.toy_datasets.items():
-            rules["toy_sweep"].jobs += len(spec["seeds"])
-            rules["toy_sweep"].flops += len(spec["seeds"]) * costs.toy_sweep(dataset).flops
+            rule = "toy_sweep_gpu" if costs.toy_on_gpu(dataset) else "toy_sweep"
+            rules[rule].jobs += len(spec["seeds"])
+            rules[rule].flops += len(spec["seeds"]) * costs.toy_sweep(dataset).flops
             rules["toy_aggregate"].jobs += 1
 
     measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
@@ -178,17 +180,18 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
             (costs.chain_scratch_bytes(model) for model, _ in costs.chains), reverse=True)[: costs.lanes]),
         "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
         # A shard's job reads one checkpoint and writes the next; older ones are deleted.
-        "training checkpoints (temporary)": sum(2 * costs.train_sae_shard(t, 0).disk_bytes for t in costs.targets),
+        "training checkpoints (temporary)": sum(2 * costs.train_layer_shard(model, layer, 0).disk_bytes
+                                                for model, _, layer in costs.training_layers),
         "SAEs": sum(costs.train_sae(t).disk_bytes for t in costs.targets),
     }
     largest = max(costs.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
-    step_gpu_bytes = costs.sae_step_gpu_bytes(largest)
+    step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.training_layers)
     batch = finish_batch_size() if finish_batch is None else finish_batch
     hours = chain_hours(costs, rules)
     lanes = costs.lanes or len(costs.chains)
     # Chain i follows chain i - lanes (common.smk, chain_before_finished): lanes run side by side.
     in_budget = max((sum(list(hours.values())[lane::lanes]) for lane in range(lanes)), default=0.0)
-    return Plan(rules=dict(rules), disk=disk, largest_sae=largest, sae_step_gpu_bytes=step_gpu_bytes,
+    return Plan(rules=dict(rules), disk=disk, largest_sae=largest, layer_step_gpu_bytes=step_gpu_bytes,
                 cluster_jobs=cluster_jobs(costs.targets, rules, batch), chains=len(costs.chains),
                 lanes=costs.lanes, training_hours=max(hours.values(), default=0.0),
                 training_hours_in_budget=in_budget)
@@ -198,11 +201,11 @@ def chain_hours(costs: StudyCosts, rules: dict[str, RulePlan]) -> dict[tuple[str
     """GPU-hours of caching and training one (model, variant), its shards one after the other."""
     hours = {}
     for model, variant in costs.chains:
-        targets = [t for t in costs.targets if (t.model, t.variant) == (model, variant)]
-        flops = {"cache_train_shard": 0.0, "train_sae_shard": 0.0}
+        layers = [layer for m, v, layer in costs.training_layers if (m, v) == (model, variant)]
+        flops = {"cache_train_shard": 0.0, "train_layer_shard": 0.0}
         for shard in range(len(costs.shards)):
             flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
-            flops["train_sae_shard"] += sum(costs.train_sae_shard(t, shard).flops for t in targets)
+            flops["train_layer_shard"] += sum(costs.train_layer_shard(model, layer, shard).flops for layer in layers)
         hours[model, variant] = sum(f / rules[rule].flops_per_second / 3600 for rule, f in flops.items())
     return hours
 
@@ -243,8 +246,9 @@ def format_plan(plan: Plan) -> str:
                      f"chain at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget")
     if plan.largest_sae:
         sae = plan.largest_sae
-        lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}): about "
-                     f"{_bytes(plan.sae_step_gpu_bytes)} of GPU memory per training step (estimate)")
+        lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}); the largest layer job "
+                     f"(every SAE of a layer resident, one step at a time) takes about "
+                     f"{_bytes(plan.layer_step_gpu_bytes)} of GPU memory (estimate)")
     return "\n".join(lines)
 
 

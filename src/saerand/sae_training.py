@@ -8,11 +8,13 @@ schedule-free average saved (optimizer.eval()). Batches are `batch_size` sequenc
 activations: in stored order, as the Trainer's unshuffled DataLoader feeds them (`buffer_shuffle`
 off, which the parity tests use), or mixed across the activation buffer. SaeTrainer checkpoints everything
 (weights, optimizer and schedule state, dead-latent counters), so training split over activation
-shards gives the same weights as one pass.
+shards gives the same weights as one pass. The SAEs of one layer (the sweep points) train side by
+side from one read of each batch (train_together), each exactly as it would alone.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache
+from .config import SaeHyperparameters
 
 
 def default_lr(optimizer: str, num_latents: int) -> float:
@@ -64,39 +67,36 @@ class SaeTrainer:
         self.tokens_seen = 0
         self.fvu_trace: list[float] = []
 
-    def train_on(self, batches, *, description: str = "SAE") -> None:
+    def step_on(self, x: torch.Tensor) -> None:
+        """One optimizer step on a batch of activations (already on this trainer's device)."""
         auxk_alpha = self.settings.get("auxk_alpha", 0.0)
         threshold = self.settings.get("dead_feature_threshold", 10_000_000)
         clip = self.settings.get("grad_clip_norm")
         sae = self.sae
-        did_fire = torch.zeros(sae.num_latents, dtype=torch.bool, device=self.device)
-        progress = tqdm(batches, initial=self.step, total=self.num_steps, desc=description)
-        for batch in progress:
-            x = batch.to(self.device)
-            if self.step == 0:
-                sae.b_dec.data = x.mean(0)
-            sae.set_decoder_norm_to_unit_norm()
-            dead_mask = self.tokens_since_fired > threshold if auxk_alpha > 0 else None
-            total_variance = (x - x.mean(0)).pow(2).sum()
-            out = sae(x, dead_mask=dead_mask, total_variance=total_variance)
-            did_fire[out.latent_indices.flatten()] = True
-            loss = out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
-            loss.backward()
-            sae.remove_gradient_parallel_to_decoder_directions()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
-            if self.schedule is not None:
-                self.schedule.step()
-            with torch.no_grad():
-                self.tokens_since_fired += len(x)
-                self.tokens_since_fired[did_fire] = 0
-                did_fire.zero_()
-            self.step += 1
-            self.tokens_seen += len(x)
-            self.fvu_trace.append(out.fvu.item())
-            progress.set_postfix(fvu=f"{self.fvu_trace[-1]:.3f}")
+        if self.step == 0:
+            sae.b_dec.data = x.mean(0)
+        sae.set_decoder_norm_to_unit_norm()
+        dead_mask = self.tokens_since_fired > threshold if auxk_alpha > 0 else None
+        total_variance = (x - x.mean(0)).pow(2).sum()
+        out = sae(x, dead_mask=dead_mask, total_variance=total_variance)
+        loss = out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
+        loss.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        if self.schedule is not None:
+            self.schedule.step()
+        with torch.no_grad():
+            self.tokens_since_fired += len(x)
+            self.tokens_since_fired[out.latent_indices.flatten()] = 0
+        self.step += 1
+        self.tokens_seen += len(x)
+        self.fvu_trace.append(out.fvu.item())
+
+    def train_on(self, batches, *, description: str = "SAE") -> None:
+        train_together([self], batches, description=description)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -111,10 +111,10 @@ class SaeTrainer:
             "num_steps": self.num_steps,
         }
 
-    def save_checkpoint(self, directory: str | Path, provenance: dict[str, Any]) -> None:
-        with atomic_directory(directory) as staging:
-            torch.save(self.state_dict(), staging / "trainer_state.pt")
-            write_json(staging / "provenance.json", provenance | {"step": self.step, "tokens_seen": self.tokens_seen})
+    def write_checkpoint(self, directory: Path, provenance: dict[str, Any]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / "trainer_state.pt")
+        write_json(directory / "provenance.json", provenance | {"step": self.step, "tokens_seen": self.tokens_seen})
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, settings: dict[str, Any]) -> "SaeTrainer":
@@ -146,6 +146,28 @@ class SaeTrainer:
         }
 
 
+def train_together(trainers: list[SaeTrainer], batches, *, description: str = "SAEs") -> None:
+    """Train SAEs of one layer side by side from one read of each batch. Each takes exactly the
+    steps it would take alone (its own seed, optimizer and counters; the batches do not depend on
+    expansion or k), so every SAE's weights equal those of training it alone."""
+    if len({(trainer.step, trainer.num_steps, trainer.device) for trainer in trainers}) != 1:
+        raise ValueError("SAEs trained together must be at the same step of the same schedule on one device")
+    first = trainers[0]
+    progress = tqdm(batches, initial=first.step, total=first.num_steps, desc=description)
+    for batch in progress:
+        x = batch.to(first.device)
+        for trainer in trainers:
+            trainer.step_on(x)
+        progress.set_postfix(fvu=" ".join(f"{trainer.fvu_trace[-1]:.3f}" for trainer in trainers))
+
+
+def save_layer_checkpoint(directory: str | Path, trainers: dict[str, SaeTrainer], provenance: dict[str, Any]) -> None:
+    """Every SAE's training state after a shard, one subdirectory per SAE label, published at once."""
+    with atomic_directory(directory) as staging:
+        for label, trainer in trainers.items():
+            trainer.write_checkpoint(staging / label, provenance | {"sae_config": trainer.settings})
+
+
 def batch_rows(settings: dict[str, Any], context_length: int) -> int:
     """Activations per step: sparsify counts its batch size in sequences."""
     return settings["batch_size"] * context_length
@@ -164,6 +186,32 @@ def training_batches(cache: ActivationCache, layer: int, settings: dict[str, Any
     """One shard's training batches, in stored order or mixed across the buffer (`buffer_shuffle`)."""
     return cache.batches(layer, batch_rows(settings, context_length), shuffle_seed=buffer_order_seed(settings, shard),
                          window_chunks=settings["buffer_window_chunks"], block_rows=settings["buffer_block_rows"])
+
+
+def point_settings(sae_settings: dict[str, Any], point: SaeHyperparameters) -> dict[str, Any]:
+    """The study's SAE settings at one (expansion, k) point."""
+    return {**sae_settings, "expansion_factor": point.expansion_factor, "k": point.k}
+
+
+def train_layer_shard(cache: ActivationCache, layer: int, shard: int, sae_settings: dict[str, Any],
+                      points: list[SaeHyperparameters], context_length: int, train_tokens: int,
+                      previous: str | Path | None = None) -> dict[str, SaeTrainer]:
+    """Train every SAE of `points` on one layer of one training shard, from one read of each batch,
+    starting fresh (shard 0) or from the `previous` shard's layer checkpoint."""
+    num_steps = math.ceil(train_tokens / batch_rows(sae_settings, context_length))
+    trainers = {}
+    for point in points:
+        settings = point_settings(sae_settings, point)
+        if previous is None:
+            trainers[point.label] = SaeTrainer(cache.d_model, settings, num_steps)
+            continue
+        if not (Path(previous) / point.label).is_dir():
+            raise FileNotFoundError(f"{previous} holds no training state of SAE {point.label}: its chain was started "
+                                    f"for other SAEs; rerun the layer's chain (--forcerun train_layer_shard)")
+        trainers[point.label] = SaeTrainer.from_checkpoint(Path(previous) / point.label, settings)
+    train_together(list(trainers.values()), training_batches(cache, layer, sae_settings, context_length, shard),
+                   description=f"{len(trainers)} SAEs layers.{layer} shard {shard}")
+    return trainers
 
 
 def train_sae(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int) -> tuple[SparseCoder, dict]:

@@ -5,13 +5,16 @@ import re
 from pathlib import Path
 
 from saerand import retries
-from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes
+from saerand.sae_training import point_settings
+from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
 from saerand.planner import FINISH_GROUP_RULES, SHARD_GROUP_RULES, finish_batch_size
 from saerand.config import (
     CORPUS_DIR,
     VARIANTS,
+    SaeHyperparameters,
     SaeTarget,
     embedded_model_dir,
+    layer_checkpoint_directory,
     model_location,
     sae_directory,
     token_split,
@@ -67,7 +70,7 @@ def cached_layers(wildcards):
 
 def sae_settings(wildcards):
     """The study's SAE settings at this path's hyperparameters."""
-    return {**config["sae"], "expansion_factor": int(wildcards.expansion), "k": int(wildcards.k)}
+    return point_settings(config["sae"], SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)))
 
 
 def text_inputs(wildcards):
@@ -86,37 +89,33 @@ def cluster_step_cpus(wildcards):
 
 
 # Cluster job groups (ignored by local runs): a shard's caching and the training of every SAE on it
-# form one job; finishing and evaluating SAEs are batched per (model, variant) (profiles/slurm sets
-# how many per job with group-components).
+# (one job per layer) form one job; finishing and evaluating SAEs are batched per (model, variant)
+# (profiles/slurm sets how many per job with group-components).
 SHARD_GROUP = "shard-{model}-{variant}-{shard}"
 FINISH_GROUP = "finish-{model}-{variant}"
 
 # One SAE's outputs: results/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/...
 SAE_DIR = sae_directory("{model}", "{variant}", "{layer}", "{expansion}", "{k}")
+# The training state of a layer's SAEs after a shard: .../layers.{layer}/checkpoints/shard-{shard}/x{e}-k{k}
+LAYER_CHECKPOINT = layer_checkpoint_directory("{model}", "{variant}", "{layer}", "{shard}")
 
 
-def sae_dir(wildcards):
-    return sae_directory(wildcards.model, wildcards.variant, wildcards.layer, wildcards.expansion, wildcards.k)
-
-
-def checkpoint_path(sae_dir, shard):
-    return f"{sae_dir}/checkpoints/shard-{shard}"
+def unfinished_targets(wildcards):
+    """This (model, variant)'s SAEs that do not exist yet: those still to train."""
+    return [target for target in variant_targets(wildcards) if not Path(target.directory, "sae").exists()]
 
 
 def shard_lookahead(wildcards):
-    """Shard s waits until every SAE still being trained has finished shard s - 2.
+    """Shard s waits until every layer still in training has finished shard s - 2.
 
-    SAEs that already exist are not waited for, so rebuilding one never asks for the others'
-    (deleted) checkpoints and never retrains them.
+    Layers whose SAEs all exist are not waited for, so rebuilding one SAE never asks for the
+    others' (deleted) checkpoints and never retrains them.
     """
     shard = int(wildcards.shard)
     if shard < 2:
         return []
-    return [
-        checkpoint_path(target.directory, shard - 2)
-        for target in variant_targets(wildcards)
-        if not Path(target.directory, "sae").exists()
-    ]
+    layers = sorted({target.layer for target in unfinished_targets(wildcards)})
+    return [layer_checkpoint_directory(wildcards.model, wildcards.variant, layer, shard - 2) for layer in layers]
 
 
 def chain_before_finished(wildcards):
@@ -131,13 +130,13 @@ def chain_before_finished(wildcards):
     ]
 
 
-def previous_checkpoint(wildcards):
+def previous_layer_checkpoint(wildcards):
     shard = int(wildcards.shard)
-    return checkpoint_path(sae_dir(wildcards), shard - 1) if shard > 0 else []
+    return layer_checkpoint_directory(wildcards.model, wildcards.variant, wildcards.layer, shard - 1) if shard > 0 else []
 
 
-def last_checkpoint(wildcards):
-    return checkpoint_path(sae_dir(wildcards), len(TRAIN_SHARDS) - 1)
+def last_layer_checkpoint(wildcards):
+    return layer_checkpoint_directory(wildcards.model, wildcards.variant, wildcards.layer, len(TRAIN_SHARDS) - 1)
 
 
 # Cluster resources from the cost model (saerand.costs): memory and time limit scale with the
@@ -150,10 +149,11 @@ def sae_target(wildcards):
 JOB_COSTS = {
     "cache_train_shard": lambda wc: COSTS.cache_train_shard(wc.model, int(wc.shard)),
     "cache_eval": lambda wc: COSTS.cache_eval(wc.model),
-    "train_sae_shard": lambda wc: COSTS.train_sae_shard(sae_target(wc), int(wc.shard)),
+    "train_layer_shard": lambda wc: COSTS.train_layer_shard(wc.model, int(wc.layer), int(wc.shard)),
     "train_sae": lambda wc: COSTS.train_sae(sae_target(wc)),
     "evaluate_sae": lambda wc: COSTS.evaluate_sae(sae_target(wc)),
     "toy_sweep": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
+    "toy_sweep_gpu": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
 }
 
 
@@ -181,7 +181,7 @@ def on_gpu_partition(rulename):
 def group_size(rulename, wildcards):
     """Jobs in the cluster job that runs this one (profiles/slurm): they share its time limit."""
     if rulename in SHARD_GROUP_RULES:
-        return 1 + len(variant_targets(wildcards))
+        return 1 + len(cached_layers(wildcards))
     if rulename in FINISH_GROUP_RULES:
         return 2 * min(FINISH_BATCH, len(variant_targets(wildcards)))
     return 1
@@ -189,7 +189,7 @@ def group_size(rulename, wildcards):
 
 def job_runtime(wildcards, attempt, rulename):
     if rulename in JOB_COSTS:
-        base = estimated_minutes(JOB_COSTS[rulename](wildcards))
+        base = estimated_minutes(JOB_COSTS[rulename](wildcards), rule_flops_per_second(rulename))
     else:
         base = CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
     failures = retries.earlier_failures(rulename, wildcards, attempt)
@@ -210,6 +210,12 @@ def toy_inputs(wildcards):
     if spec["source"] == "embeddings":
         return subject_model_files(spec["model"])
     return []
+
+
+def toy_dataset_pattern(on_gpu):
+    """The toy datasets whose sweeps run on a GPU (or not), as a wildcard constraint."""
+    names = [name for name in TOY_DATASETS if COSTS.toy_on_gpu(name) == on_gpu]
+    return "|".join(map(re.escape, names)) or "no-toy-dataset"
 
 
 def toy_seed_tables(wildcards):

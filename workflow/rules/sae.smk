@@ -1,22 +1,25 @@
-# SAE training: one TopK SAE per (model, variant, layer), trained shard by shard. Each shard's job
-# resumes from the previous shard's checkpoint (weights, optimizer, counters), so a killed job
-# loses at most one shard of work; the last checkpoint becomes the SAE in sparsify's format.
+# SAE training: every SAE of a (model, variant, layer) — the study's own and the sweep's — trains in
+# one job per shard, from one read of each batch, each exactly as it would alone. Each shard's job
+# resumes from the previous shard's checkpoint (weights, optimizer, counters; one subdirectory per
+# SAE, so each SAE keeps its own chain), so a killed job loses at most one shard of work; each SAE's
+# last checkpoint becomes the SAE in sparsify's format.
 
 
-rule train_sae_shard:
+rule train_layer_shard:
     input:
-        shard="results/{model}/{variant}/cache/train/shard-{shard}.zarr",
-        previous=previous_checkpoint,
+        # ancient: a shard re-cached for one layer's chain does not restart the other layers' chains.
+        shard=ancient("results/{model}/{variant}/cache/train/shard-{shard}.zarr"),
+        previous=previous_layer_checkpoint,
     output:
-        temp(directory(checkpoint_path(SAE_DIR, "{shard}"))),
+        temp(directory(LAYER_CHECKPOINT)),
     params:
-        sae=sae_settings,
+        sae=config["sae"],
         context_length=config["tokens"]["context_length"],
         train_tokens=config["tokens"]["train_tokens"],
     # Training before caching further ahead keeps about two shards on disk.
     priority: 10
-    # One thread: mostly start-up and small matrices, so two such jobs at once use two cores better
-    # than one job with two threads.
+    # One thread: small matrices, so two such jobs at once use two cores better than one job with
+    # two threads (the Slurm profile gives a GPU job all its CPUs).
     threads: 1
     group:
         SHARD_GROUP
@@ -25,18 +28,18 @@ rule train_sae_shard:
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
     log:
-        "logs/train_sae_shard/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/shard-{shard}.log",
+        "logs/train_layer_shard/{model}/{variant}/layers.{layer}/shard-{shard}.log",
     benchmark:
-        "benchmarks/train_sae_shard/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/shard-{shard}.tsv"
+        "benchmarks/train_layer_shard/{model}/{variant}/layers.{layer}/shard-{shard}.tsv"
     conda:
         "../../envs/sae.yaml"
     script:
-        "../scripts/train_sae_shard.py"
+        "../scripts/train_layer_shard.py"
 
 
 rule train_sae:
     input:
-        last_checkpoint,
+        last_layer_checkpoint,
     output:
         directory(f"{SAE_DIR}/sae"),
     params:

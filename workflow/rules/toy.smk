@@ -32,6 +32,8 @@ rule toy_sweep:
         sae=config.get("toy", {}).get("sae"),
         gaussian_control=config.get("toy", {}).get("gaussian_control"),
         device=config.get("toy", {}).get("device"),
+    wildcard_constraints:
+        toy_dataset=toy_dataset_pattern(on_gpu=False),
     # Small matrices: one thread is many times faster than two fighting over a core.
     threads: 1
     resources:
@@ -45,6 +47,17 @@ rule toy_sweep:
         "../../envs/toy.yaml"
     script:
         "../scripts/toy_sweep.py"
+
+
+# Sweeps of large matrices (config toy.gpu_sources): the same job under its own name, which the
+# Slurm profile sends to the GPU partition with a GPU.
+use rule toy_sweep as toy_sweep_gpu with:
+    wildcard_constraints:
+        toy_dataset=toy_dataset_pattern(on_gpu=True),
+    log:
+        "logs/toy_sweep_gpu/{toy_dataset}/seed-{seed}.log",
+    benchmark:
+        "benchmarks/toy_sweep_gpu/{toy_dataset}/seed-{seed}.tsv"
 
 
 rule toy_aggregate:

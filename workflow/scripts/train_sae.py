@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+from saerand.config import SaeHyperparameters
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.provenance import provenance
@@ -9,7 +10,11 @@ from saerand.sae_training import SaeTrainer, save_sae
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
 settings = {**params.sae, "device": resolve_device(params.sae["device"])}
-checkpoint = Path(snakemake.input[0])
+label = SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)).label
+checkpoint = Path(snakemake.input[0]) / label
+if not checkpoint.is_dir():
+    raise FileNotFoundError(f"{snakemake.input[0]} holds no training state of SAE {label}: rerun the layer's chain "
+                            f"(--forcerun train_layer_shard)")
 sae, summary = SaeTrainer.from_checkpoint(checkpoint, settings).finish()
 print(summary)
 last = json.loads((checkpoint / "provenance.json").read_text())
