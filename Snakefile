@@ -29,6 +29,7 @@ include: "workflow/rules/cache.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/autointerp.smk"
 include: "workflow/rules/toy.smk"
 
 
@@ -39,4 +40,7 @@ rule all:
         ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
         ["results/toy/figures/figure4_lomax.png"] if "toy" in config else [],
         [f"results/toy/{dataset}/figures" for dataset in TOY_DATASETS],
+        [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
+        if AUTOINTERP
+        else [],
     default_target: True

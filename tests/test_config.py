@@ -190,3 +190,14 @@ def test_paper_config_reads_redpajama_files_shuffled_with_held_out_text_from_the
     assert held["skip_tokens"] == 0 and train["skip_tokens"] == held["n_tokens"] == config["tokens"]["eval_tokens"]
     demo = load_config(REPO / "config" / "demo.yaml", SCHEMA)  # whole books held out: own dataset
     assert token_split(demo, "train")["skip_tokens"] == 0 and token_split(demo, "eval")["dataset"] == demo["datasets"]["eval"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"context_length": 48}, "config key 'autointerp.context_length': 48 does not divide tokens.context_length = 128"),
+    ({"example_context": 24}, "config key 'autointerp.example_context': 24 does not divide autointerp.context_length"),
+    ({"draw": 10}, "config key 'autointerp.draw': 10 is fewer than autointerp.latents = 50"),
+])
+def test_bad_autointerp_settings_are_named(demo, change, message):
+    bad = copy.deepcopy(demo)
+    bad["autointerp"].update(change)
+    assert message in _error(bad)

@@ -100,6 +100,23 @@ def test_shuffled_stream_mixes_sources_in_both_disjoint_splits(sorted_by_source,
     assert not np.array_equal(other_seed, splits["eval"])
 
 
+def test_auto_interp_text_follows_training_in_the_same_stream_cut_into_its_contexts(sorted_by_source,
+                                                                                   small_tokenizer):
+    from saerand.config import token_split
+
+    config = {"datasets": {"train": sorted_by_source, "shuffle_seed": 42},
+              "tokens": {"context_length": 32, "train_tokens": 32 * 200, "eval_tokens": 32 * 40},
+              "autointerp": {"tokens": 32 * 30 - 5, "context_length": 8}}
+    text = token_split(config, "autointerp")
+    assert text["skip_tokens"] == 32 * 240 and text["n_tokens"] == 32 * 30 and text["window"] == 8
+    sequences = token_sequences(text["dataset"], small_tokenizer, 32, text["n_tokens"],
+                                skip_tokens=text["skip_tokens"], shuffle_seed=text["shuffle_seed"])
+    stream = token_sequences(sorted_by_source, small_tokenizer, 32, 32 * 270, shuffle_seed=42)
+    np.testing.assert_array_equal(sequences, stream[240:])  # right after evaluation and training
+    with_eval = {**config, "datasets": {**config["datasets"], "eval": sorted_by_source}}
+    assert token_split(with_eval, "autointerp")["skip_tokens"] == 32 * 200  # the held-out set has its own text
+
+
 def test_a_script_dataset_is_refused_at_job_time_with_what_to_write(tmp_path, small_tokenizer):
     script_dir = tmp_path / "redpajama_sample"
     script_dir.mkdir()

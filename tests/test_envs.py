@@ -83,19 +83,21 @@ def env_pins(env_file: Path) -> dict[str, str]:
 
 def test_every_script_rule_has_an_env_with_all_its_imports():
     stages = rule_stages()
-    assert {"cache_train_shard", "train_sae_shard", "evaluate_sae", "aggregate_metrics"} <= set(stages)
+    assert {"cache_train_shard", "train_layer_shard", "evaluate_sae", "aggregate_metrics"} <= set(stages)
     for rule, (env_file, script) in stages.items():
         missing = imported_distributions(script) - set(env_pins(env_file))
         assert not missing, f"rule {rule}: {env_file.name} lacks {sorted(missing)} imported by {script.name}"
 
 
 def test_env_pins_match_requirements():
+    lines = [line for file in ("requirements.txt", "requirements-delphi.txt")
+             for line in (REPO / file).read_text().splitlines()]
     requirements = {_normalise(name): version for name, version in
-                    (line.strip().split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
-                     if "==" in line and not line.startswith("#"))}
+                    (line.strip().split("==") for line in lines if "==" in line and not line.startswith("#"))}
     for env_file in sorted((REPO / "envs").glob("*.yaml")):
         for name, version in env_pins(env_file).items():
-            assert requirements.get(name) == version, f"{env_file.name}: {name}=={version}, requirements.txt has {requirements.get(name)}"
+            assert requirements.get(name) == version, (f"{env_file.name}: {name}=={version}, the requirements "
+                                                       f"have {requirements.get(name)}")
 
 
 def test_the_import_scan_sees_through_package_modules(tmp_path):
@@ -104,4 +106,4 @@ def test_the_import_scan_sees_through_package_modules(tmp_path):
     script.write_text("from saerand.downstream import downstream_scores\nimport pandas as pd\n")
     found = imported_distributions(script)
     assert {"pandas", "torch"} <= found
-    assert "eai-sparsify" in imported_distributions(REPO / "workflow" / "scripts" / "train_sae_shard.py")
+    assert "eai-sparsify" in imported_distributions(REPO / "workflow" / "scripts" / "train_layer_shard.py")

@@ -15,14 +15,16 @@ def test_jobs_per_rule_match_the_workflow(paper):
     """The same counts as the dry run of config/config.yaml (tests/test_workflow.py)."""
     study = plan(paper)
     assert {name: rule.jobs for name, rule in study.rules.items()} == {
-        "tokenize_text": 10, "cache_eval": 25, "cache_train_shard": 250, "train_layer_shard": 2300,
+        "tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 250, "train_layer_shard": 2300,
         "train_sae": 650, "evaluate_sae": 650, "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1,
+        # Section 3.3: one latent pass per (model, variant), the null explainer per SAE of the study.
+        "collect_latents": 25, "autointerp_tokens": 230, "autointerp_figures": 5,
         # Section 4: 10 seeds of superposed data, 4 GloVe files and 5 embedding matrices at one seed.
         "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), the rest alone.
-    toy = 1 + 19 + 10
-    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 10 + 25 + 2 + toy == 377
-    assert plan(paper, finish_batch=1).cluster_jobs == 250 + 650 + 10 + 25 + 2 + toy
+    toy, autointerp = 1 + 19 + 10, 25 + 230 + 5
+    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + 2 + toy + autointerp == 642
+    assert plan(paper, finish_batch=1).cluster_jobs == 250 + 650 + 15 + 25 + 2 + toy + autointerp
 
 
 def test_gpu_hours_and_disk(paper):

@@ -162,9 +162,10 @@ def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
     # cluster job), held-out caching and the embedding sweep on the GPU partition; everything else,
     # the superposition sweep included, on the CPU one.
     assert on_gpu == {f"shard-mini-neox-{v}-{s}" for v in VARIANTS for s in range(3)} | {
-        f"finish-mini-neox-{v}" for v in VARIANTS} | {"cache_eval", "toy_sweep_gpu"}
+        f"finish-mini-neox-{v}" for v in VARIANTS} | {"cache_eval", "collect_latents", "toy_sweep_gpu"}
     assert on_cpu == {"prepare_corpus", "train_tokenizer", "train_embedded_model", "tokenize_text", "toy_figure4", "toy_sweep",
-                      "toy_aggregate", "aggregate_metrics", "plot_hyperparameter_sweep"}
+                      "toy_aggregate", "aggregate_metrics", "plot_hyperparameter_sweep", "autointerp_tokens",
+                      "autointerp_figures"}
 
 
 def test_grouped_gpu_jobs_asking_for_fewer_cpus_than_they_see_run_on_one_gpu(slurm_study):

@@ -9,7 +9,7 @@ from .conftest import REPO
 from .workflow_runs import SNAKEMAKE
 
 SITE = {"SAERAND_SLURM_PARTITION": "cpu", "SAERAND_SLURM_GPU_PARTITION": "gpu", "SAERAND_SLURM_CONSTRAINT": "a100"}
-GPU_PARTITION_RULES = {"cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "toy_sweep_gpu",
+GPU_PARTITION_RULES = {"cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "collect_latents", "toy_sweep_gpu",
                        "train_sae"}  # train_sae needs no GPU but shares a cluster job with evaluate_sae
 
 

@@ -47,7 +47,8 @@ def test_paper_grid_dry_run(tmp_path):
     assert len(study) == 230 and len(sweep) == 420
     assert sae_jobs == sorted(study + sweep)
     counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
-    assert counts == {"tokenize_text": 10, "cache_eval": 25, "cache_train_shard": 25 * 10,
+    assert counts == {"tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 25 * 10,
+                      "collect_latents": 25, "autointerp_tokens": 230, "autointerp_figures": 5,
                       "train_layer_shard": 230 * 10, "train_sae": 650, "evaluate_sae": 650,
                       "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1, "all": 1,
                       "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
@@ -280,3 +281,27 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path):
     assert 1 <= per_chain <= 2 and in_all <= 2
     assert len(pd.read_csv(workdir / "results" / "metrics.csv")) == 2 * 3
 
+
+def test_autointerp_runs_in_the_workflow(mini_run):
+    """Section 3.3 with the token null explainer: latents per (model, variant) in delphi's format,
+    scores per SAE of the study (not the sweep's), their columns in the table, ROC curves."""
+    mini_run, _ = mini_run
+    table = pd.read_csv(mini_run / "results" / "metrics.csv")
+    main = table["expansion_factor"] == 4
+    for column in ("fuzz_auroc_tokens", "detection_auroc_tokens", "entropy_nats", "entropy_normalised"):
+        assert table.loc[main, column].notna().all() and table.loc[~main, column].isna().all(), column
+    assert table.loc[main, "fuzz_auroc_tokens"].between(0, 1).all()
+    assert (table.loc[main, "fuzz_auroc_tokens_low"] <= table.loc[main, "fuzz_auroc_tokens"]).all()
+    assert (table.loc[main, "latents_scored_tokens"] == 8).all()
+    # The control's inputs carry no token identity: the token null explains little of it.
+    by_variant = table[main].groupby("variant")["fuzz_auroc_tokens"].mean()
+    assert by_variant["control"] < by_variant["trained"]
+    for variant in ("trained", "control"):
+        latents = mini_run / "results" / "mini-neox" / variant / "autointerp" / "latents"
+        assert sorted(p.name for p in latents.iterdir()) == ["layers.0", "layers.1"]
+        selection = json.loads((latents / "layers.1" / "selection.json").read_text())
+        assert len(selection["selected"]) == 8
+        assert selection["drawn"] == 8 + selection["dead"] + selection["too_rare"]
+    assert (mini_run / "results" / "figures" / "roc_mini-neox_tokens.png").stat().st_size > 10_000
+    examples = pd.read_csv(mini_run / "results" / "autointerp" / "examples_mini-neox_tokens.csv")
+    assert len(examples) == 5 * 2 * 5 and examples["explanation"].str.startswith("tokens: ").all()

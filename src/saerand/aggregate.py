@@ -67,3 +67,31 @@ def sweep_study(table: pd.DataFrame, layers: Mapping[str, Sequence[int]], expans
     swept = pd.Series(in_sweep_layers, index=table.index, dtype=bool)
     swept &= table["expansion_factor"].isin(expansion_factors) & table["k"].isin(k)
     return table[swept]
+
+
+SUMMARY_COLUMNS = ("fuzz_auroc", "detection_auroc")
+ENTROPY_COLUMNS = ("entropy_nats", "entropy_normalised")
+
+
+def autointerp_directory(sae: SaeTarget, explainer: str) -> str:
+    return f"{sae.directory}/autointerp/{explainer}"
+
+
+def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> pd.DataFrame:
+    """Per SAE: mean AUROC of each scorer per explainer, with its bootstrap interval, and the mean
+    token entropy (the same for every explainer: it comes from the explanation examples)."""
+    rows = []
+    for sae in saes:
+        row = {"model": sae.model, "variant": sae.variant, "layer": sae.layer,
+               "expansion_factor": sae.expansion_factor, "k": sae.k}
+        for explainer in explainers:
+            summary = json.loads(Path(autointerp_directory(sae, explainer), "summary.json").read_text())
+            for column in SUMMARY_COLUMNS:
+                for suffix in ("", "_low", "_high"):
+                    row[f"{column}_{explainer}{suffix}"] = summary[f"{column}{suffix}"]
+            row[f"latents_scored_{explainer}"] = summary["scored"]
+            row[f"latents_failed_{explainer}"] = summary["failed"]
+            for column in ENTROPY_COLUMNS:
+                row.setdefault(column, summary[column])
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -89,6 +89,7 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
         )
     _check_datasets(config)
     _check_toy(config)
+    _check_autointerp(config)
     embedded = config.get("embedded_model")
     sweep = config.get("sweep")
     for name in sweep["models"] if sweep else []:
@@ -158,13 +159,41 @@ def token_split(config: dict[str, Any], split: str) -> dict[str, Any]:
     sequences are the first `eval_tokens` of the training text's stream and training starts
     right after them, so the two are disjoint and drawn from the same mix of sources."""
     datasets, tokens = config["datasets"], config["tokens"]
+    if split == "autointerp":
+        # The training text's stream after everything evaluation and training take from it, cut at
+        # the study's context length like them (so the ranges are exactly disjoint) and then into
+        # auto-interp contexts (`window`): text no SAE was trained on.
+        settings = config["autointerp"]
+        return {
+            "dataset": datasets["train"],
+            "skip_tokens": tokens["train_tokens"] + (0 if "eval" in datasets else tokens["eval_tokens"]),
+            "n_tokens": -(-settings["tokens"] // tokens["context_length"]) * tokens["context_length"],
+            "shuffle_seed": datasets["shuffle_seed"],
+            "window": settings["context_length"],
+        }
     own = split in datasets
     return {
         "dataset": datasets[split] if own else datasets["train"],
         "skip_tokens": tokens["eval_tokens"] if split == "train" and "eval" not in datasets else 0,
         "n_tokens": tokens[f"{split}_tokens"],
         "shuffle_seed": datasets["shuffle_seed"],
+        "window": None,
     }
+
+
+def _check_autointerp(config: dict[str, Any]) -> None:
+    settings, context = config.get("autointerp"), config["tokens"]["context_length"]
+    if not settings:
+        return
+    if context % settings["context_length"]:
+        raise ConfigError(f"config key 'autointerp.context_length': {settings['context_length']} does not divide "
+                          f"tokens.context_length = {context}; auto-interp contexts are cut from the study's sequences")
+    if settings["context_length"] % settings["example_context"]:
+        raise ConfigError(f"config key 'autointerp.example_context': {settings['example_context']} does not divide "
+                          f"autointerp.context_length = {settings['context_length']} (delphi cuts contexts into examples)")
+    if settings["draw"] < settings["latents"]:
+        raise ConfigError(f"config key 'autointerp.draw': {settings['draw']} is fewer than autointerp.latents = "
+                          f"{settings['latents']}")
 
 
 def _check_toy(config: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from saerand.config import (
     ConfigError,
     SaeHyperparameters,
     SaeTarget,
+    main_hyperparameters,
     sae_hyperparameters,
     sae_targets,
     selected_layers,
@@ -42,7 +43,7 @@ SAE_STARTUP_MINUTES = 2
 # SAE (1024 latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine); those of
 # large matrices (toy.gpu_sources: GloVe, embeddings) would take thousands of core-hours and keep a
 # GPU (rule toy_sweep_gpu).
-GPU_RULES = ("cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "toy_sweep_gpu")
+GPU_RULES = ("cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "collect_latents", "toy_sweep_gpu")
 CPU_CORE_FLOPS = 57e9
 # Toy SAEs on a GPU take small optimizer steps that are bound by kernel launches, not FLOPs: about
 # 1 ms each, counted as FLOPs at the assumed throughput.
@@ -120,6 +121,9 @@ class StudyCosts:
         self.toy_datasets = toy_datasets(config)
         # Every (model, variant) that trains SAEs, in config order: one chain of shards each.
         self.chains = list(dict.fromkeys((t.model, t.variant) for t in self.targets))
+        # The SAEs auto-interpreted (Section 3.3): the study's own, one per (model, variant, layer).
+        main = main_hyperparameters(config)
+        self.autointerp_targets = [t for t in self.targets if t.hyperparameters == main] if config.get("autointerp") else []
         # Every (model, variant, layer) whose SAEs train together: one job per shard each.
         self.training_layers = list(dict.fromkeys((t.model, t.variant, t.layer) for t in self.targets))
         self.lanes = self._scratch_lanes()
@@ -220,6 +224,16 @@ class StudyCosts:
             flops=self.eval_tokens * (model_flops + sae_flops),
             host_memory_bytes=self._model_host_bytes(target.model) + state,
         )
+
+    def collect_latents(self, model: str) -> JobCost:
+        """One pass over the auto-interp tokens, each auto-interpreted layer encoded by its SAE."""
+        size, tokens = self.size(model), self.config["autointerp"]["tokens"]
+        layers = sorted({t.layer for t in self.autointerp_targets if t.model == model})
+        expansion = main_hyperparameters(self.config).expansion_factor
+        encode = len(layers) * 2 * size.d_model * sae_latents(size.d_model, expansion)
+        weights = len(layers) * 4 * 2 * size.d_model * sae_latents(size.d_model, expansion)
+        return JobCost(flops=tokens * (size.forward_flops_per_token(max(layers), self.context) + encode),
+                       host_memory_bytes=self._model_host_bytes(model) + weights)
 
     def toy_shape(self, dataset: str) -> tuple[int, int]:
         """(samples, dimensions) of a toy dataset, without reading it."""

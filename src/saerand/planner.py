@@ -37,6 +37,7 @@ BENCHMARK_PATTERNS = {
     "cache_eval": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
     "train_layer_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/layers\.(?P<layer>\d+)/shard-(?P<shard>\d+)\.tsv",
     "evaluate_sae": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
+    "collect_latents": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
     "toy_sweep_gpu": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
 }
 
@@ -80,6 +81,8 @@ def _job_flops(costs: StudyCosts, rule: str, wildcards: dict[str, str]) -> float
         return costs.cache_train_shard(wildcards["model"], int(wildcards["shard"])).flops
     if rule == "cache_eval":
         return costs.cache_eval(wildcards["model"]).flops
+    if rule == "collect_latents":
+        return costs.collect_latents(wildcards["model"]).flops
     if rule == "toy_sweep_gpu":
         return costs.toy_sweep(wildcards["toy_dataset"]).flops
     if rule == "train_layer_shard":
@@ -139,7 +142,7 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     if "embedded_model" in config:
         for rule in ("prepare_corpus", "train_tokenizer", "train_embedded_model"):
             rules[rule].jobs += 1
-    rules["tokenize_text"].jobs = 2 * len(models)
+    rules["tokenize_text"].jobs = (3 if config.get("autointerp") else 2) * len(models)
     for model in models:
         for _ in variants:
             rules["cache_eval"].jobs += 1
@@ -155,6 +158,12 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
         rules["train_sae"].jobs += 1
         rules["evaluate_sae"].jobs += 1
         rules["evaluate_sae"].flops += costs.evaluate_sae(target).flops
+    for model, variant in dict.fromkeys((t.model, t.variant) for t in costs.autointerp_targets):
+        rules["collect_latents"].jobs += 1
+        rules["collect_latents"].flops += costs.collect_latents(model).flops
+    rules["autointerp_tokens"].jobs += len(costs.autointerp_targets) * len(config.get("autointerp", {}).get("explainers", []))
+    rules["autointerp_figures"].jobs += len({t.model for t in costs.autointerp_targets}) * len(
+        config.get("autointerp", {}).get("explainers", []))
     rules["aggregate_metrics"].jobs = 1
     if "sweep" in config:
         rules["plot_hyperparameter_sweep"].jobs = 1

@@ -45,7 +45,7 @@ def rerandomize(model: torch.nn.Module, *, keep_embeddings: bool, seed: int) -> 
 
 # Each activation store of the control variant gets its own noise stream, so no training shard
 # repeats another's inputs and the held-out set is never training data.
-NOISE_SPLITS = ("train", "eval")
+NOISE_SPLITS = ("train", "eval", "autointerp")
 
 
 def control_noise_seed(variant_seed: int, split: str, shard: int) -> int:

@@ -26,13 +26,18 @@ SWEEP_SELECTION = (
 
 rule aggregate_metrics:
     input:
-        [f"{sae_directory(*sae)}/metrics.json" for sae in AGGREGATED_SAES],
+        metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in AGGREGATED_SAES],
+        autointerp=[f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_TARGETS for e in AUTOINTERP["explainers"]]
+        if AUTOINTERP
+        else [],
     output:
         table="results/metrics.csv",
         provenance="results/metrics.provenance.json",
         figure="results/figures/sae_metrics.png",
     params:
         saes=AGGREGATED_SAES,
+        autointerp_saes=[list(t) for t in AUTOINTERP_TARGETS],
+        explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
         study=STUDY_HYPERPARAMETERS,
         reading=config["evaluation"]["figure_reading"],
     resources:

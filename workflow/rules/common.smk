@@ -30,7 +30,8 @@ wildcard_constraints:
     model="|".join(map(re.escape, config["models"])),
     variant="|".join(VARIANTS),
     layer=r"\d+",
-    split="train|eval",
+    split="train|eval|autointerp",
+    explainer="tokens",
     shard=r"\d+",
     expansion=r"\d+",
     k=r"\d+",
@@ -152,6 +153,7 @@ JOB_COSTS = {
     "train_layer_shard": lambda wc: COSTS.train_layer_shard(wc.model, int(wc.layer), int(wc.shard)),
     "train_sae": lambda wc: COSTS.train_sae(sae_target(wc)),
     "evaluate_sae": lambda wc: COSTS.evaluate_sae(sae_target(wc)),
+    "collect_latents": lambda wc: COSTS.collect_latents(wc.model),
     "toy_sweep": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
     "toy_sweep_gpu": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
 }
@@ -194,6 +196,23 @@ def job_runtime(wildcards, attempt, rulename):
         base = CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
     failures = retries.earlier_failures(rulename, wildcards, attempt)
     return retries.runtime_minutes(base, failures, on_gpu_partition(rulename), group_size=group_size(rulename, wildcards))
+
+
+# Section 3.3 (workflow/rules/autointerp.smk): the study's own SAEs, one per (model, variant, layer).
+AUTOINTERP = config.get("autointerp")
+AUTOINTERP_TARGETS = COSTS.autointerp_targets
+
+
+def autointerp_variant_targets(wildcards):
+    return [t for t in AUTOINTERP_TARGETS if (t.model, t.variant) == (wildcards.model, wildcards.variant)]
+
+
+def autointerp_saes(wildcards):
+    return [f"{target.directory}/sae" for target in autointerp_variant_targets(wildcards)]
+
+
+def autointerp_layers(wildcards):
+    return [target.layer for target in autointerp_variant_targets(wildcards)]
 
 
 # Section 4 (workflow/rules/toy.smk).

@@ -1,4 +1,4 @@
-from saerand.aggregate import main_study, study_table
+from saerand.aggregate import KEY_COLUMNS, autointerp_columns, main_study, study_table
 from saerand.atomic import write_json, write_text
 from saerand.config import SaeTarget
 from saerand.jobs import start_job
@@ -8,7 +8,10 @@ from saerand.provenance import provenance
 start_job(snakemake.log[0], snakemake.threads)
 params, output = snakemake.params, snakemake.output
 saes = [SaeTarget(*sae) for sae in params.saes]
-table = study_table(saes, list(snakemake.input))
+table = study_table(saes, list(snakemake.input.metrics))
+if params.explainers:
+    autointerp = autointerp_columns([SaeTarget(*sae) for sae in params.autointerp_saes], params.explainers)
+    table = table.merge(autointerp, on=KEY_COLUMNS, how="left")
 record = provenance(sources=list(snakemake.input), saes=params.saes, study=dict(params.study))
 write_text(output.table, table.to_csv(index=False))
 write_json(output.provenance, record)

@@ -1,0 +1,97 @@
+"""One SAE's auto-interpretability run: its sampled latents loaded by delphi, explained and scored
+one by one (resumable), then its outputs published at once: per-latent results, every scored
+sample (for ROC curves) and a summary with bootstrap intervals over latents."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_directory, write_json
+from ..config import revision_for
+from ..models import load_tokenizer
+from ..provenance import provenance
+from .delphi_compat import DelphiTokenizer, import_delphi
+from .scoring import SCORERS, LatentLog, score_with_null
+
+import_delphi()
+from delphi.config import ConstructorConfig, SamplerConfig  # noqa: E402
+from delphi.latents import LatentDataset  # noqa: E402
+
+EXPLAINERS = {"tokens": score_with_null}
+
+
+def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[str, Any]) -> tuple[LatentDataset, dict]:
+    selection = json.loads((Path(raw_dir) / module / "selection.json").read_text())
+    dataset = LatentDataset(
+        raw_dir,
+        SamplerConfig(n_examples_train=settings["explanation_examples"], n_examples_test=settings["test_examples"],
+                      n_quantiles=settings["quantiles"], train_type=settings["explanation_sampling"]),
+        ConstructorConfig(example_ctx_len=settings["example_context"], min_examples=settings["min_examples"],
+                          n_non_activating=settings["non_activating"]),
+        tokenizer=tokenizer, modules=[module], latents={module: torch.tensor(selection["selected"], dtype=torch.long)},
+    )
+    return dataset, selection
+
+
+def bootstrap_mean(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float, float]:
+    """Mean and a percentile 95% interval over `values` (NaNs dropped)."""
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan"), float("nan"), float("nan")
+    means = np.random.default_rng(seed).choice(values, size=(resamples, len(values))).mean(axis=1)
+    return float(values.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings: dict[str, Any],
+              output: str | Path, explainer: str) -> dict[str, Any]:
+    tokenizer = DelphiTokenizer(load_tokenizer(model["location"], revision_for(model, "trained")))
+    dataset, selection = latent_dataset(raw_dir, module, tokenizer, settings)
+    output = Path(output)
+    # Progress lives beside the output, which Snakemake would delete with a failed job; progress
+    # made under other settings or by another explainer is not resumed.
+    progress = output.with_name(f".{output.name}.progress")
+    fingerprint = json.dumps({"settings": settings, "explainer": explainer, "selection": selection}, sort_keys=True)
+    if progress.exists() and (progress / "settings.json").read_text() != fingerprint:
+        shutil.rmtree(progress)
+    progress.mkdir(parents=True, exist_ok=True)
+    (progress / "settings.json").write_text(fingerprint)
+    log = LatentLog(progress / "latents.jsonl")
+    score = EXPLAINERS[explainer]
+    for record in tqdm(dataset, total=len(selection["selected"]), desc=f"{explainer} {module}"):
+        latent = record.latent.latent_index
+        if latent in log.done:
+            continue
+        try:
+            log.add(score(record, tokenizer))
+        except Exception as error:  # one bad latent is recorded, not fatal
+            log.add({"latent": latent, "failed": f"{type(error).__name__}: {error}"})
+    entries = [log.done[latent] for latent in selection["selected"] if latent in log.done]
+    scored = [entry for entry in entries if "failed" not in entry]
+    summary: dict[str, Any] = {
+        "explainer": explainer, "module": module, "selected": len(selection["selected"]),
+        "drawn": selection["drawn"], "dead": selection["dead"], "too_rare": selection["too_rare"],
+        "scored": len(scored), "failed": len(entries) - len(scored),
+        "not_constructed": len(selection["selected"]) - len(entries),
+    }
+    columns = [f"{scorer}_auroc" for scorer in SCORERS] + ["entropy_nats", "entropy_normalised"]
+    for offset, column in enumerate(columns):
+        values = np.array([entry[column] for entry in scored], dtype=float)
+        mean, low, high = bootstrap_mean(values, settings["bootstrap_resamples"], settings["seed"] + offset)
+        summary.update({column: mean, f"{column}_low": low, f"{column}_high": high})
+    samples = pd.DataFrame([{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]])
+    with atomic_directory(output) as staging:
+        with open(staging / "latents.jsonl", "w") as handle:
+            for entry in entries:
+                handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
+        samples.to_csv(staging / "samples.csv", index=False)
+        write_json(staging / "summary.json", provenance(**summary, autointerp=settings))
+    shutil.rmtree(progress)
+    return summary

@@ -1,0 +1,26 @@
+from sparsify import SparseCoder
+
+from saerand.autointerp.latents import write_latent_cache
+from saerand.data import load_token_store
+from saerand.jobs import start_job
+from saerand.models import resolve_device
+from saerand.provenance import provenance
+from saerand.variants import load_variant
+
+start_job(snakemake.log[0], snakemake.threads)
+params, wildcards = snakemake.params, snakemake.wildcards
+model, settings = params.model, params.autointerp
+device = resolve_device(settings["device"])
+sequences = load_token_store(snakemake.input.tokens)
+subject, variant_record = load_variant(model["location"], model, wildcards.variant, seed=params.variant_seed,
+                                       device=device, split="autointerp")
+saes = {layer: SparseCoder.load_from_disk(path, device=device) for layer, path in zip(params.layers, snakemake.input.saes)}
+selections = write_latent_cache(snakemake.output[0], subject, sequences, saes, settings, provenance(
+    # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
+    model_name=model["location"], cache_ctx_len=int(sequences.shape[1]), n_tokens=int(sequences.size),
+    dataset_repo=snakemake.input.tokens, model=wildcards.model, autointerp=settings,
+    saes=dict(zip(map(str, params.layers), snakemake.input.saes)), **variant_record,
+))
+for layer, selection in selections.items():
+    print(f"layers.{layer}: {len(selection.selected)} latents kept of {selection.drawn} drawn "
+          f"({selection.dead} dead, {selection.too_rare} with fewer than {settings['min_examples']} examples)")
