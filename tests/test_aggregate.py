@@ -81,3 +81,24 @@ def test_figure_readings_draw_their_own_columns(table, monkeypatch):
             plots.figure3(main_study(table, **STUDY), "unused.png", {}, reading)
         values = drawn["values"].query("metric == 'explained_variance'").sort_values(["variant", "layer"])["value"]
         assert values.tolist() == main_study(table, **STUDY).sort_values(["variant", "layer"])[column].tolist()
+
+
+def test_a_metric_only_the_studys_saes_have_gets_no_row_in_the_sweep_figure(table, monkeypatch):
+    """Auto-interp covers the study's own SAEs: Figure 3 draws its row, Figure 11 does not."""
+    from saerand import plots
+
+    drawn = {}
+
+    def capture(data, **kwargs):
+        drawn["rows"] = kwargs["row_order"]
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(plots.sns, "relplot", capture)
+    on_main = (table["expansion_factor"] == STUDY["expansion_factor"]) & (table["k"] == STUDY["k"])
+    table = table.assign(fuzz_auroc_tokens=table["l1"].where(on_main))
+    with pytest.raises(RuntimeError, match="captured"):
+        plots.figure3(main_study(table, **STUDY), "unused.png", {}, "pooled")
+    assert "fuzz_auroc_tokens" in drawn["rows"]
+    with pytest.raises(RuntimeError, match="captured"):
+        plots.figure11(sweep_study(table, **SWEEP), "unused.png", {}, "pooled")
+    assert "fuzz_auroc_tokens" not in drawn["rows"] and "l1" in drawn["rows"]

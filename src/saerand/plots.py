@@ -46,9 +46,10 @@ FIGURE3_METRICS = {
 
 
 def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) -> sns.FacetGrid:
-    """One row per metric, one column per model, one line per variant; EV and cosine in `reading`."""
+    """One row per metric, one column per model, one line per variant; EV and cosine in `reading`.
+    A metric only some of the SAEs have (auto-interp covers the study's own) gets no row."""
     table = table.assign(**{row: table[column] for row, column in READINGS[reading].items()})
-    metrics = [m for m in FIGURE3_METRICS if m in table.columns]
+    metrics = [m for m in FIGURE3_METRICS if m in table.columns and table[m].notna().all()]
     keys = [c for c in ("model", "variant", "layer", "expansion_factor", "k") if c in table.columns]
     long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric")
     # As in the paper, the CE loss score row shows the trained model only.
