@@ -127,10 +127,11 @@ def test_aggregation_names_a_missing_or_foreign_metrics_file(tmp_path, monkeypat
 
 
 def _config(expansion_factors: list[int]) -> dict:
-    """tests/configs/mini.yaml cut down: two variants, one layer, no toy study; the sweep adds
+    """tests/configs/mini.yaml cut down: two variants, one layer, no toy study or auto-interp; the sweep adds
     (2, 4) to the study's own (4, 4) at that layer: four SAEs."""
     config = yaml.safe_load(MINI.read_text())
     config.pop("toy")
+    config.pop("autointerp")
     config["variants"] = ["trained", "control"]
     config["models"]["mini-neox"]["layers"] = [1]
     config["sweep"] = {"models": ["mini-neox"], "layers": [1], "expansion_factors": expansion_factors, "k": [4]}

@@ -84,6 +84,22 @@ def test_a_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+
+def test_autointerp_is_optional_and_only_for_the_studys_own_saes(tmp_path):
+    """Without an `autointerp` section nothing of it is planned; with it, a sweep SAE (whose layer's
+    latents were collected with the study's own SAE) has no auto-interp rule."""
+    config = yaml.safe_load(MINI.read_text())
+    config.pop("autointerp")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"))
+    rules = {rule for rule, _ in planned_jobs(result.stdout)}
+    assert "train_sae" in rules and not rules & {"collect_latents", "autointerp_tokens", "autointerp_figures"}
+    assert sum(1 for rule, w in planned_jobs(result.stdout) if rule == "tokenize_text") == 2
+    sweep_sae = "results/mini-neox/trained/x2-k4/layers.1/autointerp/tokens"
+    refused = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(MINI), "--", sweep_sae,
+                        check=False)
+    assert refused.returncode != 0 and "MissingRuleException" in refused.stdout + refused.stderr
+
 def test_end_to_end_mini_study(mini_run):
     mini_run, _ = mini_run
     table = pd.read_csv(mini_run / "results" / "metrics.csv")
@@ -266,6 +282,7 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path):
     trained model's SAEs, and no more than two shards are ever on disk in all."""
     config = yaml.safe_load(MINI.read_text())
     config.pop("toy")
+    config.pop("autointerp")
     # Two shards of 2,048 tokens x 2 layers x 32 dims in float32: 1 MiB.
     config.update(variants=["trained", "control"], scratch_budget=2 * 2048 * 2 * 32 * 4)
     path = tmp_path / "budget.yaml"
@@ -297,8 +314,8 @@ def test_autointerp_runs_in_the_workflow(mini_run):
     by_variant = table[main].groupby("variant")["fuzz_auroc_tokens"].mean()
     assert by_variant["control"] < by_variant["trained"]
     for variant in ("trained", "control"):
-        latents = mini_run / "results" / "mini-neox" / variant / "autointerp" / "latents"
-        assert sorted(p.name for p in latents.iterdir()) == ["layers.0", "layers.1"]
+        latents = mini_run / "results" / "mini-neox" / variant / "autointerp" / "latents" / "delphi"
+        assert sorted(p.name for p in latents.iterdir()) == ["layers.0", "layers.1"]  # only delphi's modules
         selection = json.loads((latents / "layers.1" / "selection.json").read_text())
         assert len(selection["selected"]) == 8
         assert selection["drawn"] == 8 + selection["dead"] + selection["too_rare"]

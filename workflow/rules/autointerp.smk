@@ -14,7 +14,7 @@ rule collect_latents:
     params:
         model=model_settings,
         layers=autointerp_layers,
-        autointerp=config["autointerp"],
+        autointerp=AUTOINTERP,
         variant_seed=config["variant_seed"],
     threads: 2
     resources:
@@ -37,9 +37,13 @@ rule autointerp_tokens:
         latents="results/{model}/{variant}/autointerp/latents",
     output:
         directory(f"{SAE_DIR}/autointerp/tokens"),
+    # The latents were collected with the study's own SAE of each layer; a sweep SAE has none.
+    wildcard_constraints:
+        expansion=str(STUDY_HYPERPARAMETERS["expansion_factor"]),
+        k=str(STUDY_HYPERPARAMETERS["k"]),
     params:
         model=model_settings,
-        autointerp=config["autointerp"],
+        autointerp=AUTOINTERP,
     threads: 1
     resources:
         mem_mb=job_mem_mb,

@@ -3,5 +3,5 @@ from saerand.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
-score_sae(snakemake.input.latents, f"layers.{wildcards.layer}", params.model, params.autointerp,
+score_sae(f"{snakemake.input.latents}/delphi", f"layers.{wildcards.layer}", params.model, params.autointerp,
           snakemake.output[0], explainer="tokens")

@@ -15,7 +15,8 @@ sequences = load_token_store(snakemake.input.tokens)
 subject, variant_record = load_variant(model["location"], model, wildcards.variant, seed=params.variant_seed,
                                        device=device, split="autointerp")
 saes = {layer: SparseCoder.load_from_disk(path, device=device) for layer, path in zip(params.layers, snakemake.input.saes)}
-selections = write_latent_cache(snakemake.output[0], subject, sequences, saes, settings, provenance(
+# delphi's raw directory inside the output, where Snakemake's own timestamp file does not land.
+selections = write_latent_cache(f"{snakemake.output[0]}/delphi", subject, sequences, saes, settings, provenance(
     # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
     model_name=model["location"], cache_ctx_len=int(sequences.shape[1]), n_tokens=int(sequences.size),
     dataset_repo=snakemake.input.tokens, model=wildcards.model, autointerp=settings,
