@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv with the pinned dependencies (idempotent: reinstalls only when a pin changes).
+# With --vllm also .venv-vllm: vLLM's CPU build, which pins its own torch and transformers, for the
+# LLM explainer's server in local runs and the tests (a cluster uses envs/vllm.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -17,4 +19,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --no-deps -r requirements-delphi.txt
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
+fi
+if [ "${1:-}" = "--vllm" ]; then
+  vllm_stamp=.venv-vllm/.saerand-setup
+  vllm_want=$(sha256sum requirements-vllm.txt | cut -d' ' -f1)
+  if [ "$(cat "$vllm_stamp" 2>/dev/null)" != "$vllm_want" ]; then
+    [ -x .venv-vllm/bin/python ] || "$PYTHON" -m venv .venv-vllm
+    .venv-vllm/bin/python -m pip install --quiet --upgrade pip
+    .venv-vllm/bin/python -m pip install --quiet "torch==2.13.0"
+    .venv-vllm/bin/python -m pip install --quiet --no-deps -r requirements-vllm.txt
+    echo "$vllm_want" > "$vllm_stamp"
+  fi
 fi

@@ -52,6 +52,49 @@ def small_tokenizer(pydoc_text_file):
     return train_tokenizer([str(pydoc_text_file)], vocab_size=512, context_length=32)
 
 
+# Auto-interp test data (tests/test_autointerp_scoring.py, tests/test_autointerp_llm.py).
+TOKEN_LATENT, RANDOM_LATENT = 3, 5
+
+
+@pytest.fixture()
+def model_dir(tmp_path, small_tokenizer, tiny_neox):
+    tiny_neox.save_pretrained(tmp_path / "model" / "main")
+    small_tokenizer.save_pretrained(tmp_path / "model" / "main")
+    return {"location": str(tmp_path / "model"), "revision": "main", "step0_revision": "step0"}
+
+
+@pytest.fixture()
+def raw_dir(tmp_path):
+    """Latent 3 fires exactly on two token ids; latent 5 as often, at random positions."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(20, 500, size=(300, 32))
+    tokens[rng.random(tokens.shape) < 0.04] = 300
+    tokens[rng.random(tokens.shape) < 0.04] = 301
+    on_token = np.argwhere(np.isin(tokens, [300, 301]))
+    at_random = np.argwhere(rng.random(tokens.shape) < len(on_token) / tokens.size)
+    locations = np.concatenate([np.c_[on_token, np.full(len(on_token), TOKEN_LATENT)],
+                                np.c_[at_random, np.full(len(at_random), RANDOM_LATENT)]])
+    activations = np.concatenate([np.where(tokens[tuple(on_token.T)] == 300, 2.0, 1.0),
+                                  rng.uniform(0.5, 2.0, len(at_random))])
+    from saerand.autointerp.latents import LatentSelection, save_latents
+
+    selection = LatentSelection(16, 2, 0, 0, [TOKEN_LATENT, RANDOM_LATENT], [len(on_token), len(at_random)])
+    save_latents(tmp_path / "latents", "layers.0", tokens, locations, activations, selection,
+                 {"cache_ctx_len": 32, "model_name": "unused"})
+    return tmp_path / "latents"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, pydoc_text_file) -> Path:
+    """The stand-in for the 70B explainer/scorer that vLLM serves on this CPU (tests/llm_double.py)."""
+    from saerand.tiny_model import train_tokenizer
+
+    from .llm_double import make_tiny_llama
+
+    tokenizer = train_tokenizer([str(pydoc_text_file)], vocab_size=512, context_length=32)
+    return make_tiny_llama(tmp_path_factory.mktemp("llm") / "llama", tokenizer)
+
+
 @pytest.fixture()
 def token_ids() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 512, size=(24, 32)).astype(np.int32)

@@ -26,8 +26,13 @@ def latent_cache(tmp_path, tiny_neox, text_sequences):
     streams = residual_stream(SubjectModel(tiny_neox, "trained"), torch.as_tensor(text_sequences), [0, 2])
     saes = {}
     for layer in (0, 2):
-        saes[layer] = SparseCoder(64, SparseCoderConfig(expansion_factor=2, k=8), "cpu")
-        saes[layer].b_dec.data = streams[layer].reshape(-1, 64).mean(0)  # centred: many latents fire
+        sae = SparseCoder(64, SparseCoderConfig(expansion_factor=2, k=8), "cpu")
+        sae.b_dec.data = streams[layer].reshape(-1, 64).mean(0)  # centred: many latents fire
+        saes[f"layers.{layer}"] = (layer, sae)
+    # A second SAE on layer 2 (as the Figure 11 sweep has), encoded in the same pass.
+    wide = SparseCoder(64, SparseCoderConfig(expansion_factor=4, k=8), "cpu")
+    wide.b_dec.data = streams[2].reshape(-1, 64).mean(0)
+    saes["x4-k8.layers.2"] = (2, wide)
     raw_dir = tmp_path / "latents"
     selections = write_latent_cache(raw_dir, SubjectModel(tiny_neox, "trained"), text_sequences, saes, SETTINGS,
                                     {"cache_ctx_len": 32, "model_name": "unused"})
@@ -36,15 +41,16 @@ def latent_cache(tmp_path, tiny_neox, text_sequences):
 
 def test_latents_are_drawn_in_seeded_order_until_enough_are_usable(latent_cache, text_sequences):
     raw_dir, selections, _ = latent_cache
-    for layer, selection in selections.items():
-        order = draw_order(128, seed=0)
+    for module, selection in selections.items():
+        order = draw_order(selection.num_latents, seed=0)
         assert selection.drawn == selection.dead + selection.too_rare + len(selection.selected) <= SETTINGS["draw"]
         assert len(selection.selected) == SETTINGS["latents"]
         assert selection.selected == [int(x) for x in order[: selection.drawn] if x in selection.selected]
         assert min(selection.example_windows) >= SETTINGS["min_examples"]
-        saved = json.loads((raw_dir / f"layers.{layer}" / "selection.json").read_text())
+        saved = json.loads((raw_dir / module / "selection.json").read_text())
         assert saved["selected"] == selection.selected
-    assert selections[0].selected != selections[2].selected  # different SAEs, different latents usable
+    assert selections["layers.0"].selected != selections["layers.2"].selected  # different SAEs, different latents
+    assert selections["x4-k8.layers.2"].num_latents == 256 and selections["layers.2"].num_latents == 128
     assert sum(s.too_rare for s in selections.values()) > 0
 
 
@@ -54,15 +60,16 @@ def test_stored_activations_are_the_saes_own(latent_cache, tiny_neox, text_seque
     from saerand.cache import residual_stream
 
     raw_dir, selections, saes = latent_cache
-    data = load_file(raw_dir / "layers.2" / "0_127.safetensors")
-    assert np.array_equal(data["tokens"], text_sequences)
-    assert set(np.unique(data["locations"][:, 2])) == set(selections[2].selected)
     stream = residual_stream(SubjectModel(tiny_neox, "trained"), torch.as_tensor(text_sequences[:1]), [2])[2][0]
-    encoded = saes[2].encode(stream)
-    first = data["locations"][:, 0] == 0
-    for (_, position, latent), value in zip(data["locations"][first], data["activations"][first]):
-        slot = (encoded.top_indices[position] == int(latent)).nonzero().item()
-        assert value == pytest.approx(encoded.top_acts[position, slot].item(), rel=1e-3)
+    for module, file in (("layers.2", "0_127"), ("x4-k8.layers.2", "0_255")):
+        data = load_file(raw_dir / module / f"{file}.safetensors")
+        assert np.array_equal(data["tokens"], text_sequences)
+        assert set(np.unique(data["locations"][:, 2])) == set(selections[module].selected)
+        encoded = saes[module][1].encode(stream)
+        first = data["locations"][:, 0] == 0
+        for (_, position, latent), value in zip(data["locations"][first], data["activations"][first]):
+            slot = (encoded.top_indices[position] == int(latent)).nonzero().item()
+            assert value == pytest.approx(encoded.top_acts[position, slot].item(), rel=1e-3)
 
 
 def test_delphi_loads_the_cache_unchanged(latent_cache, small_tokenizer):
@@ -75,10 +82,10 @@ def test_delphi_loads_the_cache_unchanged(latent_cache, small_tokenizer):
         raw_dir, SamplerConfig(n_examples_train=5, n_examples_test=5, n_quantiles=5),
         ConstructorConfig(example_ctx_len=8, min_examples=SETTINGS["min_examples"], n_non_activating=5),
         tokenizer=DelphiTokenizer(small_tokenizer), modules=["layers.2"],
-        latents={"layers.2": torch.tensor(selections[2].selected)},
+        latents={"layers.2": torch.tensor(selections["layers.2"].selected)},
     )
     records = list(dataset)
-    assert sorted(record.latent.latent_index for record in records) == sorted(selections[2].selected)
+    assert sorted(record.latent.latent_index for record in records) == sorted(selections["layers.2"].selected)
     for record in records:
         assert len(record.train) == 5 and len(record.not_active) == 5
         example = record.train[0]

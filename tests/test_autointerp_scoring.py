@@ -6,38 +6,13 @@ import pytest
 
 from saerand.autointerp import run
 from saerand.autointerp.delphi_compat import DelphiTokenizer
-from saerand.autointerp.latents import LatentSelection, save_latents
 from saerand.autointerp.scoring import LatentLog, highlighted, score_with_null
 
+from .conftest import RANDOM_LATENT, TOKEN_LATENT
+
 SETTINGS = {"explanation_examples": 20, "test_examples": 20, "quantiles": 5, "explanation_sampling": "random",
-            "example_context": 8, "min_examples": 20, "non_activating": 20, "bootstrap_resamples": 200, "seed": 0}
-TOKEN_LATENT, RANDOM_LATENT = 3, 5
-
-
-@pytest.fixture()
-def model_dir(tmp_path, small_tokenizer, tiny_neox):
-    tiny_neox.save_pretrained(tmp_path / "model" / "main")
-    small_tokenizer.save_pretrained(tmp_path / "model" / "main")
-    return {"location": str(tmp_path / "model"), "revision": "main", "step0_revision": "step0"}
-
-
-@pytest.fixture()
-def raw_dir(tmp_path):
-    """Latent 3 fires exactly on two token ids; latent 5 as often, at random positions."""
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(20, 500, size=(300, 32))
-    tokens[rng.random(tokens.shape) < 0.04] = 300
-    tokens[rng.random(tokens.shape) < 0.04] = 301
-    on_token = np.argwhere(np.isin(tokens, [300, 301]))
-    at_random = np.argwhere(rng.random(tokens.shape) < len(on_token) / tokens.size)
-    locations = np.concatenate([np.c_[on_token, np.full(len(on_token), TOKEN_LATENT)],
-                                np.c_[at_random, np.full(len(at_random), RANDOM_LATENT)]])
-    activations = np.concatenate([np.where(tokens[tuple(on_token.T)] == 300, 2.0, 1.0),
-                                  rng.uniform(0.5, 2.0, len(at_random))])
-    selection = LatentSelection(16, 2, 0, 0, [TOKEN_LATENT, RANDOM_LATENT], [len(on_token), len(at_random)])
-    save_latents(tmp_path / "latents", "layers.0", tokens, locations, activations, selection,
-                 {"cache_ctx_len": 32, "model_name": "unused"})
-    return tmp_path / "latents"
+            "example_context": 8, "min_examples": 20, "non_activating": 20, "bootstrap_resamples": 200, "seed": 0,
+            "highlight_threshold": 0.3}
 
 
 def _records(raw_dir, tokenizer):
@@ -48,7 +23,7 @@ def _records(raw_dir, tokenizer):
 def test_the_null_explainer_scores_a_token_latent_high_and_a_random_one_at_chance(raw_dir, small_tokenizer):
     tokenizer = DelphiTokenizer(small_tokenizer)
     records = _records(raw_dir, tokenizer)
-    token, random = (score_with_null(records[latent], tokenizer) for latent in (TOKEN_LATENT, RANDOM_LATENT))
+    token, random = (score_with_null(records[latent], tokenizer, SETTINGS) for latent in (TOKEN_LATENT, RANDOM_LATENT))
     assert token["fuzz_auroc"] > 0.95 and token["detection_auroc"] > 0.95
     assert 0.25 < random["fuzz_auroc"] < 0.75 and 0.25 < random["detection_auroc"] < 0.8
     assert token["fuzz_unparsed"] == token["detection_unparsed"] == 0
@@ -79,21 +54,21 @@ def test_a_latent_log_ignores_the_line_a_killed_job_was_writing(tmp_path):
 def test_a_killed_run_resumes_without_redoing_finished_latents(raw_dir, model_dir, tmp_path, monkeypatch):
     calls = []
 
-    def first_latent_then_killed(record, tokenizer):
+    def first_latent_then_killed(record, tokenizer, settings):
         if calls:
             raise KeyboardInterrupt  # the job is killed while scoring its second latent
         calls.append(record.latent.latent_index)
-        return score_with_null(record, tokenizer)
+        return score_with_null(record, tokenizer, settings)
 
     output = tmp_path / "sae" / "autointerp" / "tokens"
-    monkeypatch.setitem(run.EXPLAINERS, "tokens", first_latent_then_killed)
+    monkeypatch.setattr(run, "score_with_null", first_latent_then_killed)
     with pytest.raises(KeyboardInterrupt):
         run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
     assert not output.exists() and len(calls) == 1
 
     resumed = []
-    monkeypatch.setitem(run.EXPLAINERS, "tokens", lambda record, tok: resumed.append(record.latent.latent_index)
-                        or score_with_null(record, tok))
+    monkeypatch.setattr(run, "score_with_null", lambda record, tok, settings: resumed.append(record.latent.latent_index)
+                        or score_with_null(record, tok, settings))
     summary = run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
     assert resumed == [latent for latent in (TOKEN_LATENT, RANDOM_LATENT) if latent not in calls]
     assert summary["scored"] == 2 and summary["failed"] == 0
@@ -106,12 +81,12 @@ def test_a_killed_run_resumes_without_redoing_finished_latents(raw_dir, model_di
 
 
 def test_a_failing_latent_is_recorded_and_the_others_are_scored(raw_dir, model_dir, tmp_path, monkeypatch):
-    def fail_on_token_latent(record, tokenizer):
+    def fail_on_token_latent(record, tokenizer, settings):
         if record.latent.latent_index == TOKEN_LATENT:
             raise ValueError("the scorer's answer did not parse")
-        return score_with_null(record, tokenizer)
+        return score_with_null(record, tokenizer, settings)
 
-    monkeypatch.setitem(run.EXPLAINERS, "tokens", fail_on_token_latent)
+    monkeypatch.setattr(run, "score_with_null", fail_on_token_latent)
     output = tmp_path / "tokens"
     summary = run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
     assert summary["scored"] == 1 and summary["failed"] == 1

@@ -196,8 +196,16 @@ def test_paper_config_reads_redpajama_files_shuffled_with_held_out_text_from_the
     ({"context_length": 48}, "config key 'autointerp.context_length': 48 does not divide tokens.context_length = 128"),
     ({"example_context": 24}, "config key 'autointerp.example_context': 24 does not divide autointerp.context_length"),
     ({"draw": 10}, "config key 'autointerp.draw': 10 is fewer than autointerp.latents = 50"),
+    ({"explainers": ["llm"], "test_examples": 12, "non_activating": 10},
+     "config key 'autointerp.llm.examples_per_prompt': 5 does not divide the 22 samples per latent and scorer"),
 ])
 def test_bad_autointerp_settings_are_named(demo, change, message):
     bad = copy.deepcopy(demo)
     bad["autointerp"].update(change)
     assert message in _error(bad)
+
+
+def test_the_papers_llm_is_the_default_and_needs_a_server_per_group():
+    llm = load_config(REPO / "config" / "config.yaml", SCHEMA)["autointerp"]["llm"]
+    assert llm["model"] == "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4" and llm["gpus"] == 1
+    assert not llm["structured_outputs"] and llm["examples_per_prompt"] == 5

@@ -17,13 +17,16 @@ def test_jobs_per_rule_match_the_workflow(paper):
     assert {name: rule.jobs for name, rule in study.rules.items()} == {
         "tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 250, "train_layer_shard": 2300,
         "train_sae": 650, "evaluate_sae": 650, "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1,
-        # Section 3.3: one latent pass per (model, variant), the null explainer per SAE of the study.
-        "collect_latents": 25, "autointerp_tokens": 230, "autointerp_figures": 5,
+        # Section 3.3: one latent pass per (model, variant); per SAE (the sweep's too) the null
+        # explainer, and the LLM, one server per 10 SAEs; figures per model and explainer.
+        "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
+        "autointerp_figures": 10,
         # Section 4: 10 seeds of superposed data, 4 GloVe files and 5 embedding matrices at one seed.
         "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
-    # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), the rest alone.
-    toy, autointerp = 1 + 19 + 10, 25 + 230 + 5
-    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + 2 + toy + autointerp == 642
+    # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), a server
+    # and its 10 SAEs, the rest alone.
+    toy, autointerp = 1 + 19 + 10, 25 + 650 + 65 + 10
+    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + 2 + toy + autointerp == 1132
     assert plan(paper, finish_batch=1).cluster_jobs == 250 + 650 + 15 + 25 + 2 + toy + autointerp
 
 
@@ -37,6 +40,19 @@ def test_gpu_hours_and_disk(paper):
     expected = sum(5 * 2 * 10_010_624 * n * d * 2 for n, d in layers.values())
     assert study.disk["training activations (temporary)"] == expected
     assert study.largest_sae.model == "pythia-6.9b" and study.layer_step_gpu_bytes < 80e9
+
+
+def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper):
+    """100 latents per SAE (650: the sweep's too): an explanation prompt of 40 examples of 32 tokens,
+    and per scorer 150 samples in prompts of 5; 2 FLOPs per parameter and token of a 70.6B model
+    at 200 TFLOP/s."""
+    study = plan(paper)
+    explain = 640 + 40 * 32 * 2.5
+    score = 30 * (670 + 5 * 32 * 1.25)
+    tokens = explain + 2 * score + (1 + 60) * 60
+    assert tokens == pytest.approx(3_840 + 2 * 26_100 + 3_660)
+    hours = 650 * 100 * tokens * 2 * 70.6e9 / 200e12 / 3600
+    assert study.rules["autointerp_llm"].gpu_hours == pytest.approx(hours) and 700 < hours < 800
 
 
 def test_benchmark_files_calibrate_throughput(paper, tmp_path):

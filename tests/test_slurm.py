@@ -3,9 +3,9 @@ shapes of a real GPU cluster: a GPU partition, and a CPU partition whose MaxTime
 SAERAND_SLURM_MAX_RUNTIME says); GPU jobs that ask for 1 CPU on a node that shows them 2.
 
 One study of tests/configs/mini.yaml (two variants, no auto-interp) goes through `snakemake --profile` three times:
-- run 1: the subject model's training hangs (SIGSTOP) twice: killed at its 1-minute limit, retried
-  with 2 minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the
-  same memory; one layer of a shard group cannot write its checkpoint, so that group fails after its
+- run 1: Figure 4's job hangs (SIGSTOP) twice: killed at its 1-minute limit, retried with 2
+  minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the same
+  memory (no other job waits for it, so the 3 minutes overlap the study's); one layer of a shard group cannot write its checkpoint, so that group fails after its
   other members finished.
 - run 2: the same command redoes only what run 1 left undone; the aggregation is killed for
   memory on every attempt, its memory raised 1.5x each time and its time limit kept.
@@ -36,7 +36,7 @@ SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/slu
 CPU_PARTITION, GPU_PARTITION = "cpu-test", "gpu-test"
 SITE = {"SAERAND_SLURM_PARTITION": CPU_PARTITION, "SAERAND_SLURM_GPU_PARTITION": GPU_PARTITION,
         "SAERAND_SLURM_MAX_RUNTIME": "2", "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1"}
-HUNG_RULE = "train_embedded_model"
+HUNG_RULE = "toy_figure4"
 # The layer whose SAEs' shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
 BLOCKED = Path("results/mini-neox/trained/layers.1/checkpoints")
 # The workflow's own limits (saerand.retries) from smaller first values: the hung job 1 minute; the

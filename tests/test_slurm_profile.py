@@ -5,6 +5,8 @@ import os
 import re
 import subprocess
 
+import yaml
+
 from .conftest import REPO
 from .workflow_runs import SNAKEMAKE
 
@@ -13,9 +15,10 @@ GPU_PARTITION_RULES = {"cache_train_shard", "cache_eval", "train_layer_shard", "
                        "train_sae"}  # train_sae needs no GPU but shares a cluster job with evaluate_sae
 
 
-def _dry_run(tmp_path, env) -> subprocess.CompletedProcess:
+def _dry_run(tmp_path, env, *configfiles) -> subprocess.CompletedProcess:
     command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--profile", str(REPO / "profiles" / "slurm"),
-               "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "demo.yaml"), "-n", "-F"]
+               "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "demo.yaml"), *map(str, configfiles),
+               "-n", "-F"]
     return subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={**os.environ, **env})
 
@@ -31,3 +34,22 @@ def test_separate_cpu_and_gpu_partitions_give_each_group_one_partition(tmp_path)
         assert partition == ("gpu" if rule in GPU_PARTITION_RULES else "cpu"), (rule, resources)
         assert ("constraint=a100" in resources) == (rule in GPU_PARTITION_RULES), (rule, resources)
         assert ("gpu=1" in resources.split(", ")) == (rule in GPU_PARTITION_RULES - {"train_sae"}), rule
+
+
+def test_an_llm_server_group_asks_for_the_servers_gpus_on_the_gpu_partition(tmp_path):
+    """The server (two GPUs: tensor parallelism) and its SAEs' jobs (none) share one cluster job,
+    so one partition and constraint; the demo's 25 SAEs (5 of the sweep) go to three servers."""
+    overlay = tmp_path / "llm.yaml"
+    overlay.write_text(yaml.safe_dump({"autointerp": {"explainers": ["tokens", "llm"], "llm": {"gpus": 2, "cpus": 8}}}))
+    result = _dry_run(tmp_path, SITE, overlay)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    jobs = re.findall(r"rule (llm_server|autointerp_llm):\n(?:.*\n)*?\s+resources: (.*)", output)
+    assert sorted({rule for rule, _ in jobs}) == ["autointerp_llm", "llm_server"]
+    assert [sum(r == rule for r, _ in jobs) for rule in ("llm_server", "autointerp_llm")] == [3, 25]
+    groups = [block for block in output.split("Group job ")[1:] if block.startswith("autointerp_llm")]
+    assert sorted(block.count("rule autointerp_llm:") for block in groups) == [5, 10, 10]  # saes_per_server
+    assert all(block.count("rule llm_server:") == 1 for block in groups)
+    for rule, resources in jobs:
+        assert "slurm_partition=gpu" in resources and "constraint=a100" in resources, (rule, resources)
+        assert ("gpu=2" in resources.split(", ")) == (rule == "llm_server"), (rule, resources)

@@ -3,9 +3,11 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from safetensors.torch import load_file
 from saerand.cache import ActivationCache
 
 from .conftest import REPO
+from .llm_double import write_llm_config
 from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, run_watching_shards, snakemake
 
 
@@ -34,7 +37,9 @@ def test_paper_grid_dry_run(tmp_path):
         glove = tmp_path / "resources" / "glove" / f"glove.6B.{dims}d.txt"
         glove.parent.mkdir(parents=True, exist_ok=True)
         glove.write_text("the " + " ".join(["0.1"] * dims) + "\n")
-    result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"))
+    # A server and its 10 SAEs run at once: planned with the cores of all of them.
+    result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"),
+                       "--cores", "64")
     jobs = planned_jobs(result.stdout)
     sae_jobs = sorted((w["model"], w["variant"], int(w["layer"]), int(w["expansion"]), int(w["k"]))
                       for rule, w in jobs if rule == "train_sae")
@@ -48,7 +53,8 @@ def test_paper_grid_dry_run(tmp_path):
     assert sae_jobs == sorted(study + sweep)
     counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
     assert counts == {"tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 25 * 10,
-                      "collect_latents": 25, "autointerp_tokens": 230, "autointerp_figures": 5,
+                      "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
+                      "autointerp_figures": 10,
                       "train_layer_shard": 230 * 10, "train_sae": 650, "evaluate_sae": 650,
                       "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1, "all": 1,
                       "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
@@ -85,9 +91,9 @@ def test_a_bad_config_stops_before_any_job(tmp_path):
 
 
 
-def test_autointerp_is_optional_and_only_for_the_studys_own_saes(tmp_path):
-    """Without an `autointerp` section nothing of it is planned; with it, a sweep SAE (whose layer's
-    latents were collected with the study's own SAE) has no auto-interp rule."""
+def test_autointerp_is_optional_and_covers_the_sweep_only_when_asked(tmp_path):
+    """Without an `autointerp` section nothing of it is planned; with it but without
+    autointerp.sweep, a sweep SAE (whose latents were not collected) has no auto-interp rule."""
     config = yaml.safe_load(MINI.read_text())
     config.pop("autointerp")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -96,8 +102,11 @@ def test_autointerp_is_optional_and_only_for_the_studys_own_saes(tmp_path):
     assert "train_sae" in rules and not rules & {"collect_latents", "autointerp_tokens", "autointerp_figures"}
     assert sum(1 for rule, w in planned_jobs(result.stdout) if rule == "tokenize_text") == 2
     sweep_sae = "results/mini-neox/trained/x2-k4/layers.1/autointerp/tokens"
-    refused = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(MINI), "--", sweep_sae,
-                        check=False)
+    config = yaml.safe_load(MINI.read_text())
+    config["autointerp"]["sweep"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    refused = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                        "--", sweep_sae, check=False)
     assert refused.returncode != 0 and "MissingRuleException" in refused.stdout + refused.stderr
 
 def test_end_to_end_mini_study(mini_run):
@@ -299,6 +308,30 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path):
     assert len(pd.read_csv(workdir / "results" / "metrics.csv")) == 2 * 3
 
 
+def test_the_llm_explainer_runs_as_one_server_group_beside_the_null(mini_run, tiny_llama, tmp_path):
+    """The paper's explainer through the workflow: one vLLM service job (the tiny double) and the
+    study's 15 SAEs (the sweep's too) in one group; only they, the table and the figures run on a
+    finished study, and the server is stopped when its SAEs are done."""
+    workdir = tmp_path / "study"
+    shutil.copytree(mini_run[0], workdir, symlinks=True)
+    overlay = write_llm_config(tmp_path / "llm.yaml", tiny_llama, saes_per_server=15)
+    # Locally a service and its consumers run at once: cores for all of them (1 + 15).
+    args = ("--directory", str(workdir), "--configfile", str(MINI), str(overlay), "--cores", "16")
+    counts = Counter(rule for rule, _ in planned_jobs(snakemake(*args, "--dry-run").stdout))
+    assert counts == {"llm_server": 1, "autointerp_llm": 15, "aggregate_metrics": 1, "autointerp_figures": 1,
+                      "plot_hyperparameter_sweep": 1, "all": 1}
+    snakemake(*args)
+    server_log = (workdir / "logs" / "llm_server" / "llm-0.log").read_text()
+    pid = int(re.search(r"Started server process \[(\d+)\]", server_log).group(1))
+    assert not Path(f"/proc/{pid}").exists() and not list((workdir / "results" / "autointerp").glob("servers/*"))
+    table = pd.read_csv(workdir / "results" / "metrics.csv")
+    assert table["fuzz_auroc_llm"].between(0, 1).all() and len(table) == 15
+    assert (table["latents_scored_llm"] == 8).all() and (table["samples_unparsed_llm"] == 0).all()
+    assert (workdir / "results" / "figures" / "roc_mini-neox_llm.png").stat().st_size > 10_000
+    examples = pd.read_csv(workdir / "results" / "autointerp" / "examples_mini-neox_llm.csv")
+    assert len(examples) == 5 * 2 * 5 and examples["explanation"].notna().all()
+
+
 def test_autointerp_runs_in_the_workflow(mini_run):
     """Section 3.3 with the token null explainer: latents per (model, variant) in delphi's format,
     scores per SAE of the study (not the sweep's), their columns in the table, ROC curves."""
@@ -306,7 +339,7 @@ def test_autointerp_runs_in_the_workflow(mini_run):
     table = pd.read_csv(mini_run / "results" / "metrics.csv")
     main = table["expansion_factor"] == 4
     for column in ("fuzz_auroc_tokens", "detection_auroc_tokens", "entropy_nats", "entropy_normalised"):
-        assert table.loc[main, column].notna().all() and table.loc[~main, column].isna().all(), column
+        assert table[column].notna().all(), column  # the sweep's SAEs too (autointerp.sweep)
     assert table.loc[main, "fuzz_auroc_tokens"].between(0, 1).all()
     assert (table.loc[main, "fuzz_auroc_tokens_low"] <= table.loc[main, "fuzz_auroc_tokens"]).all()
     assert (table.loc[main, "latents_scored_tokens"] == 8).all()
@@ -315,8 +348,9 @@ def test_autointerp_runs_in_the_workflow(mini_run):
     assert by_variant["control"] < by_variant["trained"]
     for variant in ("trained", "control"):
         latents = mini_run / "results" / "mini-neox" / variant / "autointerp" / "latents" / "delphi"
-        assert sorted(p.name for p in latents.iterdir()) == ["layers.0", "layers.1"]  # only delphi's modules
-        selection = json.loads((latents / "layers.1" / "selection.json").read_text())
+        # Only delphi's modules, one per SAE: two on layer 1 (the sweep's point too).
+        assert sorted(p.name for p in latents.iterdir()) == ["x2-k4.layers.1", "x4-k4.layers.0", "x4-k4.layers.1"]
+        selection = json.loads((latents / "x4-k4.layers.1" / "selection.json").read_text())
         assert len(selection["selected"]) == 8
         assert selection["drawn"] == 8 + selection["dead"] + selection["too_rare"]
     assert (mini_run / "results" / "figures" / "roc_mini-neox_tokens.png").stat().st_size > 10_000

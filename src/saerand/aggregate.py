@@ -91,6 +91,7 @@ def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> 
                     row[f"{column}_{explainer}{suffix}"] = summary[f"{column}{suffix}"]
             row[f"latents_scored_{explainer}"] = summary["scored"]
             row[f"latents_failed_{explainer}"] = summary["failed"]
+            row[f"samples_unparsed_{explainer}"] = sum(summary[f"{column[:-6]}_unparsed"] for column in SUMMARY_COLUMNS)
             for column in ENTROPY_COLUMNS:
                 row.setdefault(column, summary[column])
         rows.append(row)

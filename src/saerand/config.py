@@ -194,6 +194,11 @@ def _check_autointerp(config: dict[str, Any]) -> None:
     if settings["draw"] < settings["latents"]:
         raise ConfigError(f"config key 'autointerp.draw': {settings['draw']} is fewer than autointerp.latents = "
                           f"{settings['latents']}")
+    per_prompt, per_latent = settings["llm"]["examples_per_prompt"], settings["test_examples"] + settings["non_activating"]
+    if "llm" in settings["explainers"] and per_latent % per_prompt:
+        # delphi asks for exactly examples_per_prompt answers per prompt: a shorter last prompt never parses.
+        raise ConfigError(f"config key 'autointerp.llm.examples_per_prompt': {per_prompt} does not divide the "
+                          f"{per_latent} samples per latent and scorer (autointerp.test_examples + non_activating)")
 
 
 def _check_toy(config: dict[str, Any]) -> None:
@@ -272,6 +277,11 @@ class SaeTarget(NamedTuple):
     @property
     def hyperparameters(self) -> SaeHyperparameters:
         return SaeHyperparameters(self.expansion_factor, self.k)
+
+    @property
+    def autointerp_module(self) -> str:
+        """Its module in the delphi latent cache of its (model, variant): one per SAE."""
+        return f"{self.hyperparameters.label}.layers.{self.layer}"
 
     @property
     def directory(self) -> str:

@@ -25,6 +25,7 @@ from saerand.config import (
     train_shards,
 )
 
+SCORERS = ("fuzz", "detection")  # delphi's, both run per latent (saerand.autointerp.scoring)
 # Pythia's padded vocabulary; models can say otherwise with `vocab_size`.
 DEFAULT_VOCAB = 50304
 CACHE_BYTES = {"float32": 4, "float16": 2}
@@ -43,12 +44,24 @@ SAE_STARTUP_MINUTES = 2
 # SAE (1024 latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine); those of
 # large matrices (toy.gpu_sources: GloVe, embeddings) would take thousands of core-hours and keep a
 # GPU (rule toy_sweep_gpu).
-GPU_RULES = ("cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "collect_latents", "toy_sweep_gpu")
+GPU_RULES = ("cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "collect_latents", "toy_sweep_gpu",
+             "autointerp_llm")
 CPU_CORE_FLOPS = 57e9
 # Toy SAEs on a GPU take small optimizer steps that are bound by kernel launches, not FLOPs: about
 # 1 ms each, counted as FLOPs at the assumed throughput.
 TOY_STEP_SECONDS = 1e-3
 TOY_KINDS = 4  # inputs, Gaussian control, and both through the random MLP
+# delphi's prompts in tokens (about 4 characters each, measured on its prompts for 8-token examples):
+# the explainer's system prompt and few-shot examples, and per example shown its text and its
+# activations line (about 2.5 tokens per example token); a scorer's fixed part (the fuzzing one; the
+# detection one is a little shorter) and per sample about 1.25 tokens per example token; answers.
+EXPLAIN_FIXED_TOKENS, EXPLAIN_TOKENS_PER_EXAMPLE_TOKEN = 640, 2.5
+SCORE_FIXED_TOKENS, SCORE_TOKENS_PER_SAMPLE_TOKEN = 670, 1.25
+ANSWER_TOKENS = 60
+# The served LLM per GPU: its work is reading prompts (answers are about 1% of the tokens), with
+# INT4 weights and vLLM's batching; about a fifth of an H100's 990 TFLOP/s dense bf16 peak.
+LLM_GPU_FLOPS = 200e12
+LLM_STARTUP_MINUTES = 15  # 35 GB of weights from a shared filesystem, and the engine's warm-up
 # GloVe files whose size is not known before they are read: glove.6B has 400K words of 300 dims.
 GLOVE_ROWS, GLOVE_DIMS = 400_000, 300
 
@@ -121,9 +134,11 @@ class StudyCosts:
         self.toy_datasets = toy_datasets(config)
         # Every (model, variant) that trains SAEs, in config order: one chain of shards each.
         self.chains = list(dict.fromkeys((t.model, t.variant) for t in self.targets))
-        # The SAEs auto-interpreted (Section 3.3): the study's own, one per (model, variant, layer).
-        main = main_hyperparameters(config)
-        self.autointerp_targets = [t for t in self.targets if t.hyperparameters == main] if config.get("autointerp") else []
+        # The SAEs auto-interpreted (Section 3.3): the study's own, one per (model, variant, layer),
+        # and with autointerp.sweep the Figure 11 sweep's too.
+        main, autointerp = main_hyperparameters(config), config.get("autointerp") or {}
+        self.autointerp_targets = [t for t in self.targets if autointerp.get("sweep") or t.hyperparameters == main
+                                   ] if autointerp else []
         # Every (model, variant, layer) whose SAEs train together: one job per shard each.
         self.training_layers = list(dict.fromkeys((t.model, t.variant, t.layer) for t in self.targets))
         self.lanes = self._scratch_lanes()
@@ -226,14 +241,34 @@ class StudyCosts:
         )
 
     def collect_latents(self, model: str) -> JobCost:
-        """One pass over the auto-interp tokens, each auto-interpreted layer encoded by its SAE."""
+        """One pass over the auto-interp tokens, each auto-interpreted SAE encoding its layer."""
         size, tokens = self.size(model), self.config["autointerp"]["tokens"]
-        layers = sorted({t.layer for t in self.autointerp_targets if t.model == model})
-        expansion = main_hyperparameters(self.config).expansion_factor
-        encode = len(layers) * 2 * size.d_model * sae_latents(size.d_model, expansion)
-        weights = len(layers) * 4 * 2 * size.d_model * sae_latents(size.d_model, expansion)
-        return JobCost(flops=tokens * (size.forward_flops_per_token(max(layers), self.context) + encode),
+        saes = {(t.layer, t.expansion_factor) for t in self.autointerp_targets if t.model == model}
+        encode = sum(2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
+        weights = sum(4 * 2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
+        last_layer = max(layer for layer, _ in saes)
+        return JobCost(flops=tokens * (size.forward_flops_per_token(last_layer, self.context) + encode),
                        host_memory_bytes=self._model_host_bytes(model) + weights)
+
+    def llm_tokens_per_latent(self) -> float:
+        """Tokens the LLM reads and writes for one latent: its explanation, then each scorer's prompts
+        (examples_per_prompt samples each). An upper bound: vLLM's prefix cache skips the fixed part
+        of prompts after the first."""
+        settings = self.config["autointerp"]
+        example = settings["example_context"]
+        explain = EXPLAIN_FIXED_TOKENS + settings["explanation_examples"] * example * EXPLAIN_TOKENS_PER_EXAMPLE_TOKEN
+        per_prompt = settings["llm"]["examples_per_prompt"]
+        prompts = (settings["test_examples"] + settings["non_activating"]) / per_prompt
+        score = prompts * (SCORE_FIXED_TOKENS + per_prompt * example * SCORE_TOKENS_PER_SAMPLE_TOKEN)
+        return explain + len(SCORERS) * score + (1 + len(SCORERS) * prompts) * ANSWER_TOKENS
+
+    def autointerp_llm(self, sharing: float = 1.0) -> JobCost:
+        """One SAE's latents explained and scored by the served LLM (2 FLOPs per parameter and token);
+        with `sharing` SAEs per server GPU, the FLOPs its job waits for."""
+        settings = self.config["autointerp"]
+        tokens = settings["latents"] * self.llm_tokens_per_latent()
+        return JobCost(flops=sharing * 2 * settings["llm"]["parameters"] * tokens, host_memory_bytes=2 * 2**30,
+                       startup_minutes=LLM_STARTUP_MINUTES)
 
     def toy_shape(self, dataset: str) -> tuple[int, int]:
         """(samples, dimensions) of a toy dataset, without reading it."""
@@ -270,9 +305,11 @@ class StudyCosts:
         return 4 * (train + self.eval_tokens)
 
 
-def rule_flops_per_second(rule: str) -> float:
-    """Assumed throughput of a rule's jobs: a GPU's, or one CPU core's."""
-    return DEFAULT_GPU_FLOPS if rule in GPU_RULES else CPU_CORE_FLOPS
+def rule_flops_per_second(rule: str, gpu_flops: float = DEFAULT_GPU_FLOPS) -> float:
+    """Assumed throughput of a rule's jobs: a GPU's (the served LLM's per GPU), or one CPU core's."""
+    if rule == "autointerp_llm":
+        return LLM_GPU_FLOPS
+    return gpu_flops if rule in GPU_RULES else CPU_CORE_FLOPS
 
 
 def estimated_minutes(cost: JobCost, flops_per_second: float = DEFAULT_GPU_FLOPS) -> float:

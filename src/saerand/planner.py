@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from saerand.config import SaeTarget, load_config
-from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts
+from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts, rule_flops_per_second
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -31,6 +31,8 @@ SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 SHARD_GROUP_RULES = ("cache_train_shard", "train_layer_shard")
 FINISH_GROUP_RULES = ("train_sae", "evaluate_sae")
 FINISH_GROUP = "finish-{model}-{variant}"
+# One vLLM server (rule llm_server) and the autointerp_llm jobs of the SAEs it serves, at once.
+LLM_GROUP_RULES = ("llm_server", "autointerp_llm")
 # Where each GPU rule's benchmark files are, as Snakemake writes them (see workflow/rules).
 BENCHMARK_PATTERNS = {
     "cache_train_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/shard-(?P<shard>\d+)\.tsv",
@@ -39,6 +41,7 @@ BENCHMARK_PATTERNS = {
     "evaluate_sae": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
     "collect_latents": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
     "toy_sweep_gpu": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
+    "autointerp_llm": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
 }
 
 
@@ -48,6 +51,7 @@ class RulePlan:
     flops: float = 0.0
     flops_per_second: float | None = None  # None: a CPU rule
     calibrated_from: int = 0  # benchmark files behind flops_per_second
+    counted_in: str | None = None  # a job whose GPU-hours another rule's count (the LLM server's)
 
     @property
     def gpu_hours(self) -> float | None:
@@ -85,6 +89,10 @@ def _job_flops(costs: StudyCosts, rule: str, wildcards: dict[str, str]) -> float
         return costs.collect_latents(wildcards["model"]).flops
     if rule == "toy_sweep_gpu":
         return costs.toy_sweep(wildcards["toy_dataset"]).flops
+    if rule == "autointerp_llm":
+        # The SAEs of a group share one server at once: each one's time is the group's.
+        llm = costs.config["autointerp"]["llm"]
+        return costs.autointerp_llm(sharing=llm["saes_per_server"] / llm["gpus"]).flops
     if rule == "train_layer_shard":
         return costs.train_layer_shard(wildcards["model"], int(wildcards["layer"]), int(wildcards["shard"])).flops
     target = SaeTarget(wildcards["model"], wildcards["variant"], int(wildcards["layer"]),
@@ -119,19 +127,23 @@ def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[
     return measured
 
 
-def finish_batch_size(profile: Path = SLURM_PROFILE) -> int:
-    """SAEs finished and evaluated per cluster job: the Slurm profile's group-components."""
+def group_components(group: str, profile: Path = SLURM_PROFILE) -> int:
+    """Jobs per cluster job of `group`: the Slurm profile's group-components (FINISH_GROUP: SAEs
+    finished and evaluated)."""
     settings = yaml.safe_load(profile.read_text())
-    return int(settings.get("group-components", {}).get(FINISH_GROUP, 1))
+    return int(settings.get("group-components", {}).get(group, 1))
 
 
 def cluster_jobs(targets: list[SaeTarget], rules: dict[str, RulePlan], finish_batch: int) -> int:
-    """Slurm jobs: one per shard group, one per batch of finished SAEs, one per ungrouped job."""
+    """Slurm jobs: one per shard group, one per batch of finished SAEs, one per LLM server (with its
+    SAEs), one per ungrouped job."""
     saes_per_variant = Counter((t.model, t.variant) for t in targets)
     shard_groups = rules["cache_train_shard"].jobs
     finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_variant.values())
-    ungrouped = sum(rule.jobs for name, rule in rules.items() if name not in SHARD_GROUP_RULES + FINISH_GROUP_RULES)
-    return shard_groups + finish_groups + ungrouped
+    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES
+    ungrouped = sum(rule.jobs for name, rule in rules.items() if name not in grouped)
+    llm_groups = rules["llm_server"].jobs if "llm_server" in rules else 0
+    return shard_groups + finish_groups + llm_groups + ungrouped
 
 
 def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: float = DEFAULT_GPU_FLOPS,
@@ -161,7 +173,14 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     for model, variant in dict.fromkeys((t.model, t.variant) for t in costs.autointerp_targets):
         rules["collect_latents"].jobs += 1
         rules["collect_latents"].flops += costs.collect_latents(model).flops
-    rules["autointerp_tokens"].jobs += len(costs.autointerp_targets) * len(config.get("autointerp", {}).get("explainers", []))
+    explainers = config.get("autointerp", {}).get("explainers", [])
+    if "tokens" in explainers:
+        rules["autointerp_tokens"].jobs += len(costs.autointerp_targets)
+    if "llm" in explainers:
+        rules["autointerp_llm"].jobs += len(costs.autointerp_targets)
+        rules["autointerp_llm"].flops += len(costs.autointerp_targets) * costs.autointerp_llm().flops
+        rules["llm_server"].jobs += math.ceil(len(costs.autointerp_targets) / config["autointerp"]["llm"]["saes_per_server"])
+        rules["llm_server"].counted_in = "autointerp_llm"
     rules["autointerp_figures"].jobs += len({t.model for t in costs.autointerp_targets}) * len(
         config.get("autointerp", {}).get("explainers", []))
     rules["aggregate_metrics"].jobs = 1
@@ -177,10 +196,10 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
 
     measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
     for rule in GPU_RULES:
-        rules[rule].flops_per_second, rules[rule].calibrated_from = measured.get(rule, (gpu_flops, 0))
+        rules[rule].flops_per_second, rules[rule].calibrated_from = measured.get(
+            rule, (rule_flops_per_second(rule, gpu_flops), 0))
 
     pairs = [(model, variant) for model in models for variant in variants]
-    largest_shard = {model: max((costs.cache_train_shard(model, s).disk_bytes for s in shards), default=0) for model in models}
     disk = {
         "tokens": sum(costs.token_store_bytes(model) for model in models),
         # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
@@ -195,7 +214,7 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     }
     largest = max(costs.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
     step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.training_layers)
-    batch = finish_batch_size() if finish_batch is None else finish_batch
+    batch = group_components(FINISH_GROUP) if finish_batch is None else finish_batch
     hours = chain_hours(costs, rules)
     lanes = costs.lanes or len(costs.chains)
     # Chain i follows chain i - lanes (common.smk, chain_before_finished): lanes run side by side.
@@ -230,7 +249,9 @@ def _bytes(n: float) -> str:
 def format_plan(plan: Plan) -> str:
     lines = [f"{'rule':<28}{'jobs':>8}{'GPU-hours':>12}  throughput"]
     for name, rule in plan.rules.items():
-        if rule.gpu_hours is None:
+        if rule.counted_in:
+            lines.append(f"{name:<28}{rule.jobs:>8}{'GPU':>12}  counted in {rule.counted_in}")
+        elif rule.gpu_hours is None:
             lines.append(f"{name:<28}{rule.jobs:>8}{'CPU':>12}")
         else:
             source = (f"measured, {rule.calibrated_from} benchmark files" if rule.calibrated_from

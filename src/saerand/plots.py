@@ -40,6 +40,7 @@ FIGURE3_METRICS = {
     "l1": "L1 Norm",
     "ce_loss_score": "CE Loss Score (Trained)",
     "dead_fraction": "Dead Fraction",
+    "fuzz_auroc_llm": "Fuzzing AUROC\n(LLM)",
     "fuzz_auroc_tokens": "Fuzzing AUROC\n(token null)",
     "entropy_normalised": "Token Entropy\n(normalised)",
 }

@@ -1,7 +1,8 @@
 # Auto-interpretability (Section 3.3): per (model, variant), one pass of the subject model over
 # held-out text stores the sampled latents of every layer's SAE in delphi's format; per SAE, the
 # latents are explained and scored with delphi's fuzzing and detection samples. The null explainer
-# (token identity, no LLM) runs everywhere; it is the control the paper lacks.
+# (token identity, no LLM) runs everywhere; it is the control the paper lacks. The LLM explainer
+# (the paper's) runs as a job group: one vLLM server (a service job) and the SAEs it serves.
 
 
 rule collect_latents:
@@ -13,8 +14,8 @@ rule collect_latents:
         directory("results/{model}/{variant}/autointerp/latents"),
     params:
         model=model_settings,
-        layers=autointerp_layers,
-        autointerp=AUTOINTERP,
+        modules=autointerp_modules,
+        autointerp=LATENT_SETTINGS,
         variant_seed=config["variant_seed"],
     threads: 2
     resources:
@@ -37,13 +38,13 @@ rule autointerp_tokens:
         latents="results/{model}/{variant}/autointerp/latents",
     output:
         directory(f"{SAE_DIR}/autointerp/tokens"),
-    # The latents were collected with the study's own SAE of each layer; a sweep SAE has none.
+    # Latents were collected for the study's own SAEs, and with autointerp.sweep the sweep's.
     wildcard_constraints:
-        expansion=str(STUDY_HYPERPARAMETERS["expansion_factor"]),
-        k=str(STUDY_HYPERPARAMETERS["k"]),
+        expansion=AUTOINTERP_EXPANSIONS,
+        k=AUTOINTERP_KS,
     params:
         model=model_settings,
-        autointerp=AUTOINTERP,
+        autointerp=LATENT_SETTINGS,
     threads: 1
     resources:
         mem_mb=job_mem_mb,
@@ -55,17 +56,64 @@ rule autointerp_tokens:
     conda:
         "../../envs/autointerp.yaml"
     script:
-        "../scripts/autointerp_tokens.py"
+        "../scripts/autointerp_sae.py"
+
+
+# The server: it writes where its socket is, then becomes vLLM (exec), so the SIGTERM Snakemake
+# sends when the group's SAEs are done stops it. It lives in vLLM's own environment. Each server
+# serves a batch of autointerp.llm.saes_per_server SAEs; with them it makes one job group (on Slurm,
+# one cluster job).
+rule llm_server:
+    output:
+        service("results/autointerp/servers/llm-{batch}.json"),
+    params:
+        python=AUTOINTERP_LLM.get("python"),
+        settings=lambda wildcards: json.dumps(AUTOINTERP_LLM),
+        src=SOURCE_DIRECTORY,
+    group:
+        "autointerp_llm"
+    threads: AUTOINTERP_LLM.get("cpus", 1)
+    resources:
+        gpu=AUTOINTERP_LLM.get("gpus", 1),
+        mem_mb=AUTOINTERP_LLM.get("mem_mb", 1000),
+        runtime=llm_server_runtime,
+    log:
+        "logs/llm_server/llm-{batch}.log",
+    benchmark:
+        "benchmarks/llm_server/llm-{batch}.tsv"
+    conda:
+        "../../envs/vllm.yaml"
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m saerand.autointerp.serve {output:q} {params.settings:q}"
+        " {log:q} > {log:q} 2>&1"
+
+
+use rule autointerp_tokens as autointerp_llm with:
+    input:
+        model_files,
+        latents="results/{model}/{variant}/autointerp/latents",
+        server=lambda wildcards: f"results/autointerp/servers/llm-{llm_batch(wildcards)}.json",
+    output:
+        directory(f"{SAE_DIR}/autointerp/llm"),
+    params:
+        model=model_settings,
+        autointerp={**LATENT_SETTINGS, "llm": AUTOINTERP_LLM},
+    group:
+        "autointerp_llm"
+    log:
+        "logs/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
+    benchmark:
+        "benchmarks/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
 
 
 rule autointerp_figures:
     input:
-        lambda wc: [f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_TARGETS if t.model == wc.model],
+        lambda wc: [f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
     output:
         roc="results/figures/roc_{model}_{explainer}.png",
         examples="results/autointerp/examples_{model}_{explainer}.csv",
     params:
-        saes=lambda wc: [list(t) for t in AUTOINTERP_TARGETS if t.model == wc.model],
+        saes=lambda wc: [list(t) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
         per_sae=5,
     resources:
         mem_mb=job_mem_mb,

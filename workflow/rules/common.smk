@@ -1,5 +1,6 @@
 # Wildcards, targets and per-model inputs shared by every stage.
 
+import json
 import os
 import re
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 from saerand import retries
 from saerand.sae_training import point_settings
 from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
-from saerand.planner import FINISH_GROUP_RULES, SHARD_GROUP_RULES, finish_batch_size
+from saerand.planner import FINISH_GROUP, FINISH_GROUP_RULES, SHARD_GROUP_RULES, group_components
 from saerand.config import (
     CORPUS_DIR,
     VARIANTS,
@@ -15,6 +16,7 @@ from saerand.config import (
     SaeTarget,
     embedded_model_dir,
     layer_checkpoint_directory,
+    main_hyperparameters,
     model_location,
     sae_directory,
     token_split,
@@ -31,8 +33,9 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
     layer=r"\d+",
     split="train|eval|autointerp",
-    explainer="tokens",
+    explainer="tokens|llm",
     shard=r"\d+",
+    batch=r"\d+",
     expansion=r"\d+",
     k=r"\d+",
     embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
@@ -156,6 +159,8 @@ JOB_COSTS = {
     "collect_latents": lambda wc: COSTS.collect_latents(wc.model),
     "toy_sweep": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
     "toy_sweep_gpu": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
+    # The SAEs of a group share one server at once: each takes as long as the group's work does.
+    "autointerp_llm": lambda wc: COSTS.autointerp_llm(sharing=LLM_BATCH / AUTOINTERP_LLM["gpus"]),
 }
 
 
@@ -163,7 +168,7 @@ JOB_COSTS = {
 # hours to start with, the embedded model's training 1 hour. Snakemake passes `rulename`.
 CPU_JOB_MB, CPU_JOB_MINUTES = 4000, 120
 CPU_JOB_MINUTES_BY_RULE = {"train_embedded_model": 60}
-FINISH_BATCH = finish_batch_size()
+FINISH_BATCH = group_components(FINISH_GROUP)
 
 
 def job_mem_mb(wildcards, attempt, rulename):
@@ -189,6 +194,11 @@ def group_size(rulename, wildcards):
     return 1
 
 
+def llm_server_runtime(wildcards):
+    """The server runs as long as its SAEs (a group's limit is its longest member's)."""
+    return estimated_minutes(JOB_COSTS["autointerp_llm"](wildcards), rule_flops_per_second("autointerp_llm"))
+
+
 def job_runtime(wildcards, attempt, rulename):
     if rulename in JOB_COSTS:
         base = estimated_minutes(JOB_COSTS[rulename](wildcards), rule_flops_per_second(rulename))
@@ -201,6 +211,25 @@ def job_runtime(wildcards, attempt, rulename):
 # Section 3.3 (workflow/rules/autointerp.smk): the study's own SAEs, one per (model, variant, layer).
 AUTOINTERP = config.get("autointerp")
 AUTOINTERP_TARGETS = COSTS.autointerp_targets
+# The study's own SAEs among them: the ROC curves and examples (Figures 1, 2, 8-10; Appendix D).
+AUTOINTERP_STUDY_TARGETS = [t for t in AUTOINTERP_TARGETS if t.hyperparameters == main_hyperparameters(config)]
+AUTOINTERP_EXPANSIONS = "|".join(sorted({str(t.expansion_factor) for t in AUTOINTERP_TARGETS})) or "none"
+AUTOINTERP_KS = "|".join(sorted({str(t.k) for t in AUTOINTERP_TARGETS})) or "none"
+# What collecting latents and the null explainer use: the LLM's settings are not rerun triggers there.
+# (Which SAEs, the sweep's too or not, is the `modules` param of collect_latents.)
+LATENT_SETTINGS = {key: value for key, value in (AUTOINTERP or {}).items() if key not in ("explainers", "llm", "sweep")}
+AUTOINTERP_LLM = (AUTOINTERP or {}).get("llm", {})
+SOURCE_DIRECTORY = str(Path(workflow.basedir) / "src")  # the server's launcher, run in vLLM's environment
+# The study's SAEs in batches of saes_per_server, each served by one server. A batch's SAEs share its
+# server's job, so they form one connected job group of their own. (Snakemake's group-local
+# `{groupid}` services cannot be used: inside a cluster job the server's job is planned before its
+# consumers know the group id, and Snakemake stops with "service ... has no consumer".)
+LLM_BATCHES = {t: i // AUTOINTERP_LLM["saes_per_server"] for i, t in enumerate(AUTOINTERP_TARGETS)} if AUTOINTERP_LLM else {}
+LLM_BATCH = AUTOINTERP_LLM.get("saes_per_server", 1)
+
+
+def llm_batch(wildcards):
+    return LLM_BATCHES[sae_target(wildcards)]
 
 
 def autointerp_variant_targets(wildcards):
@@ -211,8 +240,9 @@ def autointerp_saes(wildcards):
     return [f"{target.directory}/sae" for target in autointerp_variant_targets(wildcards)]
 
 
-def autointerp_layers(wildcards):
-    return [target.layer for target in autointerp_variant_targets(wildcards)]
+def autointerp_modules(wildcards):
+    """(module, layer) of each SAE, in the order of autointerp_saes."""
+    return [[target.autointerp_module, target.layer] for target in autointerp_variant_targets(wildcards)]
 
 
 # Section 4 (workflow/rules/toy.smk).

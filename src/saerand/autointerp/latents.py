@@ -1,7 +1,7 @@
 """SAE latents over held-out text, in delphi's on-disk format.
 
-One pass of the subject model over the auto-interpretability tokens encodes every selected layer
-with its SAE on the fly, as delphi's own cache does with hooks. Latents are drawn in a seeded random
+One pass of the subject model over the auto-interpretability tokens encodes every SAE's layer with
+that SAE on the fly (several SAEs may read one layer: the Figure 11 sweep), as delphi's own cache does with hooks. Latents are drawn in a seeded random
 order; of the first `draw` of them, the first `n_latents` with at least `min_examples` activating
 example windows are kept (the authors drew 300 and kept the first 100 usable). Only the kept
 latents' non-zero activations are stored, as delphi's `LatentCache.save_splits` writes them:
@@ -47,6 +47,7 @@ def draw_order(num_latents: int, seed: int) -> np.ndarray:
 
 @dataclass
 class _LayerLatents:
+    layer: int
     sae: SparseCoder
     candidates: np.ndarray  # the first `draw` latents of the order
     is_candidate: torch.Tensor
@@ -56,22 +57,24 @@ class _LayerLatents:
 
 
 @torch.no_grad()
-def collect_latents(subject: SubjectModel, sequences: np.ndarray, saes: dict[int, SparseCoder], *, draw: int,
-                    seed: int, batch_sequences: int) -> dict[int, _LayerLatents]:
-    """Non-zero activations of each layer's first `draw` latents (seeded order) over `sequences`."""
-    layers = {}
-    for layer, sae in saes.items():
+def collect_latents(subject: SubjectModel, sequences: np.ndarray, saes: dict[str, tuple[int, SparseCoder]], *,
+                    draw: int, seed: int, batch_sequences: int) -> dict[str, _LayerLatents]:
+    """Non-zero activations of each SAE's first `draw` latents (seeded order) over `sequences`;
+    `saes` maps a module name to (layer, SAE)."""
+    states = {}
+    for module, (layer, sae) in saes.items():
         candidates = draw_order(sae.num_latents, seed)[:draw]
         mask = torch.zeros(sae.num_latents, dtype=torch.bool, device=sae.device)
         mask[torch.from_numpy(candidates).to(sae.device)] = True
-        layers[layer] = _LayerLatents(sae, candidates, mask, [], [],
-                                      torch.zeros(sae.num_latents, dtype=torch.long, device=sae.device))
+        states[module] = _LayerLatents(layer, sae, candidates, mask, [], [],
+                                       torch.zeros(sae.num_latents, dtype=torch.long, device=sae.device))
     device = next(subject.model.parameters()).device
     for start in tqdm(range(0, len(sequences), batch_sequences), desc="latents"):
         batch = torch.as_tensor(sequences[start : start + batch_sequences], dtype=torch.long, device=device)
-        streams = residual_stream(subject, batch, sorted(layers))
-        for layer, state in layers.items():
-            x = streams[layer].reshape(-1, streams[layer].shape[-1]).to(state.sae.device, torch.float32)
+        streams = residual_stream(subject, batch, sorted({state.layer for state in states.values()}))
+        for state in states.values():
+            stream = streams[state.layer]
+            x = stream.reshape(-1, stream.shape[-1]).to(state.sae.device, torch.float32)
             encoded = state.sae.encode(x)
             fired = encoded.top_acts > 0
             state.firing += torch.bincount(encoded.top_indices[fired], minlength=state.sae.num_latents)
@@ -81,7 +84,7 @@ def collect_latents(subject: SubjectModel, sequences: np.ndarray, saes: dict[int
             state.locations.append(np.stack([start + positions // batch.shape[1], positions % batch.shape[1],
                                              encoded.top_indices[rows, slots].cpu().numpy()], axis=1))
             state.activations.append(encoded.top_acts[rows, slots].float().cpu().numpy())
-    return layers
+    return states
 
 
 def select_latents(state: _LayerLatents, n_latents: int, min_examples: int, context_length: int,
@@ -125,16 +128,17 @@ def save_latents(raw_dir: str | Path, module: str, tokens: np.ndarray, locations
 
 
 def write_latent_cache(raw_dir: str | Path, subject: SubjectModel, sequences: np.ndarray,
-                       saes: dict[int, SparseCoder], settings: dict[str, Any], cache_config: dict[str, Any]) -> dict:
-    """Every layer's sampled latents in one delphi raw directory (modules `layers.{i}`), published
-    at once; returns each layer's selection."""
-    layers = collect_latents(subject, sequences, saes, draw=settings["draw"], seed=settings["seed"],
+                       saes: dict[str, tuple[int, SparseCoder]], settings: dict[str, Any],
+                       cache_config: dict[str, Any]) -> dict[str, LatentSelection]:
+    """Every SAE's sampled latents in one delphi raw directory (one module each, named by the keys
+    of `saes`, which map to (layer, SAE)), published at once; returns each module's selection."""
+    states = collect_latents(subject, sequences, saes, draw=settings["draw"], seed=settings["seed"],
                              batch_sequences=settings["batch_sequences"])
     selections = {}
     with atomic_directory(raw_dir) as staging:
-        for layer, state in layers.items():
+        for module, state in states.items():
             selection, locations, activations = select_latents(
                 state, settings["latents"], settings["min_examples"], sequences.shape[1], settings["example_context"])
-            save_latents(staging, f"layers.{layer}", sequences, locations, activations, selection, cache_config)
-            selections[layer] = selection
+            save_latents(staging, module, sequences, locations, activations, selection, cache_config)
+            selections[module] = selection
     return selections

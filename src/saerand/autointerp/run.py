@@ -4,12 +4,14 @@ sample (for ROC curves) and a summary with bootstrap intervals over latents."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import httpx
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -19,14 +21,12 @@ from ..config import revision_for
 from ..models import load_tokenizer
 from ..provenance import provenance
 from .delphi_compat import DelphiTokenizer, import_delphi
+from .llm import NoAnswer, Server, ServerWatch, score_with_llm
 from .scoring import SCORERS, LatentLog, score_with_null
 
 import_delphi()
 from delphi.config import ConstructorConfig, SamplerConfig  # noqa: E402
 from delphi.latents import LatentDataset  # noqa: E402
-
-EXPLAINERS = {"tokens": score_with_null}
-
 
 def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[str, Any]) -> tuple[LatentDataset, dict]:
     selection = json.loads((Path(raw_dir) / module / "selection.json").read_text())
@@ -50,8 +50,51 @@ def bootstrap_mean(values: np.ndarray, resamples: int, seed: int) -> tuple[float
     return float(values.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+async def score_latents(records: list, score, log: LatentLog, concurrency: int, check=lambda: None) -> None:
+    """Score the records not yet in `log`, `concurrency` at a time, each logged as it finishes. A
+    latent that fails is logged as failed; `check` may stop the job (a server gone), before the
+    latent it interrupted is logged, so a rerun scores that latent again."""
+    semaphore = asyncio.Semaphore(concurrency)
+    progress = tqdm(total=len(records), initial=sum(r.latent.latent_index in log.done for r in records))
+
+    async def one(record):
+        async with semaphore:
+            try:
+                entry = await score(record)
+            except Exception as error:  # one bad latent is recorded, not fatal
+                entry = {"latent": record.latent.latent_index, "failed": f"{type(error).__name__}: {error}"}
+                if isinstance(error, NoAnswer):
+                    entry["retry"] = True
+            check()
+            log.add(entry)
+            progress.update()
+
+    await asyncio.gather(*(one(record) for record in records if record.latent.latent_index not in log.done))
+    progress.close()
+
+
+async def score_with(explainer: str, records: list, log: LatentLog, tokenizer, settings: dict[str, Any],
+                     server_file: str | Path | None) -> None:
+    if explainer == "tokens":
+        async def null(record):
+            return score_with_null(record, tokenizer, settings)
+        await score_latents(records, null, log, concurrency=1)
+        return
+    llm = settings["llm"]
+    server = Server.from_file(server_file)
+    waited = server.wait_until_ready(llm["start_timeout"])
+    print(f"{server.describe()} ready after {waited:.0f} s")
+    watch = ServerWatch(server, llm["stuck_after"])
+    transport = httpx.AsyncHTTPTransport(uds=server.socket)
+    async with httpx.AsyncClient(transport=transport, base_url="http://llm", timeout=llm["request_timeout"]) as http:
+        await score_latents(records, lambda record: score_with_llm(record, http, watch, settings), log,
+                            concurrency=llm["concurrency"], check=watch.raise_if_unavailable)
+
+
 def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings: dict[str, Any],
-              output: str | Path, explainer: str) -> dict[str, Any]:
+              output: str | Path, explainer: str, server_file: str | Path | None = None) -> dict[str, Any]:
+    """Explain and score one SAE's sampled latents with `explainer` ('tokens': the null explainer;
+    'llm': the served LLM named by `server_file`) and publish its outputs at once."""
     tokenizer = DelphiTokenizer(load_tokenizer(model["location"], revision_for(model, "trained")))
     dataset, selection = latent_dataset(raw_dir, module, tokenizer, settings)
     output = Path(output)
@@ -64,15 +107,7 @@ def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings:
     progress.mkdir(parents=True, exist_ok=True)
     (progress / "settings.json").write_text(fingerprint)
     log = LatentLog(progress / "latents.jsonl")
-    score = EXPLAINERS[explainer]
-    for record in tqdm(dataset, total=len(selection["selected"]), desc=f"{explainer} {module}"):
-        latent = record.latent.latent_index
-        if latent in log.done:
-            continue
-        try:
-            log.add(score(record, tokenizer))
-        except Exception as error:  # one bad latent is recorded, not fatal
-            log.add({"latent": latent, "failed": f"{type(error).__name__}: {error}"})
+    asyncio.run(score_with(explainer, list(dataset), log, tokenizer, settings, server_file))
     entries = [log.done[latent] for latent in selection["selected"] if latent in log.done]
     scored = [entry for entry in entries if "failed" not in entry]
     summary: dict[str, Any] = {
@@ -80,6 +115,8 @@ def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings:
         "drawn": selection["drawn"], "dead": selection["dead"], "too_rare": selection["too_rare"],
         "scored": len(scored), "failed": len(entries) - len(scored),
         "not_constructed": len(selection["selected"]) - len(entries),
+        "explanations_unparsed": sum(entry.get("explanation_parsed") is False for entry in scored),
+        **{f"{scorer}_unparsed": sum(entry[f"{scorer}_unparsed"] for entry in scored) for scorer in SCORERS},
     }
     columns = [f"{scorer}_auroc" for scorer in SCORERS] + ["entropy_nats", "entropy_normalised"]
     for offset, column in enumerate(columns):

@@ -55,9 +55,15 @@ def token_entropy(totals: dict[int, float], examples) -> dict[str, float]:
             "distinct_tokens": len(mass)}
 
 
-def samples(record, scorer: str) -> list:
+def scorer_options(scorer: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """What delphi's scorer takes from the settings: fuzzing marks tokens above a fraction of the
+    example's top activation."""
+    return {"threshold": settings["highlight_threshold"]} if scorer == "fuzz" else {}
+
+
+def samples(record, scorer: str, settings: dict[str, Any]) -> list:
     """delphi's own samples for `scorer` ('fuzz' or 'detection') of one latent."""
-    return SCORERS[scorer](client=None)._prepare(record)
+    return SCORERS[scorer](client=None, **scorer_options(scorer, settings))._prepare(record)
 
 
 def highlighted(text: str, str_tokens: list[str]) -> list[int] | None:
@@ -109,7 +115,8 @@ def auroc(activating: list[bool], probability: list[float]) -> float:
 
 
 class LatentLog:
-    """Per-latent results appended as JSON lines, flushed one by one, read back on resume."""
+    """Per-latent results appended as JSON lines, flushed one by one, read back on resume; a latent
+    marked `retry` (its requests got no answer) is not done: a rerun scores it again."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -121,7 +128,10 @@ class LatentLog:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     break  # the line a killed job was writing
-                self.done[entry["latent"]] = entry
+                if entry.get("retry"):
+                    self.done.pop(entry["latent"], None)
+                else:
+                    self.done[entry["latent"]] = entry
 
     def add(self, entry: dict[str, Any]) -> None:
         self.done[entry["latent"]] = entry
@@ -130,19 +140,25 @@ class LatentLog:
             handle.flush()
 
 
-def score_with_null(record, tokenizer) -> dict[str, Any]:
-    """One latent, explained and scored by the null explainer: its result and its samples."""
-    explainer = NullExplainer(record, tokenizer)
-    entry: dict[str, Any] = {"latent": record.latent.latent_index, "explanation": explainer.explanation(),
+def latent_entry(record, explanation: str, rows: dict[str, list[tuple]]) -> dict[str, Any]:
+    """One latent's result from any explainer: its explanation, token entropy, the examples shown,
+    and per scorer its AUROC, how many samples got no probability (an answer that did not parse),
+    and the scored samples (activating, probability, quantile)."""
+    entry: dict[str, Any] = {"latent": record.latent.latent_index, "explanation": explanation,
                              **token_entropy(token_activation(record.train), record.train),
                              "shown": ["".join(example.str_tokens) for example in record.train], "samples": []}
-    for scorer in SCORERS:
-        rows = [(sample.data.activating, explainer.probability(sample, scorer), sample.data.distance)
-                for sample in samples(record, scorer)]
-        unparsed = sum(p is None for _, p, _ in rows)
-        rows = [row for row in rows if row[1] is not None]
-        entry[f"{scorer}_auroc"] = auroc([a for a, _, _ in rows], [p for _, p, _ in rows])
-        entry[f"{scorer}_unparsed"] = unparsed
+    for scorer, scored in rows.items():
+        parsed = [row for row in scored if row[1] is not None]
+        entry[f"{scorer}_auroc"] = auroc([a for a, _, _ in parsed], [p for _, p, _ in parsed])
+        entry[f"{scorer}_unparsed"] = len(scored) - len(parsed)
         entry["samples"] += [{"scorer": scorer, "activating": bool(a), "probability": p, "quantile": d}
-                             for a, p, d in rows]
+                             for a, p, d in parsed]
     return entry
+
+
+def score_with_null(record, tokenizer, settings: dict[str, Any]) -> dict[str, Any]:
+    """One latent, explained and scored by the null explainer."""
+    explainer = NullExplainer(record, tokenizer)
+    rows = {scorer: [(sample.data.activating, explainer.probability(sample, scorer), sample.data.distance)
+                     for sample in samples(record, scorer, settings)] for scorer in SCORERS}
+    return latent_entry(record, explainer.explanation(), rows)

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from saerand.config import toy_latent_counts
 from saerand.toy.data import embedding_matrix, gaussian_control, sharkey_data
 from saerand.toy.glove import glove_vectors
 from saerand.toy.l1_sae import l1_coefficients, train_l1_sae
