@@ -67,7 +67,9 @@ def test_the_workflow_profile_combines_with_the_profiles(tmp_path, monkeypatch):
     assert (local.triggers, local.cores, local.executor) == (SAFE_TRIGGERS, 2, None)
     slurm = _parsed(REPO, "--profile", "profiles/slurm", monkeypatch=monkeypatch)
     assert (slurm.triggers, slurm.executor, slurm.jobs, slurm.keep_going) == (SAFE_TRIGGERS, "slurm", 100, True)
-    assert slurm.cores is None  # the workflow profile adds no local settings to a cluster run
+    # The Slurm profile's own bound on CPUs asked for at once (a dry run plans an LLM server's group,
+    # which runs all at once, with it); the workflow profile adds no local settings to a cluster run.
+    assert slurm.cores == 4096
     # A user's profile asking for the `input` trigger is overridden key by key; its other keys stay.
     mine = tmp_path / "mine"
     mine.mkdir()
