@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from saerand.config import load_config, validate_config
+from saerand.fetch import job_environment
 
 min_version("9.0")
 
@@ -22,7 +23,12 @@ else:
     config.update(load_config(Path(workflow.basedir) / "config" / "config.yaml", SCHEMA))
 
 
+# Jobs read the hub offline from the download cache; only the fetch rules (prefetch.smk) go online.
+os.environ.update(job_environment(config["prefetch"]["hf_home"]))
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/prefetch.smk"
 include: "workflow/rules/embedded_model.smk"
 include: "workflow/rules/tokens.smk"
 include: "workflow/rules/cache.smk"

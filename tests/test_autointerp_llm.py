@@ -19,26 +19,35 @@ import pytest
 from saerand.autointerp import run
 from saerand.autointerp.llm import Server, ServerUnavailable, answer_formats, token_logprobs
 from saerand.autointerp.scoring import LatentLog
+from saerand.fetch import HubArtefact, fetch_hub, job_environment, record_path
 from tests.conftest import RANDOM_LATENT, REPO, TOKEN_LATENT
+from tests.hub_double import HubDouble
 from tests.llm_double import VLLM_PYTHON, llm_settings
 from tests.test_autointerp_scoring import SETTINGS
 
 
 
-def start_server(service_file, settings, log):
+def start_server(service_file, settings, log, record="", env=None):
     """As the service rule does: the launcher in vLLM's venv, which execs the server."""
     with open(log, "w") as handle:
         return subprocess.Popen([str(VLLM_PYTHON), "-m", "saerand.autointerp.serve", str(service_file),
-                                 json.dumps(settings), str(log)], stdout=handle, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+                                 json.dumps(settings), str(log), str(record)], stdout=handle, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO / "src")})
 
 
 @pytest.fixture(scope="module")
 def served_llm(tmp_path_factory, tiny_llama):
+    """The double published on a hub (tests/hub_double.py), fetched as the prefetch rule does, then
+    served with the hub gone: the server reads the recorded commit's copy, offline."""
     assert VLLM_PYTHON.exists(), f"{VLLM_PYTHON} is missing: run scripts/setup.sh --vllm"
     directory = tmp_path_factory.mktemp("server")
-    settings = llm_settings(tiny_llama)
-    process = start_server(directory / "server.json", settings, directory / "server.log")
+    with HubDouble(directory / "hub") as hub:
+        hub.add_repo("model", "owner/tiny-llama", "main", tiny_llama)
+        artefact = HubArtefact("owner/tiny-llama", "main")
+        fetch_hub(artefact, directory / "hf", endpoint=hub.url)
+    settings = llm_settings("owner/tiny-llama")
+    process = start_server(directory / "server.json", settings, directory / "server.log",
+                           record_path(directory / "hf", artefact.name), job_environment(directory / "hf"))
     for _ in range(100):  # the launcher writes the service file before the model loads
         if (directory / "server.json").exists():
             break

@@ -14,8 +14,10 @@ def local_model(tmp_path, tiny_neox, small_tokenizer):
     return tmp_path
 
 
-def test_hub_ids_are_loaded_by_revision():
-    assert _source("EleutherAI/pythia-70m", "step0") == ("EleutherAI/pythia-70m", {"revision": "step0"})
+def test_a_location_that_is_neither_a_directory_nor_a_hub_id_is_named(tmp_path):
+    """(Hub ids resolve to their fetched copy: tests/test_fetch.py.)"""
+    with pytest.raises(FileNotFoundError, match="'/nowhere/model' is neither a directory nor a hub id"):
+        _source("/nowhere/model", "main")
 
 
 def test_local_revisions_load_like_hub_revisions(local_model, tiny_neox):

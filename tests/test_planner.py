@@ -22,7 +22,9 @@ def test_jobs_per_rule_match_the_workflow(paper):
         "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
         "autointerp_figures": 10,
         # Section 4: 10 seeds of superposed data, 4 GloVe files and 5 embedding matrices at one seed.
-        "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5}
+        "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5,
+        # On the login node: 5 models at 2 revisions, the dataset, the LLM; glove.6B.zip.
+        "fetch_hub": 12, "fetch_glove": 1}
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), a server
     # and its 10 SAEs, the rest alone.
     toy, autointerp = 1 + 19 + 10, 25 + 650 + 65 + 10
@@ -40,6 +42,22 @@ def test_gpu_hours_and_disk(paper):
     expected = sum(5 * 2 * 10_010_624 * n * d * 2 for n, d in layers.values())
     assert study.disk["training activations (temporary)"] == expected
     assert study.largest_sae.model == "pythia-6.9b" and study.layer_step_gpu_bytes < 80e9
+
+
+def test_downloads_and_their_disk(paper, tmp_path):
+    """Pythia in float16 at each revision (6.9B: about 14 GB each), the 70B AWQ LLM (about 37 GiB),
+    GloVe's 822 MiB zip, unzipped to its four files; an embedded study fetches nothing."""
+    study = plan(paper)
+    downloads = study.downloads
+    assert downloads["models--EleutherAI--pythia-6.9b@main"][0] == downloads["models--EleutherAI--pythia-6.9b@step0"][0]
+    assert 13e9 < downloads["models--EleutherAI--pythia-6.9b@main"][0] < 14.5e9
+    assert downloads["models--hugging-quants--Meta-Llama-3.1-70B-Instruct-AWQ-INT4@main"][0] / 2**30 == pytest.approx(37, abs=0.5)
+    assert downloads["glove.6B.zip"] == (862_182_613, pytest.approx(2.25e9, rel=0.01))
+    assert study.disk["downloads (hf_home, GloVe)"] == sum(on_disk for _, on_disk in downloads.values())
+    assert 75e9 < study.disk["downloads (hf_home, GloVe)"] < 85e9  # RedPajama's sample about 5 GB of it
+    assert "fetched on the login node (snakemake prefetch)" in format_plan(study)
+    demo = plan(load_config(REPO / "config" / "demo.yaml", SCHEMA))
+    assert demo.downloads == {} and demo.rules["fetch_hub"].jobs == 0
 
 
 def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper):

@@ -21,7 +21,7 @@ from saerand.aggregate import study_table
 from saerand.config import SaeTarget, sae_directory
 
 from .conftest import REPO
-from .workflow_runs import MINI, SNAKEMAKE, planned_jobs
+from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, start_from_built_model
 
 # No --profile: what `snakemake` does by itself (it still loads profiles/default).
 PLAIN = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
@@ -150,10 +150,13 @@ def _figure_provenance(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """The cut-down study run to the end by a plain `snakemake` (no --profile)."""
+def finished_run(tmp_path_factory, mini_run) -> Path:
+    """The cut-down study run to the end by a plain `snakemake` (no --profile), from the mini
+    study's embedded model and token stores."""
     workdir = tmp_path_factory.mktemp("rerun")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(_config([2, 4])))
+    start_from_built_model(mini_run[0], workdir)
+    # In the mini config's key order: Snakemake compares dict params by their repr.
+    (workdir / "config.yaml").write_text(yaml.safe_dump(_config([2, 4]), sort_keys=False))
     _snakemake(PLAIN, REPO, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2")
     assert _rows(workdir) == [(variant, 1, e, 4) for variant in ("control", "trained") for e in (2, 4)]
     return workdir
@@ -171,7 +174,7 @@ def _drop_a_sweep_point(finished_run: Path, tmp_path: Path, command: list[str], 
     plain = command is PLAIN
     assert not plain or WORKFLOW_PROFILE in output
 
-    config.write_text(yaml.safe_dump(_config([4])))
+    config.write_text(yaml.safe_dump(_config([4]), sort_keys=False))
     figures = workdir / "results" / "figures"
     before = {name: (figures / name).stat().st_mtime_ns for name in ("sae_metrics.png", "hyperparameter_sweep.png")}
     dropped = [workdir / sae_directory("mini-neox", variant, 1, 2, 4) / "metrics.json" for variant in ("trained", "control")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -51,3 +52,10 @@ def run_watching_shards(workdir: Path, *args, configfile: Path = MINI) -> tuple[
             time.sleep(0.05)
     assert process.returncode == 0, log.read_text()[-3000:]
     return most, most_in_all
+
+
+def start_from_built_model(source: Path, workdir: Path) -> None:
+    """Give `workdir` the embedded model and token stores of a finished run of tests/configs/mini.yaml
+    (and Snakemake's records of them), for a study that differs from it only downstream of them."""
+    for part in ("resources", "results/mini-neox/tokens", ".snakemake/metadata"):
+        shutil.copytree(source / part, workdir / part, symlinks=True)  # copy2 keeps every mtime

@@ -13,6 +13,7 @@ from sparsify.data import chunk_and_tokenize
 from tqdm.auto import tqdm
 
 from .atomic import atomic_directory
+from .fetch import local_dataset_spec
 
 # Documents tokenized per round; we stop as soon as enough sequences exist.
 _DOCUMENTS_PER_ROUND = 20_000
@@ -22,7 +23,9 @@ SCRIPT_DATASET_ERROR = "Dataset scripts are no longer supported"
 
 
 def load_text_dataset(spec: dict[str, Any]):
-    """One code path for hub data (RedPajama's JSON-lines files) and local files (the offline default)."""
+    """One code path for hub data (RedPajama's JSON-lines files, read from their prefetched copy)
+    and local files (the offline default)."""
+    spec = local_dataset_spec(spec)
     try:
         return load_dataset(
             spec["path"],

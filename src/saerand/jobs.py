@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import torch
+
+from .logs import log_to
 
 
 def start_job(log_path: str, threads: int) -> None:
-    stream = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives as long as the job
-    sys.stdout = sys.stderr = stream
+    log_to(log_path)
     torch.set_num_threads(max(1, threads))

@@ -7,22 +7,32 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .fetch import HubArtefact, cached_snapshot, is_hub_id
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _source(location: str, revision: str) -> tuple[str, dict]:
-    """A local directory holds one subdirectory per revision, like Pythia's hub branches."""
+def _source(location: str, revision: str) -> str:
+    """The directory of a model at a revision: a local model holds one subdirectory per revision,
+    like Pythia's hub branches; a hub model's is its prefetched copy (saerand.fetch), so jobs never
+    reach for the network."""
     if Path(location).is_dir():
         path = Path(location) / revision
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"no revision {revision!r} under local model {location} ({path})")
-        return str(path), {}
-    return location, {"revision": revision}
+        return str(path)
+    if is_hub_id(location):
+        return str(cached_snapshot(HubArtefact(location, revision)))
+    raise FileNotFoundError(f"model {location!r} is neither a directory nor a hub id (owner/name)")
+
+
+def fetched_commit(location: str, revision: str) -> str | None:
+    """The hub commit a hub model's revision was read at (its fetched copy); None for local models."""
+    return Path(_source(location, revision)).name if is_hub_id(location) else None
 
 
 def load_tokenizer(location: str, revision: str):
-    source, kwargs = _source(location, revision)
-    return AutoTokenizer.from_pretrained(source, **kwargs)
+    return AutoTokenizer.from_pretrained(_source(location, revision))
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
@@ -36,8 +46,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 def load_causal_lm(
     location: str, revision: str, *, n_layers: int, dtype: str = "float32", device: str = "cpu"
 ):
-    source, kwargs = _source(location, revision)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(_source(location, revision), dtype=resolve_dtype(dtype, device))
     found = model.config.num_hidden_layers
     if found != n_layers:
         raise ValueError(

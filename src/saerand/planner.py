@@ -21,6 +21,8 @@ import yaml
 
 from saerand.config import SaeTarget, load_config
 from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts, rule_flops_per_second
+from saerand.fetch import study_artefacts
+from saerand.toy.glove import GLOVE_ARCHIVE_FILES
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -43,6 +45,10 @@ BENCHMARK_PATTERNS = {
     "toy_sweep_gpu": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
     "autointerp_llm": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
 }
+
+
+# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs.
+LOCAL_RULES = ("fetch_hub", "fetch_glove")
 
 
 @dataclass
@@ -70,6 +76,9 @@ class Plan:
     lanes: int | None = None
     training_hours: float = 0.0
     training_hours_in_budget: float = 0.0
+    # What the prefetch rules fetch on the login node: artefact -> (bytes downloaded, bytes on disk).
+    downloads: dict[str, tuple[float, float]] = field(default_factory=dict)
+    download_mb_s: float = 100.0
 
     @property
     def total_jobs(self) -> int:
@@ -141,7 +150,7 @@ def cluster_jobs(targets: list[SaeTarget], rules: dict[str, RulePlan], finish_ba
     shard_groups = rules["cache_train_shard"].jobs
     finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_variant.values())
     grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES
-    ungrouped = sum(rule.jobs for name, rule in rules.items() if name not in grouped)
+    ungrouped = sum(rule.jobs for name, rule in rules.items() if name not in grouped + LOCAL_RULES)
     llm_groups = rules["llm_server"].jobs if "llm_server" in rules else 0
     return shard_groups + finish_groups + llm_groups + ungrouped
 
@@ -212,6 +221,10 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
                                                 for model, _, layer in costs.training_layers),
         "SAEs": sum(costs.train_sae(t).disk_bytes for t in costs.targets),
     }
+    downloads = downloads_of(config)
+    rules["fetch_hub"].jobs = len(downloads) - ("glove.6B.zip" in downloads)
+    rules["fetch_glove"].jobs = int("glove.6B.zip" in downloads)
+    disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads.values())
     largest = max(costs.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
     step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.training_layers)
     batch = group_components(FINISH_GROUP) if finish_batch is None else finish_batch
@@ -222,7 +235,19 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     return Plan(rules=dict(rules), disk=disk, largest_sae=largest, layer_step_gpu_bytes=step_gpu_bytes,
                 cluster_jobs=cluster_jobs(costs.targets, rules, batch), chains=len(costs.chains),
                 lanes=costs.lanes, training_hours=max(hours.values(), default=0.0),
-                training_hours_in_budget=in_budget)
+                training_hours_in_budget=in_budget, downloads=downloads,
+                download_mb_s=config["prefetch"]["bandwidth_mb_s"])
+
+
+def downloads_of(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Everything a fresh study fetches (workflow/rules/prefetch.smk): hub artefacts by record name,
+    and glove.6B.zip, with the bytes of its configured files once unzipped (the zip is removed)."""
+    downloads = {name: (artefact.download_bytes or 0.0,) * 2 for name, artefact in study_artefacts(config).items()}
+    glove = {Path(path).name for path in ((config.get("toy") or {}).get("word_vectors") or {}).get("glove", {}).values()}
+    if glove & set(GLOVE_ARCHIVE_FILES):
+        downloads["glove.6B.zip"] = (config["prefetch"]["glove"]["bytes"],
+                                     sum(GLOVE_ARCHIVE_FILES[name] for name in glove & set(GLOVE_ARCHIVE_FILES)))
+    return downloads
 
 
 def chain_hours(costs: StudyCosts, rules: dict[str, RulePlan]) -> dict[tuple[str, str], float]:
@@ -274,6 +299,13 @@ def format_plan(plan: Plan) -> str:
     else:
         lines.append(f"training wall-clock, one GPU per (model, variant): {plan.training_hours:,.1f} h with every "
                      f"chain at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget")
+    if plan.downloads:
+        fetched = sum(download for download, _ in plan.downloads.values())
+        lines.append(f"\n{'fetched on the login node (snakemake prefetch)':<60}{'bytes':>12}")
+        for name, (download, _) in plan.downloads.items():
+            lines.append(f"{name:<60}{_bytes(download) if download else 'unknown':>12}")
+        lines.append(f"{'all':<60}{_bytes(fetched):>12}  (about {fetched / plan.download_mb_s / 1e6 / 3600:.1f} h "
+                     f"at {plan.download_mb_s:g} MB/s, prefetch.bandwidth_mb_s)")
     if plan.largest_sae:
         sae = plan.largest_sae
         lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}); the largest layer job "

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .config import revision_for
-from .models import load_causal_lm
+from .models import fetched_commit, load_causal_lm
 
 # Input embedding and unembedding (Pythia's `embed_out` is `lm_head` in transformers 5).
 EMBEDDING_PARAMETERS = ("gpt_neox.embed_in.weight", "lm_head.weight")
@@ -92,6 +92,9 @@ def load_variant(
         location, revision, n_layers=model_cfg["n_layers"], dtype=model_cfg["dtype"], device=device
     )
     record = {"variant": variant, "revision": revision, "seed": seed}
+    commit = fetched_commit(location, revision)
+    if commit:  # what a moving revision name (main) meant when this was made
+        record["commit"] = commit
     if variant.startswith("rerandomized"):
         stats = rerandomize(model, keep_embeddings=variant == "rerandomized_excl_emb", seed=seed)
         record["resampled_parameters"] = len(stats)

@@ -64,6 +64,8 @@ rule autointerp_tokens:
 # serves a batch of autointerp.llm.saes_per_server SAEs; with them it makes one job group (on Slurm,
 # one cluster job).
 rule llm_server:
+    input:
+        weights=fetched(llm_artefact(config)),
     output:
         service("results/autointerp/servers/llm-{batch}.json"),
     params:
@@ -85,7 +87,7 @@ rule llm_server:
         "../../envs/vllm.yaml"
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m saerand.autointerp.serve {output:q} {params.settings:q}"
-        " {log:q} > {log:q} 2>&1"
+        " {log:q} {input.weights:q} > {log:q} 2>&1"
 
 
 use rule autointerp_tokens as autointerp_llm with:
@@ -100,6 +102,9 @@ use rule autointerp_tokens as autointerp_llm with:
         autointerp={**LATENT_SETTINGS, "llm": AUTOINTERP_LLM},
     group:
         "autointerp_llm"
+    # Clients waiting on the server's answers: the group's cores are the server's, so it plans with
+    # any --cores (a plain dry run has 1).
+    threads: 0
     log:
         "logs/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:

@@ -1,5 +1,6 @@
 # Wildcards, targets and per-model inputs shared by every stage.
 
+import dataclasses
 import json
 import os
 import re
@@ -21,7 +22,8 @@ from saerand.config import (
     sae_directory,
     token_split,
 )
-from saerand.toy.glove import glove_hint
+from saerand.fetch import RECORDS, llm_artefact, model_artefacts, hub_dataset, record_path, study_artefacts
+from saerand.toy.glove import glove_downloads, glove_hint
 
 
 COSTS = StudyCosts(config)
@@ -46,15 +48,31 @@ SAE_TARGETS = COSTS.targets
 TRAIN_SHARDS = COSTS.shards
 
 
-def subject_model_files(model):
-    """The embedded model is built by the workflow; hub models are fetched by the job itself."""
+# What comes from the network (workflow/rules/prefetch.smk): the download cache's records, and the
+# configured GloVe files that are not on disk yet (path -> file of glove.6B.zip).
+PREFETCH = config["prefetch"]
+FETCH_RECORDS = str(Path(PREFETCH["hf_home"]) / RECORDS)
+HUB_ARTEFACTS = study_artefacts(config)
+HUB_RECORDS = {name: str(record_path(PREFETCH["hf_home"], name)) for name in HUB_ARTEFACTS}
+GLOVE_DOWNLOADS = glove_downloads([spec["path"] for spec in TOY_DATASETS.values() if spec["source"] == "glove"])
+
+
+def fetched(artefact):
+    """A job's input for a fetched artefact: its record, whose age never reruns the job (a refetch
+    of the same artefact changes nothing; a changed revision does, through the job's params)."""
+    return [] if artefact is None else ancient(HUB_RECORDS[artefact.name])
+
+
+def subject_model_files(model, variant=None):
+    """The embedded model is built by the workflow; a hub model's revisions (the variant's weights
+    and the tokenizer's) are fetched beforehand."""
     if config["models"][model].get("embedded"):
         return str(embedded_model_dir(model))
-    return []
+    return [fetched(artefact) for artefact in model_artefacts(config, model, variant)]
 
 
 def model_files(wildcards):
-    return subject_model_files(wildcards.model)
+    return subject_model_files(wildcards.model, wildcards.get("variant"))
 
 
 def model_settings(wildcards):
@@ -78,9 +96,10 @@ def sae_settings(wildcards):
 
 
 def text_inputs(wildcards):
-    """Corpus files the workflow writes itself (the embedded default) are inputs of tokenization."""
-    data_files = token_split(config, wildcards.split)["dataset"].get("data_files") or ""
-    return data_files if data_files.startswith(f"{CORPUS_DIR}/") else []
+    """Corpus files the workflow writes itself (the embedded default), or the fetched hub data."""
+    dataset = token_split(config, wildcards.split)["dataset"]
+    data_files = dataset.get("data_files") or ""
+    return data_files if data_files.startswith(f"{CORPUS_DIR}/") else fetched(hub_dataset(dataset))
 
 
 def cluster_step_cpus(wildcards):
@@ -249,9 +268,12 @@ def autointerp_modules(wildcards):
 
 
 def toy_inputs(wildcards):
-    """A GloVe file must be readable before anything trains; an embedded model is built first."""
+    """A GloVe file must be readable, or fetched (prefetch.smk), before anything trains; a subject
+    model is built or fetched first."""
     spec = TOY_DATASETS[wildcards.toy_dataset]
     if spec["source"] == "glove":
+        if spec["path"] in GLOVE_DOWNLOADS:
+            return spec["path"]
         if not os.access(spec["path"], os.R_OK) or not Path(spec["path"]).is_file():
             raise ValueError(f"config key '{spec['config_key']}': cannot read the GloVe file "
                              f"{spec['path']}: {glove_hint(spec['config_key'])}")

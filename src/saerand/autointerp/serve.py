@@ -8,7 +8,10 @@ collide with other jobs on the node, no other user can connect) atomically to th
 end of the group reaches vLLM itself, which stops its engine and workers. Readiness, death and a
 stuck server are the consumers' to detect (`saerand.autointerp.llm.wait_until_ready`).
 
-    python -m saerand.autointerp.serve SERVICE_FILE SETTINGS_JSON [LOG]
+    python -m saerand.autointerp.serve SERVICE_FILE SETTINGS_JSON [LOG] [FETCH_RECORD]
+
+With FETCH_RECORD (a hub model fetched by saerand.fetch) vLLM loads the recorded commit's copy in
+the download cache (HF_HUB_CACHE): the server never reaches for the network.
 """
 
 from __future__ import annotations
@@ -26,14 +29,21 @@ SERVED_MODEL = "explainer"  # the name consumers ask for, whatever weights are s
 
 def server_command(settings: dict[str, Any], socket_path: str) -> list[str]:
     """The vLLM server's command line for the `autointerp.llm` settings (this interpreter's vLLM)."""
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", settings["model"],
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", settings.get("weights") or settings["model"],
                "--served-model-name", SERVED_MODEL, "--uds", socket_path,
                "--tensor-parallel-size", str(settings["gpus"]), "--max-model-len", str(settings["max_model_len"]),
                "--gpu-memory-utilization", str(settings["gpu_memory_utilization"]), "--dtype", settings["dtype"],
                "--seed", str(settings["seed"])]
-    if settings.get("revision"):
+    if settings.get("revision") and not settings.get("weights"):
         command += ["--revision", settings["revision"]]
     return command + [str(arg) for arg in settings.get("server_args", [])]
+
+
+def fetched_weights(record: str | Path) -> str:
+    """The directory of a fetched model's recorded commit in the hub cache (its documented layout)."""
+    fetched = json.loads(Path(record).read_text())
+    repository = f"models--{fetched['repo_id'].replace('/', '--')}"
+    return str(Path(os.environ["HF_HUB_CACHE"]) / repository / "snapshots" / fetched["commit"])
 
 
 def write_service_file(path: str | Path, address: dict[str, Any]) -> None:
@@ -45,8 +55,10 @@ def write_service_file(path: str | Path, address: dict[str, Any]) -> None:
     os.replace(staging, path)
 
 
-def main(service_file: str, settings_json: str, log: str = "") -> None:
+def main(service_file: str, settings_json: str, log: str = "", record: str = "") -> None:
     settings = json.loads(settings_json)
+    if record:
+        settings["weights"] = fetched_weights(record)
     # mkdtemp makes the directory with mode 0700; the node-local TMPDIR keeps the path short
     # (a Unix socket path has at most 107 bytes).
     private = tempfile.mkdtemp(prefix="saerand-llm-")

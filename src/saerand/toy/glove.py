@@ -1,4 +1,5 @@
-"""GloVe word vectors from a local text file (Section 4.3): the workflow never downloads them."""
+"""GloVe word vectors from a text file (Section 4.3): the user's own, or one of glove.6B.zip's files
+fetched by the workflow (saerand.fetch.fetch_archive, rule fetch_glove)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,23 @@ import numpy as np
 
 GLOVE_URL = "https://nlp.stanford.edu/projects/glove/"
 GLOVE_CONFIG_KEY = "toy.word_vectors.glove"
+# The files of glove.6B.zip (prefetch.glove) and their sizes unzipped, for the planner: a
+# configured path named like one is fetched there.
+GLOVE_ARCHIVE_FILES = {"glove.6B.50d.txt": 171_350_079, "glove.6B.100d.txt": 347_116_733,
+                       "glove.6B.200d.txt": 693_432_828, "glove.6B.300d.txt": 1_037_962_819}
 
 
 def glove_hint(config_key: str = GLOVE_CONFIG_KEY) -> str:
-    """Where GloVe comes from: the workflow never downloads it."""
-    return (f"download GloVe word vectors from {GLOVE_URL} (e.g. glove.6B.300d.txt from glove.6B.zip) "
-            f"and set the config key {config_key} to the unzipped .txt file")
+    """Where GloVe comes from: a file on disk, or one the workflow fetches."""
+    return (f"set the config key {config_key} to a GloVe text file on disk, or to a path ending in one of "
+            f"glove.6B.zip's files ({', '.join(GLOVE_ARCHIVE_FILES)}), which rule fetch_glove downloads "
+            f"there ({GLOVE_URL})")
+
+
+def glove_downloads(paths: list[str]) -> dict[str, str]:
+    """path -> file of glove.6B.zip, for the configured GloVe paths not on disk that the zip holds."""
+    return {path: Path(path).name for path in paths
+            if not Path(path).exists() and Path(path).name in GLOVE_ARCHIVE_FILES}
 
 
 def glove_vectors(

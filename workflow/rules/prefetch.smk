@@ -1,0 +1,56 @@
+# Everything the study takes from the network, fetched once where Snakemake runs (the login node of
+# a cluster: these are local rules) before any cluster job reads it. Hub models at each revision,
+# hub datasets and the LLM's weights go into the download cache (prefetch.hf_home, an HF_HOME), each
+# verified against its published checksums and then recorded; GloVe's zip is verified, unzipped where
+# its config keys point, and removed. Every other job reads the hub offline (Snakefile) and has the
+# records of what it reads as inputs, so `snakemake prefetch` alone fetches the whole study's.
+
+localrules:
+    prefetch,
+    fetch_hub,
+
+
+rule prefetch:
+    input:
+        list(HUB_RECORDS.values()),
+        list(GLOVE_DOWNLOADS),
+
+
+rule fetch_hub:
+    output:
+        f"{FETCH_RECORDS}/{{artefact}}.json",
+    wildcard_constraints:
+        artefact="|".join(map(re.escape, HUB_ARTEFACTS)) or "no-hub-artefact",
+    # The artefact alone: download settings changing never refetch.
+    params:
+        artefact=lambda wc: dataclasses.asdict(HUB_ARTEFACTS[wc.artefact]),
+    log:
+        "logs/fetch_hub/{artefact}.log",
+    benchmark:
+        "benchmarks/fetch_hub/{artefact}.tsv"
+    conda:
+        "../../envs/fetch.yaml"
+    script:
+        "../scripts/fetch_hub.py"
+
+
+# Only configured GloVe files that are not on disk: a user's own files are never outputs of a rule.
+if GLOVE_DOWNLOADS:
+
+    localrules:
+        fetch_glove,
+
+    rule fetch_glove:
+        output:
+            files=list(GLOVE_DOWNLOADS),
+            record=f"{FETCH_RECORDS}/glove.6B.zip.json",
+        params:
+            files=GLOVE_DOWNLOADS,
+        log:
+            "logs/fetch_glove.log",
+        benchmark:
+            "benchmarks/fetch_glove.tsv"
+        conda:
+            "../../envs/fetch.yaml"
+        script:
+            "../scripts/fetch_glove.py"

@@ -1,0 +1,14 @@
+import logging
+import os
+
+from saerand.fetch import HubArtefact, fetch_hub, job_environment
+from saerand.logs import log_to
+
+log_to(snakemake.log[0])
+logging.basicConfig(level=logging.INFO)
+settings = snakemake.config["prefetch"]
+# The one kind of job that uses the network (every other job reads the hub offline).
+os.environ.update(job_environment(settings["hf_home"], online=True))
+record = fetch_hub(HubArtefact(**snakemake.params.artefact), settings["hf_home"], settings["attempts"])
+print(f"{record['repo_id']}@{record['revision']}: commit {record['commit']}, {len(record['files'])} files, "
+      f"{record['bytes']:,} bytes, verified")
