@@ -288,6 +288,11 @@ class SaeTarget(NamedTuple):
         return sae_directory(self.model, self.variant, self.layer, self.expansion_factor, self.k)
 
 
+def point_settings(sae_settings: dict[str, Any], point: SaeHyperparameters) -> dict[str, Any]:
+    """The study's SAE settings at one (expansion, k) point."""
+    return {**sae_settings, "expansion_factor": point.expansion_factor, "k": point.k}
+
+
 def sae_directory(model: str, variant: str, layer: int | str, expansion_factor: int | str, k: int | str) -> str:
     """Output paths carry the SAE's hyperparameters, so sweep points never collide."""
     return f"results/{model}/{variant}/{SaeHyperparameters(expansion_factor, k).label}/layers.{layer}"

@@ -273,7 +273,7 @@ def fetch_hub(artefact: HubArtefact, hf_home: str | Path, attempts: int = 3,
 
 def _download(url: str, path: Path, algorithm: str, timeout: float) -> str:
     """Stream `url` into `path`, returning the content's digest; a short read is an error."""
-    digest = hashlib.new(algorithm)
+    digest = hashlib.new(algorithm, usedforsecurity=False)  # an integrity check (md5 is what GloVe publishes)
     with urllib.request.urlopen(url, timeout=timeout) as response, path.open("wb") as out:
         total = response.headers.get("Content-Length")
         total = int(total) if total else None

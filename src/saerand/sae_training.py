@@ -28,7 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache
-from .config import SaeHyperparameters
+from .config import SaeHyperparameters, point_settings
 
 
 def default_lr(optimizer: str, num_latents: int) -> float:
@@ -186,11 +186,6 @@ def training_batches(cache: ActivationCache, layer: int, settings: dict[str, Any
     """One shard's training batches, in stored order or mixed across the buffer (`buffer_shuffle`)."""
     return cache.batches(layer, batch_rows(settings, context_length), shuffle_seed=buffer_order_seed(settings, shard),
                          window_chunks=settings["buffer_window_chunks"], block_rows=settings["buffer_block_rows"])
-
-
-def point_settings(sae_settings: dict[str, Any], point: SaeHyperparameters) -> dict[str, Any]:
-    """The study's SAE settings at one (expansion, k) point."""
-    return {**sae_settings, "expansion_factor": point.expansion_factor, "k": point.k}
 
 
 def train_layer_shard(cache: ActivationCache, layer: int, shard: int, sae_settings: dict[str, Any],

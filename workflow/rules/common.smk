@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from saerand import retries
-from saerand.sae_training import point_settings
 from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
 from saerand.planner import FINISH_GROUP, FINISH_GROUP_RULES, SHARD_GROUP_RULES, group_components
 from saerand.config import (
@@ -19,6 +18,7 @@ from saerand.config import (
     layer_checkpoint_directory,
     main_hyperparameters,
     model_location,
+    point_settings,
     sae_directory,
     token_split,
 )
