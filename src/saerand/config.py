@@ -385,6 +385,11 @@ def toy_datasets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return datasets
 
 
+def glove_paths(config: dict[str, Any]) -> list[str]:
+    """The GloVe files the toy study reads, as configured."""
+    return [spec["path"] for spec in toy_datasets(config).values() if spec["source"] == "glove"]
+
+
 def toy_latent_counts(spec: dict[str, Any], n_dims: int) -> list[int]:
     """A toy dataset's own latent counts, or multiples of its dimension (word vectors)."""
     return list(spec.get("latents") or [multiple * n_dims for multiple in spec["latent_multiples"]])

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from saerand.config import SaeTarget, load_config
+from saerand.config import SaeTarget, glove_paths, load_config
 from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts, rule_flops_per_second
 from saerand.fetch import study_artefacts
 from saerand.toy.glove import GLOVE_ARCHIVE_FILES
@@ -243,7 +243,7 @@ def downloads_of(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Everything a fresh study fetches (workflow/rules/prefetch.smk): hub artefacts by record name,
     and glove.6B.zip, with the bytes of its configured files once unzipped (the zip is removed)."""
     downloads = {name: (artefact.download_bytes or 0.0,) * 2 for name, artefact in study_artefacts(config).items()}
-    glove = {Path(path).name for path in ((config.get("toy") or {}).get("word_vectors") or {}).get("glove", {}).values()}
+    glove = {Path(path).name for path in glove_paths(config)}
     if glove & set(GLOVE_ARCHIVE_FILES):
         downloads["glove.6B.zip"] = (config["prefetch"]["glove"]["bytes"],
                                      sum(GLOVE_ARCHIVE_FILES[name] for name in glove & set(GLOVE_ARCHIVE_FILES)))

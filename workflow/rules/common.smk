@@ -15,6 +15,7 @@ from saerand.config import (
     SaeHyperparameters,
     SaeTarget,
     embedded_model_dir,
+    glove_paths,
     layer_checkpoint_directory,
     main_hyperparameters,
     model_location,
@@ -54,7 +55,7 @@ PREFETCH = config["prefetch"]
 FETCH_RECORDS = str(Path(PREFETCH["hf_home"]) / RECORDS)
 HUB_ARTEFACTS = study_artefacts(config)
 HUB_RECORDS = {name: str(record_path(PREFETCH["hf_home"], name)) for name in HUB_ARTEFACTS}
-GLOVE_DOWNLOADS = glove_downloads([spec["path"] for spec in TOY_DATASETS.values() if spec["source"] == "glove"])
+GLOVE_DOWNLOADS = glove_downloads(glove_paths(config))
 
 
 def fetched(artefact):
