@@ -13,6 +13,7 @@ processes (no systemd) and are stopped by PID. No slurmdbd: job records come fro
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -28,6 +29,10 @@ DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch")
 # srun inside a job finds no SLURM_CONF (the Snakemake jobstep plugin drops SLURM_* variables), so
 # the cluster's config is linked at the default location while it runs, when nothing is there.
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+# Test clusters share DEFAULT_CONF, so one runs per machine at a time (two test runs side by side
+# take turns); a config this module wrote starts with MARKER, so a killed run's link is recognised.
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "saerand-test-slurm-cluster.lock"
+MARKER = "# saerand test cluster"
 APT_PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 
 
@@ -92,7 +97,7 @@ class SlurmCluster:
 
     def __init__(self, workdir: Path, cpus: int = 2, gpus: int = 2,
                  real_memory_mb: int | None = None, partitions: dict[str, int | None] | None = None,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, turn_timeout: float = 3600.0) -> None:
         self.workdir = Path(workdir).resolve()
         self.partitions = partitions or {"gpu-test": None}
         self.cpus, self.gpus, self.partition = cpus, gpus, next(iter(self.partitions))
@@ -101,7 +106,8 @@ class SlurmCluster:
         self.real_memory_mb = real_memory_mb or min(8192, mem_total // 2)
         if self.real_memory_mb >= mem_total:
             raise ValueError(f"real_memory_mb={self.real_memory_mb} must be below MemTotal={mem_total} MB")
-        self.start_timeout = start_timeout
+        self.start_timeout, self.turn_timeout = start_timeout, turn_timeout
+        self._turn = None
         self.hostname = subprocess.run(["hostname", "-s"], capture_output=True, text=True,
                                        check=True).stdout.strip()
         self.conf = self.workdir / "slurm.conf"
@@ -133,9 +139,10 @@ class SlurmCluster:
 
     def start(self) -> SlurmCluster:
         ensure_slurm_installed()
+        self._take_turn()
         self._write_files()
-        if DEFAULT_CONF.is_symlink() and not DEFAULT_CONF.exists():  # left by a killed test cluster
-            DEFAULT_CONF.unlink()
+        if DEFAULT_CONF.is_symlink() and (not DEFAULT_CONF.exists() or DEFAULT_CONF.read_text().startswith(MARKER)):
+            DEFAULT_CONF.unlink()  # left by a killed test run: no other test cluster runs while we hold the turn
         if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
             raise RuntimeError(f"{DEFAULT_CONF} exists: this machine has a Slurm of its own, and the test "
                                "cluster needs that path for job steps; run the Slurm tests elsewhere")
@@ -183,6 +190,9 @@ class SlurmCluster:
         if self._short_dir is not None:
             shutil.rmtree(self._short_dir, ignore_errors=True)
             self._short_dir = None
+        if self._turn is not None:
+            self._turn.close()  # releases the lock
+            self._turn = None
 
     @property
     def pids(self) -> dict[str, int]:
@@ -272,6 +282,20 @@ class SlurmCluster:
                                              start_new_session=True)
         out.close()
 
+    def _take_turn(self) -> None:
+        """Wait until no other test cluster runs on this machine, then hold MACHINE_LOCK until stop()."""
+        self._turn = open(MACHINE_LOCK, "a")
+        deadline = time.monotonic() + self.turn_timeout
+        while True:
+            try:
+                fcntl.flock(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another test run's Slurm cluster held {MACHINE_LOCK} for "
+                                       f"{self.turn_timeout:.0f} s") from None
+                time.sleep(2)
+
     def _write_files(self) -> None:
         w = self.workdir
         for d in (w, self.logs, w / "state", w / "dev"):
@@ -354,4 +378,4 @@ class SlurmCluster:
             lines.append(f"PartitionName={name} Nodes={host} Default={'YES' if name == self.partition else 'NO'} "
                          f"MaxTime={max_minutes or 'INFINITE'} State=UP")
         (w / "plugstack.conf").write_text("")
-        self.conf.write_text("\n".join(lines) + "\n")
+        self.conf.write_text("\n".join([MARKER, *lines]) + "\n")

@@ -1,13 +1,15 @@
+import copy
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 import torch
 import zarr
 
-from saerand.cache import ActivationCache, IncompleteCacheError, residual_stream, write_activation_cache
+from saerand.cache import ActivationCache, IncompleteCacheError, read_ahead, residual_stream, write_activation_cache
 from saerand.variants import SubjectModel
 
 
@@ -141,3 +143,35 @@ def test_shuffled_reading_mixes_the_buffer_and_is_seeded(tmp_path, tiny_neox, to
     assert (np.diff(blocks, axis=1) == 1).all() and (blocks[:, 0] % 4 == 0).all()
     np.testing.assert_array_equal(_rows(cache.batches(0, 96, shuffle_seed=1, window_chunks=4, block_rows=4)), mixed_rows)
     assert not np.array_equal(_rows(cache.batches(0, 96, shuffle_seed=2, window_chunks=4, block_rows=4)), mixed_rows)
+
+
+def test_non_finite_activations_stop_the_cache_and_leave_no_store(tmp_path, tiny_neox, token_ids):
+    broken = copy.deepcopy(tiny_neox)
+    with torch.no_grad():
+        broken.gpt_neox.layers[2].mlp.dense_4h_to_h.bias[3] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"layers\.2 of sequences 0\.\.4"):
+        _write(tmp_path / "c.zarr", broken, token_ids)
+    assert not (tmp_path / "c.zarr").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_when_closed():
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("chunk 7 unreadable")
+
+    with pytest.raises(OSError, match="chunk 7 unreadable"):
+        list(read_ahead(failing()))
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    reader = read_ahead(endless(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert not any(t.name == "read_ahead" for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 1  # at most depth ahead, plus the one in hand

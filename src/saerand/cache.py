@@ -7,7 +7,9 @@ and its attrs carry `complete: true` last, so a killed job never leaves a store 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ COMPRESSORS = {
     "zstd": ZstdCodec(level=1),
     "blosc": BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
 }
+
+
+STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 class IncompleteCacheError(RuntimeError):
@@ -80,10 +85,8 @@ class _ChunkedWriter:
             self._flush(whole_chunks_only=True)
 
     def _flush(self, whole_chunks_only: bool) -> None:
-        block = np.concatenate(self.buffer)
+        block = self.buffer[0] if len(self.buffer) == 1 else np.concatenate(self.buffer)
         n = (len(block) // self.chunk_rows) * self.chunk_rows if whole_chunks_only else len(block)
-        if not np.isfinite(block[:n]).all():
-            raise FloatingPointError(f"non-finite activations near row {self.row} of {self.array.name}")
         self.array[self.row : self.row + n] = block[:n]
         self.row += n
         self.buffer = [block[n:]] if n < len(block) else []
@@ -120,6 +123,8 @@ def write_activation_cache(
                 group.create_array(
                     f"layers.{layer}", shape=(n_tokens, d_model), chunks=(chunk_rows, d_model),
                     dtype=dtype, compressors=COMPRESSORS[compressor], fill_value=0,
+                    # Every chunk is written: without this zarr compares each one to the fill value first.
+                    config={"write_empty_chunks": True},
                 ),
                 chunk_rows,
             )
@@ -128,7 +133,11 @@ def write_activation_cache(
         for start in tqdm(range(0, n_sequences, batch_sequences), desc="caching", unit="batch"):
             ids = torch.from_numpy(sequences[start : start + batch_sequences]).long().to(device)
             for layer, acts in residual_stream(subject, ids, layers).items():
-                writers[layer].append(acts.reshape(-1, d_model).float().cpu().numpy().astype(dtype))
+                if not torch.isfinite(acts).all():
+                    raise FloatingPointError(f"non-finite activations in layers.{layer} of sequences "
+                                             f"{start}..{start + len(ids) - 1}")
+                # Cast on the GPU: half the bytes cross to the host, and no second pass on the CPU.
+                writers[layer].append(acts.reshape(-1, d_model).to(STORED_DTYPES[dtype]).cpu().numpy())
         for writer in writers.values():
             writer.close()
         group.attrs.update({
@@ -190,7 +199,8 @@ class ActivationCache:
             window = np.empty((sum(sizes), self.d_model), dtype=np.float32)  # float32 in the same pass
             offset = 0
             for start, size in zip(group, sizes):
-                window[offset : offset + size] = array[start : start + size]
+                # torch's cast of the stored float16 is several times faster than numpy's.
+                torch.from_numpy(window[offset : offset + size]).copy_(torch.from_numpy(array[start : start + size]))
                 offset += size
             if rng is not None:
                 window = _permute_blocks(window, block_rows, rng)
@@ -210,3 +220,44 @@ def _permute_blocks(rows: np.ndarray, block_rows: int, rng: np.random.Generator)
     blocks = rows[:whole].reshape(-1, block_rows, rows.shape[1])
     mixed = blocks[rng.permutation(len(blocks))].reshape(whole, rows.shape[1])
     return np.concatenate([mixed, rows[whole:]]) if whole < len(rows) else mixed
+
+
+def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """`items` in order, produced by a background thread up to `depth` ahead, so reading and mixing
+    the next batch (zarr and numpy release the GIL) overlaps the GPU's work on this one. An error
+    in the thread is raised here; closing this iterator stops the thread."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+    end = object()
+
+    def hand_over(item: Any) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not hand_over((item, None)):
+                    return
+            hand_over((end, None))
+        except BaseException as err:  # handed to the consumer, which raises it
+            hand_over((None, err))
+
+    thread = threading.Thread(target=produce, name="read_ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = ready.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stopped.set()
+        thread.join()

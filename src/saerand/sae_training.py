@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
-from .cache import ActivationCache
+from .cache import ActivationCache, read_ahead
 from .config import SaeHyperparameters, point_settings
 
 
@@ -153,7 +153,9 @@ def train_together(trainers: list[SaeTrainer], batches, *, description: str = "S
     if len({(trainer.step, trainer.num_steps, trainer.device) for trainer in trainers}) != 1:
         raise ValueError("SAEs trained together must be at the same step of the same schedule on one device")
     first = trainers[0]
-    progress = tqdm(batches, initial=first.step, total=first.num_steps, desc=description)
+    # TF32 tensor cores for the float32 matmuls on a GPU, as sparsify's Trainer.fit sets (no effect on a CPU).
+    torch.set_float32_matmul_precision("high")
+    progress = tqdm(read_ahead(batches), initial=first.step, total=first.num_steps, desc=description)
     for batch in progress:
         x = batch.to(first.device)
         for trainer in trainers:
