@@ -11,6 +11,9 @@ from saerand.fetch import job_environment
 
 min_version("9.0")
 
+
+report: "workflow/report/workflow.rst"
+
 # Jobs inherit this: one progress line per 10 s keeps multi-hour job logs small.
 os.environ.setdefault("TQDM_MININTERVAL", "10")
 
@@ -42,6 +45,7 @@ include: "workflow/rules/toy.smk"
 rule all:
     input:
         "results/metrics.csv",
+        "results/claims.csv",
         "results/figures/sae_metrics.png",
         ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
         ["results/toy/figures/figure4_lomax.png"] if "toy" in config else [],

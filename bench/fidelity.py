@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         for layer in layers:
             ours, _ = train_sae(train_cache, layer, settings, args.context)
             theirs = SparseCoder.load_from_disk(scratch / "sparsify" / "run" / f"layers.{layer}")
-            ev = [evaluate_sae(sae, eval_cache, layer, batch_rows=4096, special_token_ids=[])["explained_variance"] for sae in (ours, theirs)]
+            ev = [evaluate_sae(sae, eval_cache, layer, batch_rows=4096, special_token_ids=[])[0]["explained_variance"] for sae in (ours, theirs)]
             worst = max(worst, abs(ev[0] - ev[1]))
             print(f"{layer:>5} {ev[0]:>9.5f} {ev[1]:>12.5f} {abs(ev[0] - ev[1]):>9.2e}")
     print(f"largest |EV difference| = {worst:.2e} (goal <= 0.01)")

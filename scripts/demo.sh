@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/snakemake --profile profiles/local --configfile config/demo.yaml "$@"
+# Ends with the report (results/report.html): every figure and table with its caption, and the claims.
+exec .venv/bin/snakemake --profile profiles/local --report results/report.html --report-after-run \
+    --configfile config/demo.yaml "$@"

@@ -102,3 +102,26 @@ def test_a_metric_only_the_studys_saes_have_gets_no_row_in_the_sweep_figure(tabl
     with pytest.raises(RuntimeError, match="captured"):
         plots.figure11(sweep_study(table, **SWEEP), "unused.png", {}, "pooled")
     assert "fuzz_auroc_tokens" not in drawn["rows"] and "l1" in drawn["rows"]
+
+
+def test_intervals_are_drawn_as_bands_for_one_sae_per_point_and_bars_for_a_mean_over_layers(table, monkeypatch):
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from saerand import plots
+
+    table = table.assign(explained_variance_masked_per_token_low=table["explained_variance_masked_per_token"] - 0.02,
+                         explained_variance_masked_per_token_high=table["explained_variance_masked_per_token"] + 0.03)
+    saved = {}
+    monkeypatch.setattr(plots, "_save", lambda grid, path, provenance: saved.update({path: grid}))
+    plots.figure3(main_study(table, **STUDY), "f3", {}, "masked_per_token")
+    plots.figure11(sweep_study(table, **SWEEP), "f11", {}, "masked_per_token")
+    for path, kind, count in (("f3", PolyCollection, 2), ("f11", LineCollection, 2)):
+        axes = saved[path].axes_dict
+        ev = axes[("explained_variance", "m")]
+        drawn = [c for c in ev.collections if isinstance(c, kind)]
+        assert len(drawn) >= count  # one per variant
+        assert not [c for c in axes[("l1", "m")].collections if isinstance(c, (PolyCollection, LineCollection))]
+    band = [c for c in saved["f3"].axes_dict[("explained_variance", "m")].collections if isinstance(c, PolyCollection)][0]
+    ys = band.get_paths()[0].vertices[:, 1]
+    trained = main_study(table, **STUDY).query("variant == 'control'")["explained_variance_masked_per_token"]
+    assert ys.min() == pytest.approx(trained.min() - 0.02) and ys.max() == pytest.approx(trained.max() + 0.03)

@@ -1,13 +1,16 @@
+import numpy as np
 import pytest
 import torch
 
+from saerand.intervals import resample_counts
 from saerand.metrics import MetricAccumulator
 
 
 def _accumulate(x, x_hat, acts, indices, num_latents=8, mean=None):
-    accumulator = MetricAccumulator(num_latents, x.mean(0) if mean is None else mean)
-    accumulator.update(x, x_hat, acts, indices)
-    return accumulator.result()
+    """Metrics with each row its own unit."""
+    accumulator = MetricAccumulator(num_latents, x.mean(0) if mean is None else mean, n_units=len(x))
+    accumulator.update(x, x_hat, acts, indices, torch.arange(len(x)))
+    return accumulator.result()[0]
 
 
 def test_perfect_reconstruction():
@@ -52,16 +55,30 @@ def test_batches_accumulate_like_one_pass():
     x_hat = x + 0.3 * torch.randn(300, 5)
     acts, idx = torch.rand(300, 3), torch.randint(0, 16, (300, 3))
     whole = _accumulate(x, x_hat, acts, idx, 16)
-    accumulator = MetricAccumulator(16, x.mean(0))
+    accumulator = MetricAccumulator(16, x.mean(0), n_units=300)
     for s in range(0, 300, 64):
-        accumulator.update(x[s : s + 64], x_hat[s : s + 64], acts[s : s + 64], idx[s : s + 64])
-    for key, value in accumulator.result().items():
+        accumulator.update(x[s : s + 64], x_hat[s : s + 64], acts[s : s + 64], idx[s : s + 64], torch.arange(s, min(s + 64, 300)))
+    for key, value in accumulator.result()[0].items():
         assert value == pytest.approx(whole[key])
+
+
+def test_pooled_explained_variance_of_a_resample_uses_the_resamples_own_mean():
+    """A replicate's EV equals the EV computed directly on the resampled rows."""
+    x = torch.randn(40, 3) * torch.tensor([1.0, 2.0, 0.5]) + 5.0
+    x_hat = x + 0.4 * torch.randn(40, 3)
+    accumulator = MetricAccumulator(4, x.double().mean(0), n_units=40)
+    accumulator.update(x, x_hat, torch.ones(40, 1), torch.zeros(40, 1, dtype=torch.long), torch.arange(40))
+    _, replicates = accumulator.result(resamples=3, seed=5)
+    for counts, replicate in zip(resample_counts(40, 3, 5), replicates["explained_variance"]):
+        rows = torch.from_numpy(np.repeat(np.arange(40), counts))
+        xs, hs = x[rows].double(), x_hat[rows].double()
+        direct = 1 - (xs - hs).pow(2).sum() / (xs - xs.mean(0)).pow(2).sum()
+        assert replicate == pytest.approx(direct.item(), rel=1e-9)
 
 
 def test_no_tokens_is_an_error():
     with pytest.raises(ValueError, match="no held-out tokens"):
-        MetricAccumulator(4, torch.zeros(3)).result()
+        MetricAccumulator(4, torch.zeros(3), n_units=2).result()
 
 
 def test_masked_per_token_metrics_leave_out_special_positions():
@@ -69,10 +86,10 @@ def test_masked_per_token_metrics_leave_out_special_positions():
     x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0], [100.0, 100.0]])
     x_hat = torch.tensor([[1.0, 0.0], [-0.5, 0.0], [0.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
     keep = torch.tensor([True, True, True, True, False])  # the last row is an EOS position
-    accumulator = MetricAccumulator(4, x.mean(0), masked_mean=x[keep].mean(0))
+    accumulator = MetricAccumulator(4, x.mean(0), masked_mean=x[keep].mean(0), n_units=5)
     ones, zeros = torch.ones(5, 1), torch.zeros(5, 1, dtype=torch.long)
-    accumulator.update(x, x_hat, ones, zeros, keep)
-    result = accumulator.result()
+    accumulator.update(x, x_hat, ones, zeros, torch.arange(5), keep)
+    result = accumulator.result()[0]
     # Kept mean is 0: per-token EV 1, 1 - 0.25, 1, 0 -> 0.6875; cosines 1, 1, 1, 0 (zero x_hat).
     assert result["explained_variance_masked_per_token"] == pytest.approx(0.6875)
     assert result["cosine_similarity_masked"] == pytest.approx(0.75)
@@ -82,8 +99,6 @@ def test_masked_per_token_metrics_leave_out_special_positions():
 
 
 def test_kept_positions_mask_special_tokens():
-    import numpy as np
-
     from saerand.metrics import kept_positions
 
     tokens = np.array([[0, 5, 6], [0, 7, 1]])

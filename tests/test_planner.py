@@ -16,7 +16,7 @@ def test_jobs_per_rule_match_the_workflow(paper):
     study = plan(paper)
     assert {name: rule.jobs for name, rule in study.rules.items()} == {
         "tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 250, "train_layer_shard": 2300,
-        "train_sae": 650, "evaluate_sae": 650, "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1,
+        "train_sae": 650, "evaluate_sae": 650, "aggregate_metrics": 1, "claims": 1, "plot_hyperparameter_sweep": 1,
         # Section 3.3: one latent pass per (model, variant); per SAE (the sweep's too) the null
         # explainer, and the LLM, one server per 10 SAEs; figures per model and explainer.
         "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
@@ -28,8 +28,8 @@ def test_jobs_per_rule_match_the_workflow(paper):
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), a server
     # and its 10 SAEs, the rest alone.
     toy, autointerp = 1 + 19 + 10, 25 + 650 + 65 + 10
-    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + 2 + toy + autointerp == 1132
-    assert plan(paper, finish_batch=1).cluster_jobs == 250 + 650 + 15 + 25 + 2 + toy + autointerp
+    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + 3 + toy + autointerp == 1133
+    assert plan(paper, finish_batch=1).cluster_jobs == 250 + 650 + 15 + 25 + 3 + toy + autointerp
 
 
 def test_gpu_hours_and_disk(paper):

@@ -54,7 +54,7 @@ def test_paper_grid_dry_run(tmp_path):
                       "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
                       "autointerp_figures": 10,
                       "train_layer_shard": 230 * 10, "train_sae": 650, "evaluate_sae": 650,
-                      "aggregate_metrics": 1, "plot_hyperparameter_sweep": 1, "all": 1,
+                      "aggregate_metrics": 1, "claims": 1, "plot_hyperparameter_sweep": 1, "all": 1,
                       "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5,
                       "fetch_hub": 12, "fetch_glove": 1}
     shards = sorted({int(w["shard"]) for r, w in jobs if r == "cache_train_shard"})
@@ -151,11 +151,60 @@ def test_end_to_end_mini_study(mini_run):
     assert (table["ce_zero_ablation"] > table["ce_clean"]).loc[table["variant"] == "trained"].all()
     assert table["ce_score_meaningful"].tolist() == (table["variant"] == "trained").tolist()
     assert (mini_run / "results" / "figures" / "sae_metrics.png").stat().st_size > 10_000
+    # Every metric with its 95% interval over held-out sequences.
+    for metric in ("explained_variance", "explained_variance_masked_per_token", "cosine_similarity", "l0", "l1",
+                   "ce_loss_score", "kl_div_score", "fuzz_auroc_tokens", "entropy_normalised"):
+        assert (table[f"{metric}_low"] <= table[f"{metric}_high"]).all(), metric
+    for metric in ("explained_variance", "l1", "kl_with_sae"):
+        assert table[metric].between(table[f"{metric}_low"], table[f"{metric}_high"]).all(), metric
+        assert (table[f"{metric}_high"] > table[f"{metric}_low"]).all(), metric
     # Every stage wrote its log and benchmark.
     for rule in ("tokenize_text", "cache_train_shard", "cache_eval", "train_layer_shard", "train_sae",
                  "evaluate_sae", "train_embedded_model"):
         assert list((mini_run / "logs" / rule).rglob("*.log")), rule
         assert list((mini_run / "benchmarks" / rule).rglob("*.tsv")), rule
+
+
+def test_the_claims_table_compares_trained_with_every_other_variant(mini_run):
+    mini_run, _ = mini_run
+    claims = pd.read_csv(mini_run / "results" / "claims.csv")
+    similar = claims[claims["claim"].str.endswith("similar")]
+    # Layers 0 and 1 at the study's (4, 4); four other variants; EV, cosine (masked per token) and fuzzing AUROC.
+    assert len(similar) == 2 * 4 * 3
+    assert set(similar["metric"]) == {"explained_variance_masked_per_token", "cosine_similarity_masked",
+                                      "fuzz_auroc_tokens"}
+    assert set(similar["comparison"]) == {f"trained - {v}" for v in
+                                          ("rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")}
+    assert (similar["low"] <= similar["estimate"]).all() and (similar["estimate"] <= similar["high"]).all()
+    assert (similar["holds"] == ((similar["low"] >= -similar["margin"]) & (similar["high"] <= similar["margin"]))).all()
+    table = pd.read_csv(mini_run / "results" / "metrics.csv").set_index(["variant", "layer", "expansion_factor"])
+    row = similar.set_index(["layer", "metric", "comparison"]).loc[("0", "explained_variance_masked_per_token",
+                                                                    "trained - step0")]
+    expected = (table.loc[("trained", 0, 4), "explained_variance_masked_per_token"]
+                - table.loc[("step0", 0, 4), "explained_variance_masked_per_token"])
+    assert row["estimate"] == pytest.approx(expected)
+    assert set(claims.loc[claims["layer"] == "all", "claim"]) == {
+        "control has the highest token entropy", "random variants have the lowest token entropy",
+        "trained token entropy rises with depth"}
+
+
+def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_path):
+    mini_run, _ = mini_run
+    report = tmp_path / "report.html"
+    snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--report", str(report))
+    html = report.read_text()
+    entries = ["sae_metrics.png", "hyperparameter_sweep.png", "roc_mini-neox_tokens.png",
+               "examples_mini-neox_tokens.csv", "metrics.csv", "claims.csv", "figure4_lomax.png"]
+    for entry in entries:
+        assert entry in html, entry
+    toy = sorted(p.name for p in (mini_run / "results" / "toy").glob("*/figures/*.png"))
+    assert toy and all(name in html for name in toy)
+    for caption in ("Reproduces <strong>Figure 3</strong>", "Reproduces <strong>Figure 11</strong>",
+                    "Differences from the paper:", "The paper's claims as numbers", "Appendix D"):
+        assert caption in html, caption
+    for category in ("1. Claims", "2. Section 3: SAEs on transformers", "3. Section 3.3: auto-interpretability",
+                     "4. Section 4: toy models"):
+        assert category in html, category
 
 
 def test_artefacts_carry_provenance(mini_run):

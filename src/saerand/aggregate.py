@@ -93,6 +93,7 @@ def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> 
             row[f"latents_failed_{explainer}"] = summary["failed"]
             row[f"samples_unparsed_{explainer}"] = sum(summary[f"{column[:-6]}_unparsed"] for column in SUMMARY_COLUMNS)
             for column in ENTROPY_COLUMNS:
-                row.setdefault(column, summary[column])
+                for suffix in ("", "_low", "_high"):
+                    row.setdefault(f"{column}{suffix}", summary[f"{column}{suffix}"])
         rows.append(row)
     return pd.DataFrame(rows)

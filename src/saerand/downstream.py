@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .intervals import bootstrap, with_intervals
 from .variants import SubjectModel
 
 
@@ -34,18 +35,29 @@ def _reconstruct(sae):
     return replace
 
 
+PARTS = ("ce_clean", "ce_with_sae", "ce_zero_ablation", "kl_with_sae", "kl_zero_ablation")
+# name -> statistic over per-sequence sums (saerand.intervals): mean losses per predicted token, and the scores.
+STATISTICS = {
+    **{part: (lambda s, part=part: s[part] / s["tokens"]) for part in PARTS},
+    "ce_loss_score": lambda s: (s["ce_zero_ablation"] - s["ce_with_sae"]) / (s["ce_zero_ablation"] - s["ce_clean"]),
+    "kl_div_score": lambda s: (s["kl_zero_ablation"] - s["kl_with_sae"]) / s["kl_zero_ablation"],
+}
+
+
 @torch.no_grad()
 def downstream_scores(
-    subject: SubjectModel, sae, layer: int, sequences: np.ndarray, *, batch_sequences: int
-) -> dict[str, float]:
+    subject: SubjectModel, sae, layer: int, sequences: np.ndarray, *, batch_sequences: int, resamples: int = 1,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The scores with 95% intervals from `resamples` bootstrap resamples of the sequences, and the
+    replicates (the same sequences and seed as saerand.metrics.evaluate_sae: paired replicates)."""
     block = subject.base.layers[layer]
     device = next(subject.model.parameters()).device
-    sums = dict.fromkeys(("ce_clean", "ce_with_sae", "ce_zero_ablation", "kl_with_sae", "kl_zero_ablation"), 0.0)
-    count = 0
+    per_sequence = {name: np.zeros(len(sequences)) for name in (*PARTS, "tokens")}
     for start in tqdm(range(0, len(sequences), batch_sequences), desc=f"CE/KL layers.{layer}"):
         ids = torch.from_numpy(sequences[start : start + batch_sequences]).long().to(device)
         inputs = subject.model_inputs(ids)  # one draw of control noise serves all three passes
-        targets = ids[:, 1:].reshape(-1)
+        targets = ids[:, 1:]
 
         def log_probs(replace=None) -> torch.Tensor:
             handle = _replace_block_output(block, replace) if replace else None
@@ -54,19 +66,18 @@ def downstream_scores(
             finally:
                 if handle:
                     handle.remove()
-            return logits.float().log_softmax(-1).reshape(-1, logits.shape[-1])
+            return logits.float().log_softmax(-1)
 
         clean = log_probs()
         patched = log_probs(_reconstruct(sae))
         zeroed = log_probs(torch.zeros_like)
+        rows = slice(start, start + len(ids))
         for name, lp in (("ce_clean", clean), ("ce_with_sae", patched), ("ce_zero_ablation", zeroed)):
-            sums[name] += F.nll_loss(lp, targets, reduction="sum").item()
+            nll = -lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            per_sequence[name][rows] = nll.double().sum(-1).cpu().numpy()
         for name, lp in (("kl_with_sae", patched), ("kl_zero_ablation", zeroed)):
-            sums[name] += F.kl_div(lp, clean, log_target=True, reduction="sum").item()
-        count += len(targets)
-    scores = {name: total / count for name, total in sums.items()}
-    scores["ce_loss_score"] = (scores["ce_zero_ablation"] - scores["ce_with_sae"]) / (
-        scores["ce_zero_ablation"] - scores["ce_clean"]
-    )
-    scores["kl_div_score"] = (scores["kl_zero_ablation"] - scores["kl_with_sae"]) / scores["kl_zero_ablation"]
-    return scores
+            kl = F.kl_div(lp, clean, log_target=True, reduction="none").sum(-1)
+            per_sequence[name][rows] = kl.double().sum(-1).cpu().numpy()
+        per_sequence["tokens"][rows] = targets.shape[1]
+    points, replicates = bootstrap(per_sequence, STATISTICS, resamples, seed)
+    return with_intervals(points, replicates), replicates

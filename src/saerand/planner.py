@@ -193,6 +193,7 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     rules["autointerp_figures"].jobs += len({t.model for t in costs.autointerp_targets}) * len(
         config.get("autointerp", {}).get("explainers", []))
     rules["aggregate_metrics"].jobs = 1
+    rules["claims"].jobs = 1
     if "sweep" in config:
         rules["plot_hyperparameter_sweep"].jobs = 1
     if "toy" in config:

@@ -11,7 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -33,9 +33,10 @@ READINGS = {
                          "cosine_similarity": "cosine_similarity_masked"},
     "pooled": {"explained_variance": "explained_variance", "cosine_similarity": "cosine_similarity"},
 }
-READING_NOTES = {"masked_per_token": "per token, special tokens masked", "pooled": "pooled, all positions"}
+# Short enough to stand beside a 2-inch row (the caption and README say more).
+READING_NOTES = {"masked_per_token": "per token, masked", "pooled": "pooled"}
 FIGURE3_METRICS = {
-    "explained_variance": "Explained Variance (R²)",
+    "explained_variance": "Explained Var. (R²)",
     "cosine_similarity": "Cosine Similarity",
     "l1": "L1 Norm",
     "ce_loss_score": "CE Loss Score (Trained)",
@@ -49,7 +50,8 @@ FIGURE3_METRICS = {
 def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) -> sns.FacetGrid:
     """One row per metric, one column per model, one line per variant; EV and cosine in `reading`.
     A metric only some of the SAEs have (auto-interp covers the study's own) gets no row."""
-    table = table.assign(**{row: table[column] for row, column in READINGS[reading].items()})
+    table = table.assign(**{f"{row}{suffix}": table[f"{column}{suffix}"] for row, column in READINGS[reading].items()
+                            for suffix in ("", "_low", "_high") if f"{column}{suffix}" in table.columns})
     metrics = [m for m in FIGURE3_METRICS if m in table.columns and table[m].notna().all()]
     keys = [c for c in ("model", "variant", "layer", "expansion_factor", "k") if c in table.columns]
     long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric")
@@ -64,17 +66,47 @@ def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) ->
         height=2.0, aspect=1.4, facet_kws={"sharey": "row", "sharex": "col"}, **relplot_kwargs,
     )
     grid.set_titles(template="")
+    _draw_intervals(grid, table, x, metrics, hue_order)
     for (metric, model), ax in grid.axes_dict.items():
         label = FIGURE3_METRICS[metric]
         ax.set_ylabel(f"{label}\n({READING_NOTES[reading]})" if metric in READINGS[reading] else label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if metric == "l1":
             ax.set_yscale("log")
+            # Plain numbers at 1, 2, 5 x 10^n rather than 3 x 10^1.
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         else:
             ax.ticklabel_format(axis="y", useOffset=False)
         if metric == metrics[0]:
             ax.set_title(model)
     return grid
+
+
+def _draw_intervals(grid: sns.FacetGrid, table: pd.DataFrame, x: str, metrics: list[str], hue_order: list[str]) -> None:
+    """Each point's 95% bootstrap interval (`<column>_low` / `_high`): a band along a line of one SAE
+    per x (Figure 3); bars at the mean of the interval bounds where a point averages several SAEs
+    (Figure 11's layers)."""
+    for (metric, model), ax in grid.axes_dict.items():
+        if metric == "ce_loss_score":
+            rows = table[(table["model"] == model) & (table["variant"] == "trained")]
+        else:
+            rows = table[table["model"] == model]
+        if f"{metric}_low" not in rows.columns or rows[f"{metric}_low"].isna().all():
+            continue
+        styles = ["k"] if "k" in rows.columns and rows["k"].nunique() > 1 else []
+        for (variant, *_), line in rows.groupby(["variant", *styles]):
+            name, colour = VARIANT_STYLE[variant]
+            if name not in hue_order:
+                continue
+            bounds = line.groupby(x)[[f"{metric}_low", f"{metric}_high"]].mean().sort_index()
+            if line.duplicated(x).any():
+                centre = line.groupby(x)[metric].mean().sort_index()
+                ax.errorbar(bounds.index, centre, yerr=[centre - bounds.iloc[:, 0], bounds.iloc[:, 1] - centre],
+                            fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, alpha=0.7)
+            else:
+                ax.fill_between(bounds.index, bounds.iloc[:, 0], bounds.iloc[:, 1], color=colour, alpha=0.2, lw=0)
 
 
 def save_figure(figure: plt.Figure, path: str | Path, provenance: Mapping) -> None:
@@ -89,18 +121,19 @@ def _save(grid: sns.FacetGrid, path: str | Path, provenance: dict) -> None:
 
 
 def figure3(table: pd.DataFrame, path: str | Path, provenance: dict, reading: str) -> None:
-    """Metric against layer, one line per variant: the SAEs at one (expansion, k)."""
+    """Metric against layer, one line per variant with its 95% bootstrap band: the SAEs at one (expansion, k)."""
     if table.duplicated(["model", "variant", "layer"]).any():
         raise ValueError("figure 3 takes one SAE per (model, variant, layer); select one (expansion, k)")
-    grid = _metric_grid(table, x="layer", reading=reading)
+    grid = _metric_grid(table, x="layer", reading=reading, errorbar=None)
     grid.set_xlabels("Layer")
     _save(grid, path, provenance)
 
 
 def figure11(table: pd.DataFrame, path: str | Path, provenance: dict, reading: str) -> None:
-    """Metric against expansion factor, solid/dashed per k, mean and standard error over layers."""
+    """Metric against expansion factor, solid/dashed per k, the mean over layers with bars from the
+    mean of the layers' 95% interval bounds."""
     table = table.assign(k=table["k"].map(lambda k: f"k = {k}"))
-    grid = _metric_grid(table, x="expansion_factor", reading=reading, style="k", errorbar="se", err_style="bars")
+    grid = _metric_grid(table, x="expansion_factor", reading=reading, style="k", errorbar=None)
     for ax in grid.axes.flat:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(table["expansion_factor"].unique()), map(str, sorted(table["expansion_factor"].unique())))

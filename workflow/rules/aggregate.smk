@@ -31,10 +31,14 @@ rule aggregate_metrics:
         if AUTOINTERP
         else [],
     output:
-        table="results/metrics.csv",
-        provenance="results/metrics.provenance.json",
-        figure="results/figures/sae_metrics.png",
+        table=report("results/metrics.csv", caption="../report/metrics_table.rst", category=SECTION3,
+                     subcategory="Tables", labels={"item": "metrics of every SAE"}),
+        provenance=report("results/metrics.provenance.json", caption="../report/provenance.rst", category=SECTION3,
+                          subcategory="Tables", labels={"item": "provenance of the metrics table"}),
+        figure=report("results/figures/sae_metrics.png", caption="../report/figure3.rst", category=SECTION3,
+                      subcategory="Figures", labels={"item": "Figure 3"}),
     params:
+        deviations=DEVIATIONS,
         saes=AGGREGATED_SAES,
         autointerp_saes=[list(t) for t in AUTOINTERP_TARGETS],
         explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
@@ -57,8 +61,10 @@ rule plot_hyperparameter_sweep:
     input:
         table="results/metrics.csv",
     output:
-        "results/figures/hyperparameter_sweep.png",
+        report("results/figures/hyperparameter_sweep.png", caption="../report/figure11.rst", category=SECTION3,
+               subcategory="Figures", labels={"item": "Figure 11"}),
     params:
+        deviations=DEVIATIONS,
         sweep=SWEEP_SELECTION,
         reading=config["evaluation"]["figure_reading"],
     resources:
@@ -72,3 +78,36 @@ rule plot_hyperparameter_sweep:
         "../../envs/aggregate.yaml"
     script:
         "../scripts/plot_hyperparameter_sweep.py"
+
+
+# The paper's claims as numbers (saerand.claims), on the study's own SAEs.
+CLAIM_SAES = [list(t) for t in SAE_TARGETS if t.hyperparameters == main_hyperparameters(config)]
+
+
+rule claims:
+    input:
+        metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in CLAIM_SAES],
+        autointerp=[f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_STUDY_TARGETS for e in AUTOINTERP["explainers"]]
+        if AUTOINTERP
+        else [],
+    output:
+        table=report("results/claims.csv", caption="../report/claims.rst", category=CLAIMS,
+                     labels={"item": "the paper's claims"}),
+        provenance="results/claims.provenance.json",
+    params:
+        saes=CLAIM_SAES,
+        autointerp_saes=[list(t) for t in AUTOINTERP_STUDY_TARGETS],
+        explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
+        margins=config["evaluation"]["similarity_margins"],
+        reading=config["evaluation"]["figure_reading"],
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    log:
+        "logs/claims.log",
+    benchmark:
+        "benchmarks/claims.tsv"
+    conda:
+        "../../envs/aggregate.yaml"
+    script:
+        "../scripts/claims.py"

@@ -115,9 +115,13 @@ rule autointerp_figures:
     input:
         lambda wc: [f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
     output:
-        roc="results/figures/roc_{model}_{explainer}.png",
-        examples="results/autointerp/examples_{model}_{explainer}.csv",
+        roc=report("results/figures/roc_{model}_{explainer}.png", caption="../report/roc.rst", category=SECTION33,
+                   subcategory="{model}", labels={"item": "ROC curves", "explainer": "{explainer}"}),
+        examples=report("results/autointerp/examples_{model}_{explainer}.csv", caption="../report/examples.rst",
+                        category=SECTION33, subcategory="{model}",
+                        labels={"item": "latent examples", "explainer": "{explainer}"}),
     params:
+        deviations=DEVIATIONS,
         saes=lambda wc: [list(t) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
         per_sae=5,
     resources:

@@ -24,6 +24,7 @@ from saerand.config import (
     token_split,
 )
 from saerand.fetch import RECORDS, llm_artefact, model_artefacts, hub_dataset, record_path, study_artefacts
+from saerand.report import deviations
 from saerand.toy.glove import glove_downloads, glove_hint
 
 
@@ -47,6 +48,15 @@ wildcard_constraints:
 
 SAE_TARGETS = COSTS.targets
 TRAIN_SHARDS = COSTS.shards
+
+
+# The report (snakemake --report): categories by the paper's sections, and the captions' notes on
+# where this config differs from the paper.
+CLAIMS = "1. Claims"
+SECTION3 = "2. Section 3: SAEs on transformers"
+SECTION33 = "3. Section 3.3: auto-interpretability"
+SECTION4 = "4. Section 4: toy models"
+DEVIATIONS = deviations(config)
 
 
 # What comes from the network (workflow/rules/prefetch.smk): the download cache's records, and the

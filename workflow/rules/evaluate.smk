@@ -13,6 +13,7 @@ rule evaluate_sae:
         evaluation=config["evaluation"],
         model=model_settings,
         variant_seed=config["variant_seed"],
+        seed=config["seed"],
     # One thread: mostly start-up and small matrices, so two such jobs at once use two cores better
     # than one job with two threads.
     threads: 1

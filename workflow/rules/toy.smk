@@ -5,7 +5,8 @@
 
 rule toy_figure4:
     output:
-        "results/toy/figures/figure4_lomax.png",
+        report("results/toy/figures/figure4_lomax.png", caption="../report/figure4.rst", category=SECTION4,
+               labels={"item": "Figure 4"}),
     params:
         lomax=config.get("toy", {}).get("lomax"),
     resources:
@@ -65,7 +66,9 @@ rule toy_aggregate:
         toy_seed_tables,
     output:
         table="results/toy/{toy_dataset}/metrics.csv",
-        figures=directory("results/toy/{toy_dataset}/figures"),
+        figures=report(directory("results/toy/{toy_dataset}/figures"), patterns=["{name}.png"],
+                       caption="../report/toy_pareto.rst", category=SECTION4, subcategory="{toy_dataset}",
+                       labels={"item": "{name}"}),
     params:
         dataset=lambda wc: TOY_DATASETS[wc.toy_dataset],
     resources:

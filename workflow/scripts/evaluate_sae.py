@@ -21,13 +21,17 @@ sae = SparseCoder.load_from_disk(snakemake.input.sae, device=device)
 cache = ActivationCache(snakemake.input.cache)
 # BOS/EOS/pad positions are masked out of the SAEBench-style metrics.
 special_token_ids = load_tokenizer(model["location"], model["revision"]).all_special_ids
-metrics = evaluate_sae(sae, cache, layer, batch_rows=evaluation["batch_tokens"], special_token_ids=special_token_ids,
-                       device=device)
+# Every SAE resamples the same held-out sequences with the same seed: replicates pair across SAEs.
+intervals = {"resamples": evaluation["bootstrap_resamples"], "seed": params.seed}
+metrics, replicates = evaluate_sae(sae, cache, layer, batch_rows=evaluation["batch_tokens"],
+                                   special_token_ids=special_token_ids, device=device, **intervals)
 # The held-out store's noise stream: the control's CE/KL scores read no training inputs.
 subject, variant_record = load_variant(
     model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
 )
-metrics |= downstream_scores(subject, sae, layer, cache.tokens(), batch_sequences=evaluation["batch_sequences"])
+scores, score_replicates = downstream_scores(subject, sae, layer, cache.tokens(),
+                                             batch_sequences=evaluation["batch_sequences"], **intervals)
+metrics |= scores
 print(metrics)
 write_json(snakemake.output[0], provenance(
     model=wildcards.model, variant=wildcards.variant, layer=layer, metrics=metrics,
@@ -36,4 +40,6 @@ write_json(snakemake.output[0], provenance(
     sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
     evaluation=evaluation, eval_cache=cache.attrs, variant_record=variant_record,
     special_token_ids=special_token_ids,
+    bootstrap=intervals | {"unit": "held-out sequence", "replicates": {
+        name: [round(value, 7) for value in values.tolist()] for name, values in (replicates | score_replicates).items()}},
 ))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, write_json
 from ..config import revision_for
+from ..intervals import bootstrap_mean, with_intervals
 from ..models import load_tokenizer
 from ..provenance import provenance
 from .delphi_compat import DelphiTokenizer, import_delphi
@@ -39,15 +40,6 @@ def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[s
         tokenizer=tokenizer, modules=[module], latents={module: torch.tensor(selection["selected"], dtype=torch.long)},
     )
     return dataset, selection
-
-
-def bootstrap_mean(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float, float]:
-    """Mean and a percentile 95% interval over `values` (NaNs dropped)."""
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return float("nan"), float("nan"), float("nan")
-    means = np.random.default_rng(seed).choice(values, size=(resamples, len(values))).mean(axis=1)
-    return float(values.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 async def score_latents(records: list, score, log: LatentLog, concurrency: int, check=lambda: None) -> None:
@@ -119,10 +111,15 @@ def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings:
         **{f"{scorer}_unparsed": sum(entry[f"{scorer}_unparsed"] for entry in scored) for scorer in SCORERS},
     }
     columns = [f"{scorer}_auroc" for scorer in SCORERS] + ["entropy_nats", "entropy_normalised"]
+    replicates = {}
     for offset, column in enumerate(columns):
         values = np.array([entry[column] for entry in scored], dtype=float)
-        mean, low, high = bootstrap_mean(values, settings["bootstrap_resamples"], settings["seed"] + offset)
-        summary.update({column: mean, f"{column}_low": low, f"{column}_high": high})
+        summary[column], replicates[column] = bootstrap_mean(values, settings["bootstrap_resamples"],
+                                                             settings["seed"] + offset)
+    summary = with_intervals(summary, replicates)
+    summary["bootstrap"] = {"unit": "sampled latent", "resamples": settings["bootstrap_resamples"],
+                            "replicates": {name: [round(v, 7) for v in values.tolist()]
+                                           for name, values in replicates.items()}}
     samples = pd.DataFrame([{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]])
     with atomic_directory(output) as staging:
         with open(staging / "latents.jsonl", "w") as handle:

@@ -1,0 +1,183 @@
+"""Where a study stands: per stage, how many SAEs are done, running and waiting, and the time left.
+
+    python -m saerand.status --configfile config/config.yaml [--directory .] [--gpus N]
+
+Read from the working directory, without Snakemake: a stage is done for an SAE when its output
+exists, running when Snakemake has marked that output incomplete (a job started or submitted and not
+yet finished; a killed run's marks stay until Snakemake runs again) and waiting otherwise. Where
+Slurm's `squeue` is on PATH, this user's queued and running jobs per rule. The GPU time left is the
+planner's FLOP model over the GPU jobs still to run, at each rule's throughput measured from the
+finished jobs' benchmark files (the planner's assumed throughput for a rule with none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import shutil
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from saerand.config import SaeTarget, layer_checkpoint_directory, load_config
+from saerand.costs import GPU_RULES, StudyCosts, rule_flops_per_second
+from saerand.planner import SCHEMA, measured_throughput
+
+STATES = ("done", "running", "waiting")
+
+
+@dataclass
+class Status:
+    saes: int
+    stages: dict[str, Counter] = field(default_factory=dict)  # stage -> state -> SAEs
+    gpu_hours_left: float = 0.0
+    calibrated_rules: dict[str, int] = field(default_factory=dict)  # rule -> finished jobs measured
+    queue: Counter = field(default_factory=Counter)  # (rule, Slurm state) -> jobs
+
+
+def incomplete_outputs(directory: Path) -> set[str]:
+    """Outputs Snakemake has marked incomplete (.snakemake/incomplete: one file per output, its path
+    urlsafe-base64 encoded, split into '@'-prefixed folders where longer than a file name)."""
+    root = directory / ".snakemake" / "incomplete"
+    paths = set()
+    for marker in root.rglob("*") if root.is_dir() else []:
+        if not marker.is_file() or marker.name == "migration_underway":
+            continue
+        encoded = "".join(part.removeprefix("@") for part in marker.relative_to(root).parts)
+        try:
+            paths.add(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode())
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return paths
+
+
+def _running(path: str, incomplete: set[str]) -> bool:
+    return any(marked == path or marked.startswith(path.rstrip("/") + "/") for marked in incomplete)
+
+
+def slurm_queue() -> Counter:
+    """This user's Slurm jobs per (rule, state), from the comment the Snakemake Slurm executor gives
+    each job ('rule_<name>_wildcards_...'); empty where there is no squeue."""
+    if shutil.which("squeue") is None:
+        return Counter()
+    result = subprocess.run(["squeue", "--me", "-h", "-o", "%T|%k"], capture_output=True, text=True, timeout=60)
+    queue: Counter = Counter()
+    for line in result.stdout.splitlines():
+        state, _, comment = line.partition("|")
+        match = re.match(r"rule_(.+?)(?:_wildcards_|$)", comment.strip())
+        if match:
+            queue[(match[1], state.strip().lower())] += 1
+    return queue
+
+
+def study_status(config: dict[str, Any], directory: Path, queue: Counter | None = None) -> Status:
+    costs = StudyCosts(config)
+    incomplete = incomplete_outputs(directory)
+    explainers = config.get("autointerp", {}).get("explainers", [])
+    interpreted = set(costs.autointerp_targets)
+    status = Status(saes=len(costs.targets), queue=slurm_queue() if queue is None else queue)
+
+    def exists(path: str) -> bool:
+        return (directory / path).exists()
+
+    def count(stage: str, targets: list[SaeTarget], output) -> list[SaeTarget]:
+        """Tally `stage` over `targets`; the targets whose stage is still to run."""
+        states = Counter({state: 0 for state in STATES})
+        left = []
+        for target in targets:
+            path = output(target)
+            state = "done" if exists(path) and not _running(path, incomplete) else (
+                "running" if _running(path, incomplete) else "waiting")
+            states[state] += 1
+            if state != "done":
+                left.append(target)
+        status.stages[stage] = states
+        return left
+
+    untrained = count("training", costs.targets, lambda t: f"{t.directory}/sae")
+    unevaluated = count("evaluation", costs.targets, lambda t: f"{t.directory}/metrics.json")
+    for explainer in explainers:
+        count(f"autointerp ({explainer})", [t for t in costs.targets if t in interpreted],
+                              lambda t, e=explainer: f"{t.directory}/autointerp/{e}")
+    # GPU jobs still to run, with the planner's FLOPs.
+    flops: Counter = Counter()
+    shards = range(len(costs.shards))
+    for model, variant, layer in dict.fromkeys((t.model, t.variant, t.layer) for t in untrained):
+        finished = [s for s in shards if exists(layer_checkpoint_directory(model, variant, layer, s))]
+        for shard in shards[max(finished, default=-1) + 1 :]:
+            flops["train_layer_shard"] += costs.train_layer_shard(model, layer, shard).flops
+    for model, variant in dict.fromkeys((t.model, t.variant) for t in untrained):
+        first = min(_first_shard_left(costs, directory, t) for t in untrained if (t.model, t.variant) == (model, variant))
+        for shard in shards[first:]:
+            flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
+    for model, variant in dict.fromkeys((t.model, t.variant) for t in costs.targets):
+        if not exists(f"results/{model}/{variant}/cache/eval.zarr"):
+            flops["cache_eval"] += costs.cache_eval(model).flops
+    for target in unevaluated:
+        flops["evaluate_sae"] += costs.evaluate_sae(target).flops
+    for model, variant in dict.fromkeys((t.model, t.variant) for t in interpreted):
+        if not exists(f"results/{model}/{variant}/autointerp/latents"):
+            flops["collect_latents"] += costs.collect_latents(model).flops
+    if "llm" in explainers:
+        left = status.stages["autointerp (llm)"]["running"] + status.stages["autointerp (llm)"]["waiting"]
+        flops["autointerp_llm"] += left * costs.autointerp_llm().flops  # as the planner counts it
+    for dataset, spec in costs.toy_datasets.items():
+        if costs.toy_on_gpu(dataset):
+            for seed in spec["seeds"]:
+                if not exists(f"results/toy/{dataset}/seed-{seed}.csv"):
+                    flops["toy_sweep_gpu"] += costs.toy_sweep(dataset).flops
+    benchmarks = directory / "benchmarks"
+    measured = measured_throughput(costs, benchmarks) if benchmarks.is_dir() else {}
+    status.calibrated_rules = {rule: files for rule, (_, files) in measured.items()}
+    for rule, rule_flops in flops.items():
+        if rule in GPU_RULES:
+            per_second = measured[rule][0] if rule in measured else rule_flops_per_second(rule)
+            status.gpu_hours_left += rule_flops / per_second / 3600
+    return status
+
+
+def _first_shard_left(costs: StudyCosts, directory: Path, target: SaeTarget) -> int:
+    """The first training shard the target's layer has not trained on (its chain's checkpoints)."""
+    finished = [s for s in range(len(costs.shards))
+                if (directory / layer_checkpoint_directory(target.model, target.variant, target.layer, s)).exists()]
+    return max(finished, default=-1) + 1
+
+
+def _duration(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.1f} min"
+
+
+def format_status(status: Status, gpus: int) -> str:
+    width = max(len(stage) for stage in status.stages)
+    lines = [f"{status.saes} SAEs", f"{'stage':<{width}}  " + "  ".join(f"{s:>8}" for s in STATES)]
+    for stage, states in status.stages.items():
+        lines.append(f"{stage:<{width}}  " + "  ".join(f"{states[s]:>8}" for s in STATES))
+    calibrated = ", ".join(f"{rule} ({n})" for rule, n in sorted(status.calibrated_rules.items())) or "none yet"
+    lines.append(f"GPU time left: {_duration(status.gpu_hours_left)}, about {_duration(status.gpu_hours_left / gpus)} "
+                 f"on {gpus} GPU{'s' if gpus > 1 else ''} (throughput measured on finished jobs of: {calibrated})")
+    if status.queue:
+        by_state = Counter()
+        for (_, state), jobs in status.queue.items():
+            by_state[state] += jobs
+        per_rule = ", ".join(f"{rule} {state} {jobs}" for (rule, state), jobs in sorted(status.queue.items()))
+        lines.append("Slurm: " + ", ".join(f"{jobs} {state}" for state, jobs in sorted(by_state.items()))
+                     + f" ({per_rule})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Status:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument("--directory", default=".", help="the study's working directory (where Snakemake runs)")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs working at once, for the wall-clock estimate")
+    args = parser.parse_args(argv)
+    status = study_status(load_config(args.configfile, SCHEMA), Path(args.directory))
+    print(format_status(status, max(1, args.gpus)))
+    return status
+
+
+if __name__ == "__main__":
+    main()
