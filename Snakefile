@@ -14,16 +14,19 @@ min_version("9.0")
 
 report: "workflow/report/workflow.rst"
 
+
 # Jobs inherit this: one progress line per 10 s keeps multi-hour job logs small.
 os.environ.setdefault("TQDM_MININTERVAL", "10")
 
 
 # Validate before any job runs; defaults from the schema are filled in.
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# This file's folder, also where another workflow uses this one as a module (workflow.basedir is then its own).
+REPOSITORY = Path(workflow.current_basedir)
+SCHEMA = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
 if config:
     config.update(validate_config(config, SCHEMA))
 else:
-    config.update(load_config(Path(workflow.basedir) / "config" / "config.yaml", SCHEMA))
+    config.update(load_config(REPOSITORY / "config" / "config.yaml", SCHEMA))
 
 
 # Jobs read the hub offline from the download cache; only the fetch rules (prefetch.smk) go online.
@@ -43,6 +46,7 @@ include: "workflow/rules/toy.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/metrics.csv",
         "results/claims.csv",
@@ -53,4 +57,3 @@ rule all:
         [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],
-    default_target: True

@@ -25,8 +25,9 @@ from saerand.cache import ActivationCache
 
 def synthetic_store(path: Path, tokens: int, d_model: int, chunk_rows: int, dtype: str) -> None:
     group = zarr.open_group(path, mode="w", zarr_format=3)
-    array = group.create_array("layers.0", shape=(tokens, d_model), chunks=(chunk_rows, d_model), dtype=dtype,
-                               compressors=None, fill_value=0)
+    array = group.create_array(
+        "layers.0", shape=(tokens, d_model), chunks=(chunk_rows, d_model), dtype=dtype, compressors=None, fill_value=0
+    )
     rng = np.random.default_rng(0)
     for start in range(0, tokens, chunk_rows):
         rows = min(chunk_rows, tokens - start)
@@ -72,9 +73,12 @@ def main(argv=None) -> dict[str, float]:
         for window in args.windows:
             for block in args.blocks:
                 results[f"mixed_window_{window}_block_{block}"] = args.tokens / read_seconds(
-                    cache, args.batch_rows, 0, window, block)
-    print(f"{args.tokens} tokens x d_model {args.d_model}, {args.dtype}, chunks of {args.chunk_rows} rows, "
-          f"batches of {args.batch_rows}")
+                    cache, args.batch_rows, 0, window, block
+                )
+    print(
+        f"{args.tokens} tokens x d_model {args.d_model}, {args.dtype}, chunks of {args.chunk_rows} rows, "
+        f"batches of {args.batch_rows}"
+    )
     print_rates(results, "stored", "tokens/s")
     return results
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from datasets import Dataset
-from sparsify import SaeConfig, SparseCoder, Trainer, TrainConfig
+from sparsify import SaeConfig, SparseCoder, TrainConfig, Trainer
 from transformers import AutoConfig
 
 from saerand.cache import ActivationCache, write_activation_cache
@@ -46,20 +46,36 @@ def main(argv=None) -> int:
     layers = list(range(depth))
     train_ids = token_sequences(text_file_dataset(args.text / "train.txt"), tokenizer, args.context, args.train_tokens)
     eval_ids = token_sequences(text_file_dataset(args.text / "eval.txt"), tokenizer, args.context, args.eval_tokens)
-    settings = {"expansion_factor": args.expansion, "k": args.k, "batch_size": args.batch_size,
-                "optimizer": args.optimizer, "seed": 0, "buffer_shuffle": False, "buffer_window_chunks": 8, "buffer_block_rows": 16}
+    settings = {
+        "expansion_factor": args.expansion,
+        "k": args.k,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "seed": 0,
+        "buffer_shuffle": False,
+        "buffer_window_chunks": 8,
+        "buffer_block_rows": 16,
+    }
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         subject = SubjectModel(model, "trained")
         for name, ids in (("train", train_ids), ("eval", eval_ids)):
-            write_activation_cache(scratch / f"{name}.zarr", subject, ids, layers, batch_sequences=64,
-                                   dtype="float32", chunk_rows=16384)
+            write_activation_cache(
+                scratch / f"{name}.zarr", subject, ids, layers, batch_sequences=64, dtype="float32", chunk_rows=16384
+            )
         train_cache, eval_cache = ActivationCache(scratch / "train.zarr"), ActivationCache(scratch / "eval.zarr")
 
-        config = TrainConfig(SaeConfig(expansion_factor=args.expansion, k=args.k), batch_size=args.batch_size,
-                             layers=layers, optimizer=args.optimizer, save_dir=str(scratch / "sparsify"),
-                             run_name="run", log_to_wandb=False, save_every=10**9)
+        config = TrainConfig(
+            SaeConfig(expansion_factor=args.expansion, k=args.k),
+            batch_size=args.batch_size,
+            layers=layers,
+            optimizer=args.optimizer,
+            save_dir=str(scratch / "sparsify"),
+            run_name="run",
+            log_to_wandb=False,
+            save_every=10**9,
+        )
         Trainer(config, Dataset.from_dict({"input_ids": train_ids.tolist()}).with_format("torch"), model).fit()
 
         print(f"{'layer':>5} {'EV ours':>9} {'EV sparsify':>12} {'|diff|':>9}")
@@ -67,7 +83,10 @@ def main(argv=None) -> int:
         for layer in layers:
             ours, _ = train_sae(train_cache, layer, settings, args.context)
             theirs = SparseCoder.load_from_disk(scratch / "sparsify" / "run" / f"layers.{layer}")
-            ev = [evaluate_sae(sae, eval_cache, layer, batch_rows=4096, special_token_ids=[])[0]["explained_variance"] for sae in (ours, theirs)]
+            ev = [
+                evaluate_sae(sae, eval_cache, layer, batch_rows=4096, special_token_ids=[])[0]["explained_variance"]
+                for sae in (ours, theirs)
+            ]
             worst = max(worst, abs(ev[0] - ev[1]))
             print(f"{layer:>5} {ev[0]:>9.5f} {ev[1]:>12.5f} {abs(ev[0] - ev[1]):>9.2e}")
     print(f"largest |EV difference| = {worst:.2e} (goal <= 0.01)")

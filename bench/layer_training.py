@@ -61,8 +61,16 @@ def main(argv=None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     points = [[int(v) for v in point.split(":")] for point in args.points]
-    settings = {"batch_size": args.batch_size, "optimizer": "adam", "lr_warmup_steps": 10, "seed": 0,
-                "buffer_shuffle": True, "buffer_window_chunks": 8, "buffer_block_rows": 16, "device": "cpu"}
+    settings = {
+        "batch_size": args.batch_size,
+        "optimizer": "adam",
+        "lr_warmup_steps": 10,
+        "seed": 0,
+        "buffer_shuffle": True,
+        "buffer_window_chunks": 8,
+        "buffer_block_rows": 16,
+        "device": "cpu",
+    }
     sae_tokens = args.tokens * len(points)
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -76,8 +84,10 @@ def main(argv=None) -> dict[str, float]:
         results["separate_jobs"] = 1 / sum(1 / rate([[point]]) for point in points)
         results["one_process"] = rate([[point] for point in points])
         results["one_read"] = rate([points])
-    print(f"{len(points)} SAEs ({' '.join(args.points)}) on {args.tokens} tokens x d_model {args.d_model}, "
-          f"batches of {args.batch_size * args.context} tokens, {args.threads} thread(s) per process")
+    print(
+        f"{len(points)} SAEs ({' '.join(args.points)}) on {args.tokens} tokens x d_model {args.d_model}, "
+        f"batches of {args.batch_size * args.context} tokens, {args.threads} thread(s) per process"
+    )
     print_rates(results, "separate_jobs", "SAE-tokens/s")
     return results
 

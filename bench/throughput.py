@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
-from sparsify import SaeConfig, Trainer, TrainConfig
+from sparsify import SaeConfig, TrainConfig, Trainer
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from saerand.cache import ActivationCache, write_activation_cache
@@ -45,9 +45,15 @@ SIZES = {  # Pythia's published architectures (hidden, layers, heads)
 def neox(size: str, context: int) -> GPTNeoXForCausalLM:
     hidden, layers, heads = SIZES[size]
     config = GPTNeoXConfig(
-        vocab_size=50304 if size != "toy" else 4096, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=context,
-        rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
+        vocab_size=50304 if size != "toy" else 4096,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=context,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
     )
     return GPTNeoXForCausalLM(config)
 
@@ -79,8 +85,14 @@ def storage_write_bytes_per_s(folder: str, total_bytes: int, block_bytes: int = 
 
 def sae_step_memory(device: str, d_in: int, num_latents: int, k: int, batch_tokens: int) -> float | None:
     """Peak GPU GiB of one Adam step of the SAE (None without CUDA: the step still runs)."""
-    settings = {"expansion_factor": num_latents // d_in, "k": k, "batch_size": 1, "optimizer": "adam",
-                "device": device, "lr_warmup_steps": 10}
+    settings = {
+        "expansion_factor": num_latents // d_in,
+        "k": k,
+        "batch_size": 1,
+        "optimizer": "adam",
+        "device": device,
+        "lr_warmup_steps": 10,
+    }
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -113,27 +125,48 @@ def main(argv=None) -> dict[str, float]:
     n_sequences = max(args.batch_sequences, args.tokens // args.context)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (n_sequences, args.context)).astype(np.int32)
     tokens = ids.size
-    settings = {"expansion_factor": args.expansion, "k": args.k, "batch_size": args.batch_sequences,
-                "optimizer": "signum", "device": device, "seed": 0,
-                # The buffer mixed as the paper's config trains (bench/buffer_read.py: the read orders).
-                "buffer_shuffle": True, "buffer_window_chunks": 8, "buffer_block_rows": 16}
+    settings = {
+        "expansion_factor": args.expansion,
+        "k": args.k,
+        "batch_size": args.batch_sequences,
+        "optimizer": "signum",
+        "device": device,
+        "seed": 0,
+        # The buffer mixed as the paper's config trains (bench/buffer_read.py: the read orders).
+        "buffer_shuffle": True,
+        "buffer_window_chunks": 8,
+        "buffer_block_rows": 16,
+    }
     results: dict[str, float] = {}
 
     def bare_forward():
         with torch.no_grad():
             for start in range(0, n_sequences, args.batch_sequences):
-                model.base_model(input_ids=torch.from_numpy(ids[start : start + args.batch_sequences]).long().to(device),
-                                 use_cache=False)
+                model.base_model(
+                    input_ids=torch.from_numpy(ids[start : start + args.batch_sequences]).long().to(device),
+                    use_cache=False,
+                )
 
     bare_forward()  # warm-up (kernels, allocator)
     bytes_per_token = len(layers) * model.config.hidden_size * np.dtype(args.dtype).itemsize
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        results["storage_bound_tokens_per_s"] = storage_write_bytes_per_s(scratch, tokens * bytes_per_token) / bytes_per_token
+        results["storage_bound_tokens_per_s"] = (
+            storage_write_bytes_per_s(scratch, tokens * bytes_per_token) / bytes_per_token
+        )
         store = Path(scratch) / "train.zarr"
         results["forward_tokens_per_s"] = tokens / timed(bare_forward, device)
-        results["cache_tokens_per_s"] = tokens / timed(lambda: write_activation_cache(
-            store, SubjectModel(model, "trained"), ids, layers, batch_sequences=args.batch_sequences,
-            dtype=args.dtype, chunk_rows=16384), device)
+        results["cache_tokens_per_s"] = tokens / timed(
+            lambda: write_activation_cache(
+                store,
+                SubjectModel(model, "trained"),
+                ids,
+                layers,
+                batch_sequences=args.batch_sequences,
+                dtype=args.dtype,
+                chunk_rows=16384,
+            ),
+            device,
+        )
         cache = ActivationCache(store)
         rows = args.batch_sequences * args.context
 
@@ -145,41 +178,65 @@ def main(argv=None) -> dict[str, float]:
 
         # Two steps first, untimed, as sparsify's Trainer gets after ours: its Triton kernels compile once.
         SaeTrainer(cache.d_model, settings, num_steps=2).train_on(
-            itertools.islice(training_batches(cache, layer, settings, args.context), 2))
+            itertools.islice(training_batches(cache, layer, settings, args.context), 2)
+        )
         ours = SaeTrainer(cache.d_model, settings, num_steps=n_sequences // args.batch_sequences)
         results["our_training_tokens_per_s"] = tokens / timed(
-            lambda: ours.train_on(training_batches(cache, layer, settings, args.context)), device)
+            lambda: ours.train_on(training_batches(cache, layer, settings, args.context)), device
+        )
 
-        config = TrainConfig(SaeConfig(expansion_factor=args.expansion, k=args.k), batch_size=args.batch_sequences,
-                             layers=[layer], save_dir=str(Path(scratch) / "sparsify"), run_name="bench",
-                             log_to_wandb=False, save_every=10**9)
+        config = TrainConfig(
+            SaeConfig(expansion_factor=args.expansion, k=args.k),
+            batch_size=args.batch_sequences,
+            layers=[layer],
+            save_dir=str(Path(scratch) / "sparsify"),
+            run_name="bench",
+            log_to_wandb=False,
+            save_every=10**9,
+        )
         dataset = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
         trainer = Trainer(config, dataset, model)
         trainer.save = lambda: None  # its end-of-fit checkpoint: ours writes none here
         results["sparsify_trainer_tokens_per_s"] = tokens / timed(trainer.fit, device)
 
-    d_in, latents = (4096, 262144) if device.startswith("cuda") else (model.config.hidden_size, model.config.hidden_size * args.expansion)
+    d_in, latents = (
+        (4096, 262144)
+        if device.startswith("cuda")
+        else (model.config.hidden_size, model.config.hidden_size * args.expansion)
+    )
     peak = sae_step_memory(device, d_in, latents, args.k, rows)
     results["a_cache_over_forward"] = results["cache_tokens_per_s"] / results["forward_tokens_per_s"]
     results["b_ours_over_sparsify"] = results["our_training_tokens_per_s"] / results["sparsify_trainer_tokens_per_s"]
     results["c_read_over_consumption"] = results["zarr_read_tokens_per_s"] / results["our_training_tokens_per_s"]
 
-    print(f"device {device}, {args.size}, {tokens} tokens, layer {layer}, SAE x{args.expansion} k{args.k}, "
-          f"batch {rows} tokens")
-    for key in ("forward_tokens_per_s", "cache_tokens_per_s", "storage_bound_tokens_per_s", "zarr_read_tokens_per_s",
-                "our_training_tokens_per_s", "sparsify_trainer_tokens_per_s"):
+    print(
+        f"device {device}, {args.size}, {tokens} tokens, layer {layer}, SAE x{args.expansion} k{args.k}, "
+        f"batch {rows} tokens"
+    )
+    for key in (
+        "forward_tokens_per_s",
+        "cache_tokens_per_s",
+        "storage_bound_tokens_per_s",
+        "zarr_read_tokens_per_s",
+        "our_training_tokens_per_s",
+        "sparsify_trainer_tokens_per_s",
+    ):
         print(f"  {key:32s} {results[key]:12.0f}")
     print(f"  (a) caching / bare forward       {results['a_cache_over_forward']:6.2f}   goal >= 0.8")
-    print(f"      caching / storage bound      {results['cache_tokens_per_s'] / results['storage_bound_tokens_per_s']:6.2f}"
-          f"   ({bytes_per_token} bytes per token, scratch {args.scratch or tempfile.gettempdir()})")
+    print(
+        f"      caching / storage bound      {results['cache_tokens_per_s'] / results['storage_bound_tokens_per_s']:6.2f}"
+        f"   ({bytes_per_token} bytes per token, scratch {args.scratch or tempfile.gettempdir()})"
+    )
     print(f"  (b) ours / sparsify Trainer      {results['b_ours_over_sparsify']:6.2f}   goal >= 1.0")
     print(f"  (c) zarr read / SAE consumption  {results['c_read_over_consumption']:6.2f}   goal >= 2")
     if peak is None:
         print(f"  (d) SAE step d={d_in} latents={latents}: ran; no GPU, so no GPU memory to report")
     else:
         results["d_peak_gpu_gib"] = peak
-        print(f"  (d) peak GPU memory, SAE step d={d_in} latents={latents} k={args.k} batch {rows}: {peak:.1f} GiB "
-              f"(an 80 GB card holds {80e9 / 2**30:.0f} GiB)")
+        print(
+            f"  (d) peak GPU memory, SAE step d={d_in} latents={latents} k={args.k} batch {rows}: {peak:.1f} GiB "
+            f"(an 80 GB card holds {80e9 / 2**30:.0f} GiB)"
+        )
     return results
 
 

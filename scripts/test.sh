@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --vllm
+# Lint and format (configured in pyproject.toml): a finding fails the run before any test.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/snakefmt --check Snakefile workflow/rules
 exec .venv/bin/python -m pytest "$@"

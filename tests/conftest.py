@@ -18,9 +18,17 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 @pytest.fixture(scope="session")
 def tiny_neox_config() -> GPTNeoXConfig:
     return GPTNeoXConfig(
-        vocab_size=512, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-        intermediate_size=256, max_position_embeddings=32, rotary_pct=0.25,
-        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
+        vocab_size=512,
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=256,
+        max_position_embeddings=32,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
     )
 
 
@@ -72,15 +80,27 @@ def raw_dir(tmp_path):
     tokens[rng.random(tokens.shape) < 0.04] = 301
     on_token = np.argwhere(np.isin(tokens, [300, 301]))
     at_random = np.argwhere(rng.random(tokens.shape) < len(on_token) / tokens.size)
-    locations = np.concatenate([np.c_[on_token, np.full(len(on_token), TOKEN_LATENT)],
-                                np.c_[at_random, np.full(len(at_random), RANDOM_LATENT)]])
-    activations = np.concatenate([np.where(tokens[tuple(on_token.T)] == 300, 2.0, 1.0),
-                                  rng.uniform(0.5, 2.0, len(at_random))])
+    locations = np.concatenate(
+        [
+            np.c_[on_token, np.full(len(on_token), TOKEN_LATENT)],
+            np.c_[at_random, np.full(len(at_random), RANDOM_LATENT)],
+        ]
+    )
+    activations = np.concatenate(
+        [np.where(tokens[tuple(on_token.T)] == 300, 2.0, 1.0), rng.uniform(0.5, 2.0, len(at_random))]
+    )
     from saerand.autointerp.latents import LatentSelection, save_latents
 
     selection = LatentSelection(16, 2, 0, 0, [TOKEN_LATENT, RANDOM_LATENT], [len(on_token), len(at_random)])
-    save_latents(tmp_path / "latents", "layers.0", tokens, locations, activations, selection,
-                 {"cache_ctx_len": 32, "model_name": "unused"})
+    save_latents(
+        tmp_path / "latents",
+        "layers.0",
+        tokens,
+        locations,
+        activations,
+        selection,
+        {"cache_ctx_len": 32, "model_name": "unused"},
+    )
     return tmp_path / "latents"
 
 
@@ -105,3 +125,14 @@ def mini_run(tmp_path_factory) -> tuple[Path, int]:
     """tests/configs/mini.yaml run end to end locally; also the reference for the Slurm run."""
     workdir = tmp_path_factory.mktemp("mini")
     return workdir, run_watching_shards(workdir)[0]
+
+
+# Fixtures that run the workflow, a Slurm cluster or an LLM server: every test using one takes
+# minutes and is marked slow, so `pytest -m "not slow"` is the quick loop (README: Development).
+SLOW_FIXTURES = {"mini_run", "finished_run", "slurm_study", "served_llm", "tiny_llama"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

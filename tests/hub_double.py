@@ -119,8 +119,7 @@ class HubDouble:
                     if parts[:1] == ["files"]:
                         return self._file(hub.root / "files" / "/".join(parts[1:]), {})
                     if parts[:1] == ["api"] and len(parts) >= 6 and parts[1] in ("models", "datasets"):
-                        return self._api(parts[1][:-1], "/".join(parts[2:4]), parts[4], parts[5],
-                                         parse_qs(url.query))
+                        return self._api(parts[1][:-1], "/".join(parts[2:4]), parts[4], parts[5], parse_qs(url.query))
                     repo_type = "dataset" if parts[:1] == ["datasets"] else "model"
                     parts = parts[1:] if repo_type == "dataset" else parts
                     if len(parts) >= 5 and parts[2] == "resolve":
@@ -137,7 +136,9 @@ class HubDouble:
                 commit, directory = found
                 files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
                 if kind == "revision":
-                    return self._send(200, {"id": repo_id, "sha": commit, "siblings": [{"rfilename": f} for f in files]})
+                    return self._send(
+                        200, {"id": repo_id, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
+                    )
                 entries = []
                 for name in files:
                     path = directory / name

@@ -44,7 +44,8 @@ def ensure_slurm_installed() -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise RuntimeError(
             f"Slurm test cluster needs {', '.join(missing)} on PATH; installing them needs "
-            f"root and apt-get (apt-get install {' '.join(APT_PACKAGES)})")
+            f"root and apt-get (apt-get install {' '.join(APT_PACKAGES)})"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
     res = subprocess.run(install, env=env, capture_output=True, text=True)
@@ -53,8 +54,9 @@ def ensure_slurm_installed() -> None:
         res = subprocess.run(install, env=env, capture_output=True, text=True)
     missing = [d for d in DAEMONS if shutil.which(d) is None]
     if res.returncode != 0 or missing:
-        raise RuntimeError(f"could not install Slurm (still missing: {', '.join(missing)}):\n"
-                           f"{(res.stdout + res.stderr)[-2000:]}")
+        raise RuntimeError(
+            f"could not install Slurm (still missing: {', '.join(missing)}):\n{(res.stdout + res.stderr)[-2000:]}"
+        )
 
 
 def _free_ports(n: int) -> list[int]:
@@ -95,9 +97,16 @@ class SlurmCluster:
     is the default one.
     """
 
-    def __init__(self, workdir: Path, cpus: int = 2, gpus: int = 2,
-                 real_memory_mb: int | None = None, partitions: dict[str, int | None] | None = None,
-                 start_timeout: float = 60.0, turn_timeout: float = 3600.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        cpus: int = 2,
+        gpus: int = 2,
+        real_memory_mb: int | None = None,
+        partitions: dict[str, int | None] | None = None,
+        start_timeout: float = 60.0,
+        turn_timeout: float = 3600.0,
+    ) -> None:
         self.workdir = Path(workdir).resolve()
         self.partitions = partitions or {"gpu-test": None}
         self.cpus, self.gpus, self.partition = cpus, gpus, next(iter(self.partitions))
@@ -108,8 +117,7 @@ class SlurmCluster:
             raise ValueError(f"real_memory_mb={self.real_memory_mb} must be below MemTotal={mem_total} MB")
         self.start_timeout, self.turn_timeout = start_timeout, turn_timeout
         self._turn = None
-        self.hostname = subprocess.run(["hostname", "-s"], capture_output=True, text=True,
-                                       check=True).stdout.strip()
+        self.hostname = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
         self.conf = self.workdir / "slurm.conf"
         self.jobcomp = self.workdir / "jobcomp.txt"
         self.logs = self.workdir / "log"
@@ -118,8 +126,9 @@ class SlurmCluster:
         self._short_dir: Path | None = None
         self.run_dir = self.workdir / "run"
         # Without SLURM_* leftovers (e.g. when tests themselves run inside a Slurm job).
-        self.env: dict[str, str] = {k: v for k, v in os.environ.items()
-                                    if not k.startswith(("SLURM_", "SBATCH_", "SQUEUE_", "SALLOC_"))}
+        self.env: dict[str, str] = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SQUEUE_", "SALLOC_"))
+        }
         self.env["SLURM_CONF"] = str(self.conf)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._linked_conf = False
@@ -133,8 +142,9 @@ class SlurmCluster:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> SlurmCluster:
@@ -144,24 +154,36 @@ class SlurmCluster:
         if DEFAULT_CONF.is_symlink() and (not DEFAULT_CONF.exists() or DEFAULT_CONF.read_text().startswith(MARKER)):
             DEFAULT_CONF.unlink()  # left by a killed test run: no other test cluster runs while we hold the turn
         if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
-            raise RuntimeError(f"{DEFAULT_CONF} exists: this machine has a Slurm of its own, and the test "
-                               "cluster needs that path for job steps; run the Slurm tests elsewhere")
+            raise RuntimeError(
+                f"{DEFAULT_CONF} exists: this machine has a Slurm of its own, and the test "
+                "cluster needs that path for job steps; run the Slurm tests elsewhere"
+            )
         DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
         DEFAULT_CONF.symlink_to(self.conf)
         self._linked_conf = True
         sock = self.run_dir / "munge.sock"
         # munged runs fine as root in the foreground with its own key/socket/pid/seed files.
-        self._spawn("munged", ["munged", "-F", "--force", f"--key-file={self.workdir / 'munge.key'}",
-                               f"--socket={sock}", f"--pid-file={self.run_dir / 'munged.pid'}",
-                               f"--seed-file={self.workdir / 'munged.seed'}",
-                               f"--log-file={self.logs / 'munged.log'}"])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "-F",
+                "--force",
+                f"--key-file={self.workdir / 'munge.key'}",
+                f"--socket={sock}",
+                f"--pid-file={self.run_dir / 'munged.pid'}",
+                f"--seed-file={self.workdir / 'munged.seed'}",
+                f"--log-file={self.logs / 'munged.log'}",
+            ],
+        )
         self._wait_for(sock.exists, "munged socket")
         # -c: a reused workdir starts with no old jobs (ids restart at 1, see _write_files).
         self._spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)])
         self._wait_for(lambda: self._cmd_ok(["scontrol", "ping"], "UP"), "slurmctld to answer")
         self._spawn("slurmd", ["slurmd", "-D", "-N", self.hostname, "-f", str(self.conf)])
-        self._wait_for(lambda: self._cmd_ok(["sinfo", "-h", "-N", "-o", "%T", "-n", self.hostname],
-                                            "idle"), "node to become idle")
+        self._wait_for(
+            lambda: self._cmd_ok(["sinfo", "-h", "-N", "-o", "%T", "-n", self.hostname], "idle"), "node to become idle"
+        )
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -202,16 +224,16 @@ class SlurmCluster:
     # ------------------------------------------------------------------ jobs
     def sbatch(self, *args: str) -> str:
         """Submit with ``sbatch --parsable ARGS`` and return the job id."""
-        res = subprocess.run(["sbatch", "--parsable", *args], env=self.env, capture_output=True,
-                             text=True, timeout=60)
+        res = subprocess.run(["sbatch", "--parsable", *args], env=self.env, capture_output=True, text=True, timeout=60)
         if res.returncode != 0:
             raise RuntimeError(f"sbatch {' '.join(args)} failed: {res.stderr.strip()}")
         return res.stdout.strip().split(";")[0]
 
     def squeue(self) -> list[dict[str, str]]:
         """Jobs slurmctld still knows (pending, running and, for MinJobAge s, finished)."""
-        res = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%r"], env=self.env,
-                             capture_output=True, text=True, timeout=30)
+        res = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%r"], env=self.env, capture_output=True, text=True, timeout=30
+        )
         rows = [line.split("|", 3) for line in res.stdout.splitlines() if line.strip()]
         return [dict(zip(("JobId", "JobName", "JobState", "Reason"), r)) for r in rows]
 
@@ -245,8 +267,9 @@ class SlurmCluster:
             if len(done) == len(set(job_ids)):
                 return done
             if time.monotonic() > deadline:
-                raise TimeoutError(f"jobs {sorted(set(job_ids) - set(done))} not finished after "
-                                   f"{timeout} s; squeue: {self.squeue()}")
+                raise TimeoutError(
+                    f"jobs {sorted(set(job_ids) - set(done))} not finished after {timeout} s; squeue: {self.squeue()}"
+                )
             time.sleep(0.5)
 
     def log_tails(self, lines: int = 30) -> str:
@@ -254,8 +277,7 @@ class SlurmCluster:
 
     # ------------------------------------------------------------------ internals
     def _live_job_ids(self) -> list[str]:
-        res = subprocess.run(["squeue", "-h", "-o", "%i"], env=self.env, capture_output=True,
-                             text=True, timeout=30)
+        res = subprocess.run(["squeue", "-h", "-o", "%i"], env=self.env, capture_output=True, text=True, timeout=30)
         return res.stdout.split() if res.returncode == 0 else []
 
     def _cmd_ok(self, cmd: list[str], expect: str) -> bool:
@@ -277,9 +299,9 @@ class SlurmCluster:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.logs / f"{name}.stdout", "ab")
         # Own session so a Ctrl-C in the test runner does not hit the daemons out of order.
-        self._procs[name] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, env=self.env,
-                                             start_new_session=True)
+        self._procs[name] = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         out.close()
 
     def _take_turn(self) -> None:
@@ -292,8 +314,9 @@ class SlurmCluster:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"another test run's Slurm cluster held {MACHINE_LOCK} for "
-                                       f"{self.turn_timeout:.0f} s") from None
+                    raise TimeoutError(
+                        f"another test run's Slurm cluster held {MACHINE_LOCK} for {self.turn_timeout:.0f} s"
+                    ) from None
                 time.sleep(2)
 
     def _write_files(self) -> None:
@@ -318,8 +341,9 @@ class SlurmCluster:
             if not dev.exists():
                 os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))
             devs.append(dev)
-        (w / "gres.conf").write_text("AutoDetect=off\n" + "".join(
-            f"NodeName={self.hostname} Name=gpu File={d}\n" for d in devs))
+        (w / "gres.conf").write_text(
+            "AutoDetect=off\n" + "".join(f"NodeName={self.hostname} Name=gpu File={d}\n" for d in devs)
+        )
         ctld_port, slurmd_port = _free_ports(2)
         host = self.hostname
         conf = {
@@ -372,10 +396,14 @@ class SlurmCluster:
             "SchedulerParameters": "bf_interval=5,sched_min_interval=0",
         }
         lines = [f"{k}={v}" for k, v in conf.items()]
-        lines.append(f"NodeName={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
-                     f"RealMemory={self.real_memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN")
+        lines.append(
+            f"NodeName={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+            f"RealMemory={self.real_memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN"
+        )
         for name, max_minutes in self.partitions.items():
-            lines.append(f"PartitionName={name} Nodes={host} Default={'YES' if name == self.partition else 'NO'} "
-                         f"MaxTime={max_minutes or 'INFINITE'} State=UP")
+            lines.append(
+                f"PartitionName={name} Nodes={host} Default={'YES' if name == self.partition else 'NO'} "
+                f"MaxTime={max_minutes or 'INFINITE'} State=UP"
+            )
         (w / "plugstack.conf").write_text("")
         self.conf.write_text("\n".join([MARKER, *lines]) + "\n")

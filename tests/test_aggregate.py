@@ -15,10 +15,25 @@ SWEEP = {"layers": {"m": [1, 2]}, "expansion_factors": [2, 4], "k": [2]}
 
 def _write(tmp_path, variant, layer, expansion, k, ev):
     path = tmp_path / f"{variant}-{layer}-{expansion}-{k}.json"
-    metrics = {"explained_variance": ev, "cosine_similarity": ev, "l1": 3.0, "ce_loss_score": 0.5,
-               "explained_variance_masked_per_token": ev - 0.05, "cosine_similarity_masked": ev - 0.01}
-    path.write_text(json.dumps({"model": "m", "variant": variant, "layer": layer, "metrics": metrics,
-                                "sae": {"num_latents": 8 * expansion, "expansion_factor": expansion, "k": k}}))
+    metrics = {
+        "explained_variance": ev,
+        "cosine_similarity": ev,
+        "l1": 3.0,
+        "ce_loss_score": 0.5,
+        "explained_variance_masked_per_token": ev - 0.05,
+        "cosine_similarity_masked": ev - 0.01,
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "model": "m",
+                "variant": variant,
+                "layer": layer,
+                "metrics": metrics,
+                "sae": {"num_latents": 8 * expansion, "expansion_factor": expansion, "k": k},
+            }
+        )
+    )
     return path
 
 
@@ -32,7 +47,10 @@ def table(tmp_path):
 def test_metrics_table_is_tidy_and_sorted(table):
     assert len(table) == 10
     assert table[["variant", "layer", "expansion_factor"]].values.tolist()[:3] == [
-        ["control", 0, 4], ["control", 1, 2], ["control", 1, 4]]
+        ["control", 0, 4],
+        ["control", 1, 2],
+        ["control", 1, 4],
+    ]
     assert table["ce_score_meaningful"].tolist() == (table["variant"] == "trained").tolist()
 
 
@@ -75,8 +93,10 @@ def test_figure_readings_draw_their_own_columns(table, monkeypatch):
         raise RuntimeError("captured")
 
     monkeypatch.setattr(plots.sns, "relplot", capture)
-    for reading, column in (("masked_per_token", "explained_variance_masked_per_token"),
-                            ("pooled", "explained_variance")):
+    for reading, column in (
+        ("masked_per_token", "explained_variance_masked_per_token"),
+        ("pooled", "explained_variance"),
+    ):
         with pytest.raises(RuntimeError, match="captured"):
             plots.figure3(main_study(table, **STUDY), "unused.png", {}, reading)
         values = drawn["values"].query("metric == 'explained_variance'").sort_values(["variant", "layer"])["value"]
@@ -109,8 +129,10 @@ def test_intervals_are_drawn_as_bands_for_one_sae_per_point_and_bars_for_a_mean_
 
     from saerand import plots
 
-    table = table.assign(explained_variance_masked_per_token_low=table["explained_variance_masked_per_token"] - 0.02,
-                         explained_variance_masked_per_token_high=table["explained_variance_masked_per_token"] + 0.03)
+    table = table.assign(
+        explained_variance_masked_per_token_low=table["explained_variance_masked_per_token"] - 0.02,
+        explained_variance_masked_per_token_high=table["explained_variance_masked_per_token"] + 0.03,
+    )
     saved = {}
     monkeypatch.setattr(plots, "_save", lambda grid, path, provenance: saved.update({path: grid}))
     plots.figure3(main_study(table, **STUDY), "f3", {}, "masked_per_token")
@@ -121,7 +143,9 @@ def test_intervals_are_drawn_as_bands_for_one_sae_per_point_and_bars_for_a_mean_
         drawn = [c for c in ev.collections if isinstance(c, kind)]
         assert len(drawn) >= count  # one per variant
         assert not [c for c in axes[("l1", "m")].collections if isinstance(c, (PolyCollection, LineCollection))]
-    band = [c for c in saved["f3"].axes_dict[("explained_variance", "m")].collections if isinstance(c, PolyCollection)][0]
+    band = [c for c in saved["f3"].axes_dict[("explained_variance", "m")].collections if isinstance(c, PolyCollection)][
+        0
+    ]
     ys = band.get_paths()[0].vertices[:, 1]
     trained = main_study(table, **STUDY).query("variant == 'control'")["explained_variance_masked_per_token"]
     assert ys.min() == pytest.approx(trained.min() - 0.02) and ys.max() == pytest.approx(trained.max() + 0.03)

@@ -34,8 +34,14 @@ def latent_cache(tmp_path, tiny_neox, text_sequences):
     wide.b_dec.data = streams[2].reshape(-1, 64).mean(0)
     saes["x4-k8.layers.2"] = (2, wide)
     raw_dir = tmp_path / "latents"
-    selections = write_latent_cache(raw_dir, SubjectModel(tiny_neox, "trained"), text_sequences, saes, SETTINGS,
-                                    {"cache_ctx_len": 32, "model_name": "unused"})
+    selections = write_latent_cache(
+        raw_dir,
+        SubjectModel(tiny_neox, "trained"),
+        text_sequences,
+        saes,
+        SETTINGS,
+        {"cache_ctx_len": 32, "model_name": "unused"},
+    )
     return raw_dir, selections, saes
 
 
@@ -79,9 +85,11 @@ def test_delphi_loads_the_cache_unchanged(latent_cache, small_tokenizer):
 
     raw_dir, selections, _ = latent_cache
     dataset = LatentDataset(
-        raw_dir, SamplerConfig(n_examples_train=5, n_examples_test=5, n_quantiles=5),
+        raw_dir,
+        SamplerConfig(n_examples_train=5, n_examples_test=5, n_quantiles=5),
         ConstructorConfig(example_ctx_len=8, min_examples=SETTINGS["min_examples"], n_non_activating=5),
-        tokenizer=DelphiTokenizer(small_tokenizer), modules=["layers.2"],
+        tokenizer=DelphiTokenizer(small_tokenizer),
+        modules=["layers.2"],
         latents={"layers.2": torch.tensor(selections["layers.2"].selected)},
     )
     records = list(dataset)

@@ -26,13 +26,23 @@ from tests.llm_double import VLLM_PYTHON, llm_settings
 from tests.test_autointerp_scoring import SETTINGS
 
 
-
 def start_server(service_file, settings, log, record="", env=None):
     """As the service rule does: the launcher in vLLM's venv, which execs the server."""
     with open(log, "w") as handle:
-        return subprocess.Popen([str(VLLM_PYTHON), "-m", "saerand.autointerp.serve", str(service_file),
-                                 json.dumps(settings), str(log), str(record)], stdout=handle, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO / "src")})
+        return subprocess.Popen(
+            [
+                str(VLLM_PYTHON),
+                "-m",
+                "saerand.autointerp.serve",
+                str(service_file),
+                json.dumps(settings),
+                str(log),
+                str(record),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO / "src")},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +56,13 @@ def served_llm(tmp_path_factory, tiny_llama):
         artefact = HubArtefact("owner/tiny-llama", "main")
         fetch_hub(artefact, directory / "hf", endpoint=hub.url)
     settings = llm_settings("owner/tiny-llama")
-    process = start_server(directory / "server.json", settings, directory / "server.log",
-                           record_path(directory / "hf", artefact.name), job_environment(directory / "hf"))
+    process = start_server(
+        directory / "server.json",
+        settings,
+        directory / "server.log",
+        record_path(directory / "hf", artefact.name),
+        job_environment(directory / "hf"),
+    )
     for _ in range(100):  # the launcher writes the service file before the model loads
         if (directory / "server.json").exists():
             break
@@ -66,8 +81,9 @@ def test_a_served_llm_explains_and_scores_every_latent_with_probabilities(served
     address = json.loads(service_file.read_text())
     assert address["pid"] == process.pid and os.stat(os.path.dirname(address["socket"])).st_mode & 0o077 == 0
     output = tmp_path / "llm"
-    summary = run.score_sae(raw_dir, "layers.0", model_dir, _settings(llm), output, explainer="llm",
-                            server_file=service_file)
+    summary = run.score_sae(
+        raw_dir, "layers.0", model_dir, _settings(llm), output, explainer="llm", server_file=service_file
+    )
     assert summary["scored"] == 2 and summary["failed"] == 0
     # Structured outputs force delphi's formats: every answer parses, every sample has P(1).
     assert summary["fuzz_unparsed"] == summary["detection_unparsed"] == summary["explanations_unparsed"] == 0
@@ -84,8 +100,15 @@ def test_a_served_llm_explains_and_scores_every_latent_with_probabilities(served
 def test_answers_that_do_not_parse_are_counted_not_fatal(served_llm, raw_dir, model_dir, tmp_path):
     service_file, llm, _ = served_llm
     # Unconstrained, a random tiny model answers noise.
-    summary = run.score_sae(raw_dir, "layers.0", model_dir, _settings({**llm, "structured_outputs": False}),
-                            tmp_path / "llm", explainer="llm", server_file=service_file)
+    summary = run.score_sae(
+        raw_dir,
+        "layers.0",
+        model_dir,
+        _settings({**llm, "structured_outputs": False}),
+        tmp_path / "llm",
+        explainer="llm",
+        server_file=service_file,
+    )
     per_latent = SETTINGS["test_examples"] + SETTINGS["non_activating"]
     assert summary["scored"] == 2 and summary["explanations_unparsed"] == 2
     assert summary["fuzz_unparsed"] == summary["detection_unparsed"] == 2 * per_latent
@@ -95,8 +118,9 @@ def test_answers_that_do_not_parse_are_counted_not_fatal(served_llm, raw_dir, mo
 def test_a_server_that_exits_before_it_is_ready_is_reported(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    server = Server(socket=str(tmp_path / "none.sock"), host=os.uname().nodename, pid=gone.pid, model="x",
-                    log="server.log")
+    server = Server(
+        socket=str(tmp_path / "none.sock"), host=os.uname().nodename, pid=gone.pid, model="x", log="server.log"
+    )
     with pytest.raises(ServerUnavailable, match=rf"pid {gone.pid} .*server.log.*exited before it was ready"):
         server.wait_until_ready(timeout=30, poll=0.05)
 
@@ -123,8 +147,9 @@ def test_a_stuck_server_stops_the_job_and_keeps_its_progress(raw_dir, model_dir,
     server = socketserver.ThreadingUnixStreamServer(socket_path, _Hanging)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     service_file = tmp_path / "server.json"
-    service_file.write_text(json.dumps({"socket": socket_path, "host": os.uname().nodename, "pid": os.getpid(),
-                                        "model": "explainer"}))
+    service_file.write_text(
+        json.dumps({"socket": socket_path, "host": os.uname().nodename, "pid": os.getpid(), "model": "explainer"})
+    )
     llm = llm_settings("unused", request_timeout=0.5, stuck_after=2, concurrency=1)
     output = tmp_path / "llm"
     with pytest.raises(ServerUnavailable, match="is stuck: 2 requests in a row got no answer"):
@@ -150,8 +175,13 @@ def test_answer_formats_are_delphis_and_only_with_structured_outputs():
 
 
 def test_openai_logprobs_are_read_as_delphi_parses_them():
-    content = [{"token": "1", "logprob": -0.1, "top_logprobs": [{"token": "1", "logprob": -0.1},
-                                                               {"token": "0", "logprob": -2.4}]}]
+    content = [
+        {
+            "token": "1",
+            "logprob": -0.1,
+            "top_logprobs": [{"token": "1", "logprob": -0.1}, {"token": "0", "logprob": -2.4}],
+        }
+    ]
     (entry,) = token_logprobs({"content": content})
     assert entry.token == "1" and [t.logprob for t in entry.top_logprobs] == [-0.1, -2.4]
     assert token_logprobs(None) is None

@@ -10,9 +10,18 @@ from saerand.autointerp.scoring import LatentLog, highlighted, score_with_null
 
 from .conftest import RANDOM_LATENT, TOKEN_LATENT
 
-SETTINGS = {"explanation_examples": 20, "test_examples": 20, "quantiles": 5, "explanation_sampling": "random",
-            "example_context": 8, "min_examples": 20, "non_activating": 20, "bootstrap_resamples": 200, "seed": 0,
-            "highlight_threshold": 0.3}
+SETTINGS = {
+    "explanation_examples": 20,
+    "test_examples": 20,
+    "quantiles": 5,
+    "explanation_sampling": "random",
+    "example_context": 8,
+    "min_examples": 20,
+    "non_activating": 20,
+    "bootstrap_resamples": 200,
+    "seed": 0,
+    "highlight_threshold": 0.3,
+}
 
 
 def _records(raw_dir, tokenizer):
@@ -67,8 +76,13 @@ def test_a_killed_run_resumes_without_redoing_finished_latents(raw_dir, model_di
     assert not output.exists() and len(calls) == 1
 
     resumed = []
-    monkeypatch.setattr(run, "score_with_null", lambda record, tok, settings: resumed.append(record.latent.latent_index)
-                        or score_with_null(record, tok, settings))
+    monkeypatch.setattr(
+        run,
+        "score_with_null",
+        lambda record, tok, settings: (
+            resumed.append(record.latent.latent_index) or score_with_null(record, tok, settings)
+        ),
+    )
     summary = run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
     assert resumed == [latent for latent in (TOKEN_LATENT, RANDOM_LATENT) if latent not in calls]
     assert summary["scored"] == 2 and summary["failed"] == 0

@@ -15,8 +15,14 @@ from saerand.variants import SubjectModel
 
 def _write(path, model, ids, layers=(0, 2), variant="trained", **kwargs):
     settings = dict(batch_sequences=5, dtype="float32", chunk_rows=64, compressor="none") | kwargs
-    write_activation_cache(path, SubjectModel(model, variant, noise_seed=0), ids, list(layers),
-                           attrs={"model": "tiny", "seed": 0}, **settings)
+    write_activation_cache(
+        path,
+        SubjectModel(model, variant, noise_seed=0),
+        ids,
+        list(layers),
+        attrs={"model": "tiny", "seed": 0},
+        **settings,
+    )
 
 
 def test_hooks_capture_the_residual_stream_not_the_final_layernorm(tiny_neox, token_ids):
@@ -141,7 +147,9 @@ def test_shuffled_reading_mixes_the_buffer_and_is_seeded(tmp_path, tiny_neox, to
     assert set(order[:256] // 64) != {0, 1, 2, 3}  # windows are random chunks, not the first ones
     blocks = order.reshape(-1, 4)  # 4 consecutive stored rows move together
     assert (np.diff(blocks, axis=1) == 1).all() and (blocks[:, 0] % 4 == 0).all()
-    np.testing.assert_array_equal(_rows(cache.batches(0, 96, shuffle_seed=1, window_chunks=4, block_rows=4)), mixed_rows)
+    np.testing.assert_array_equal(
+        _rows(cache.batches(0, 96, shuffle_seed=1, window_chunks=4, block_rows=4)), mixed_rows
+    )
     assert not np.array_equal(_rows(cache.batches(0, 96, shuffle_seed=2, window_chunks=4, block_rows=4)), mixed_rows)
 
 

@@ -11,9 +11,11 @@ METRICS = {"explained_variance": "explained_variance", "fuzz_auroc_tokens": "fuz
 def _result(ev, ev_noise, entropy, rng, auroc=0.7):
     """Point estimates and 400 replicates: EV replicates share the held-out resample (`ev_noise`)."""
     points = {"explained_variance": ev, "fuzz_auroc_tokens": auroc, "entropy_normalised": entropy}
-    replicates = {"explained_variance": ev + ev_noise,
-                  "fuzz_auroc_tokens": auroc + rng.normal(0, 0.01, 400),
-                  "entropy_normalised": entropy + rng.normal(0, 0.005, 400)}
+    replicates = {
+        "explained_variance": ev + ev_noise,
+        "fuzz_auroc_tokens": auroc + rng.normal(0, 0.01, 400),
+        "entropy_normalised": entropy + rng.normal(0, 0.005, 400),
+    }
     return points, replicates
 
 
@@ -57,9 +59,13 @@ def test_the_entropy_ordering_is_checked_per_model(results):
 
 
 def test_an_ordering_the_results_contradict_fails(results):
-    flipped = {sae: ({**points, "entropy_normalised": 1.0 - points["entropy_normalised"]},
-                     {**reps, "entropy_normalised": 1.0 - reps["entropy_normalised"]})
-               for sae, (points, reps) in results.items()}
+    flipped = {
+        sae: (
+            {**points, "entropy_normalised": 1.0 - points["entropy_normalised"]},
+            {**reps, "entropy_normalised": 1.0 - reps["entropy_normalised"]},
+        )
+        for sae, (points, reps) in results.items()
+    }
     table = claims_table(flipped, METRICS, MARGINS).set_index("claim")
     assert not table.loc["control has the highest token entropy"]["holds"]
     assert not table.loc["random variants have the lowest token entropy"]["holds"]

@@ -122,26 +122,47 @@ def test_sweep_errors_are_named(demo):
 
 
 def test_sweep_layers_outside_the_study_get_only_the_grid(demo):
-    config = validate_config(demo | {"models": {"tiny-neox": {**demo["models"]["tiny-neox"], "layers": [0]}},
-                                     "sweep": {"models": ["tiny-neox"], "layers": [3], "expansion_factors": [8],
-                                               "k": [8, 16]}}, SCHEMA)
+    config = validate_config(
+        demo
+        | {
+            "models": {"tiny-neox": {**demo["models"]["tiny-neox"], "layers": [0]}},
+            "sweep": {"models": ["tiny-neox"], "layers": [3], "expansion_factors": [8], "k": [8, 16]},
+        },
+        SCHEMA,
+    )
     assert [(t.layer, t.expansion_factor, t.k) for t in sae_targets(config) if t.variant == "trained"] == [
-        (0, 16, 16), (3, 8, 8), (3, 8, 16)]
+        (0, 16, 16),
+        (3, 8, 8),
+        (3, 8, 16),
+    ]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"superposition": {"n_features": 64, "n_dims": 128}},
-     "config key 'toy.superposition.n_dims': n_d = 128 exceeds n_s = n_features = 64; superposed data needs n_s >= n_d"),
-    ({"sae": {"l1_coefficients": {"low": 0}}},
-     "config key 'toy.sae.l1_coefficients.low': 0 is less than or equal to the minimum of 0"),
-    ({"sae": {"l1_coefficients": {"low": -1.0e-3}}},
-     "config key 'toy.sae.l1_coefficients.low': -0.001 is less than or equal to the minimum of 0"),
-    ({"sae": {"l1_coefficients": {"low": 10, "high": 1}}},
-     "config key 'toy.sae.l1_coefficients': low = 10 exceeds high = 1"),
-    ({"word_vectors": {"embeddings": ["pythia-70m"]}},
-     "config key 'toy.word_vectors.embeddings': 'pythia-70m' is not one of the models (tiny-neox)"),
-    ({"word_vectors": {"glove": {"glove 300d": "x.txt"}}}, "config key 'toy.word_vectors.glove'"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"superposition": {"n_features": 64, "n_dims": 128}},
+            "config key 'toy.superposition.n_dims': n_d = 128 exceeds n_s = n_features = 64; superposed data needs n_s >= n_d",
+        ),
+        (
+            {"sae": {"l1_coefficients": {"low": 0}}},
+            "config key 'toy.sae.l1_coefficients.low': 0 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"sae": {"l1_coefficients": {"low": -1.0e-3}}},
+            "config key 'toy.sae.l1_coefficients.low': -0.001 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"sae": {"l1_coefficients": {"low": 10, "high": 1}}},
+            "config key 'toy.sae.l1_coefficients': low = 10 exceeds high = 1",
+        ),
+        (
+            {"word_vectors": {"embeddings": ["pythia-70m"]}},
+            "config key 'toy.word_vectors.embeddings': 'pythia-70m' is not one of the models (tiny-neox)",
+        ),
+        ({"word_vectors": {"glove": {"glove 300d": "x.txt"}}}, "config key 'toy.word_vectors.glove'"),
+    ],
+)
 def test_bad_toy_parameters_are_named(demo, change, message):
     bad = copy.deepcopy(demo)
     for section, values in change.items():
@@ -162,10 +183,15 @@ def test_toy_datasets_and_defaults(demo):
     assert toy_latent_counts(paper["glove-300d"], 300) == [1200, 4800]  # Figure 7's panels
 
 
-@pytest.mark.parametrize("path, instead", [
-    ("togethercomputer/RedPajama-Data-1T-Sample",
-     "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/*.jsonl"),
-])
+@pytest.mark.parametrize(
+    "path, instead",
+    [
+        (
+            "togethercomputer/RedPajama-Data-1T-Sample",
+            "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/*.jsonl",
+        ),
+    ],
+)
 def test_a_script_dataset_stops_before_any_job_with_what_to_write(demo, path, instead):
     bad = copy.deepcopy(demo)
     bad["datasets"]["train"] = {"path": path, "split": "train[:99%]"}
@@ -189,16 +215,30 @@ def test_paper_config_reads_redpajama_files_shuffled_with_held_out_text_from_the
     held, train = token_split(config, "eval"), token_split(config, "train")
     assert held["skip_tokens"] == 0 and train["skip_tokens"] == held["n_tokens"] == config["tokens"]["eval_tokens"]
     demo = load_config(REPO / "config" / "demo.yaml", SCHEMA)  # whole books held out: own dataset
-    assert token_split(demo, "train")["skip_tokens"] == 0 and token_split(demo, "eval")["dataset"] == demo["datasets"]["eval"]
+    assert (
+        token_split(demo, "train")["skip_tokens"] == 0
+        and token_split(demo, "eval")["dataset"] == demo["datasets"]["eval"]
+    )
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"context_length": 48}, "config key 'autointerp.context_length': 48 does not divide tokens.context_length = 128"),
-    ({"example_context": 24}, "config key 'autointerp.example_context': 24 does not divide autointerp.context_length"),
-    ({"draw": 10}, "config key 'autointerp.draw': 10 is fewer than autointerp.latents = 50"),
-    ({"explainers": ["llm"], "test_examples": 12, "non_activating": 10},
-     "config key 'autointerp.llm.examples_per_prompt': 5 does not divide the 22 samples per latent and scorer"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"context_length": 48},
+            "config key 'autointerp.context_length': 48 does not divide tokens.context_length = 128",
+        ),
+        (
+            {"example_context": 24},
+            "config key 'autointerp.example_context': 24 does not divide autointerp.context_length",
+        ),
+        ({"draw": 10}, "config key 'autointerp.draw': 10 is fewer than autointerp.latents = 50"),
+        (
+            {"explainers": ["llm"], "test_examples": 12, "non_activating": 10},
+            "config key 'autointerp.llm.examples_per_prompt': 5 does not divide the 22 samples per latent and scorer",
+        ),
+    ],
+)
 def test_bad_autointerp_settings_are_named(demo, change, message):
     bad = copy.deepcopy(demo)
     bad["autointerp"].update(change)
@@ -209,3 +249,26 @@ def test_the_papers_llm_is_the_default_and_needs_a_server_per_group():
     llm = load_config(REPO / "config" / "config.yaml", SCHEMA)["autointerp"]["llm"]
     assert llm["model"] == "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4" and llm["gpus"] == 1
     assert not llm["structured_outputs"] and llm["examples_per_prompt"] == 5
+
+
+def test_every_key_of_the_schema_is_documented():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    undocumented = []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        for key, child in node.get("properties", {}).items():
+            if isinstance(child, dict) and "description" not in child:
+                undocumented.append(f"{path}{key}")
+            walk(child, f"{path}{key}.")
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), f"{path}[].")
+        for key, child in node.get("$defs", {}).items():
+            walk(child, f"$defs.{key}.")
+        for key in ("oneOf", "anyOf", "allOf"):
+            for child in node.get(key, []):
+                walk(child, path)
+
+    walk(schema, "")
+    assert undocumented == []

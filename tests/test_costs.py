@@ -27,10 +27,16 @@ def test_bigger_models_and_saes_get_bigger_limits(paper):
     costs = StudyCosts(paper)
     small = SaeTarget("pythia-70m", "trained", 0, 64, 32)
     large = SaeTarget("pythia-6.9b", "trained", 0, 64, 32)
-    assert costs.train_layer_shard(large.model, 0, 0).flops > 60 * costs.train_layer_shard(small.model, 0, 0).flops  # (4096/512)^2
+    assert (
+        costs.train_layer_shard(large.model, 0, 0).flops > 60 * costs.train_layer_shard(small.model, 0, 0).flops
+    )  # (4096/512)^2
     # A 160M layer trains its eight sweep points together: 16 + 32 + 64 + 128 latents per dimension, twice.
     assert costs.train_layer_shard("pythia-160m", 3, 0).flops == 10_010_624 * 6 * 768 * 768 * 2 * 240
-    assert costs.cache_eval("pythia-6.9b").host_memory_bytes > 10 * 2**30 > costs.cache_eval("pythia-70m").host_memory_bytes
+    assert (
+        costs.cache_eval("pythia-6.9b").host_memory_bytes
+        > 10 * 2**30
+        > costs.cache_eval("pythia-70m").host_memory_bytes
+    )
     # The 10M-token shard of 6 layers of Pythia-70M in fp16.
     assert costs.cache_train_shard("pythia-70m", 0).disk_bytes == 10_010_624 * 6 * 512 * 2
 

@@ -59,8 +59,9 @@ def sorted_by_source(tmp_path_factory) -> dict:
         with open(folder / f"{source}_sample.jsonl", "w") as out:
             for i in range(120):
                 body = " ".join(rng.choice(words, size=40))
-                out.write(json.dumps({"text": f"{source}marker {i} {body} {source}marker",
-                                      "meta": {"source": source}}) + "\n")
+                out.write(
+                    json.dumps({"text": f"{source}marker {i} {body} {source}marker", "meta": {"source": source}}) + "\n"
+                )
     return {"path": "json", "data_files": str(folder / "*.jsonl"), "split": "train"}
 
 
@@ -80,13 +81,21 @@ def test_stored_order_gives_one_source_to_each_split(sorted_by_source, small_tok
 def test_shuffled_stream_mixes_sources_in_both_disjoint_splits(sorted_by_source, small_tokenizer):
     from saerand.config import token_split
 
-    config = {"datasets": {"train": sorted_by_source, "shuffle_seed": 42},
-              "tokens": {"context_length": 32, "train_tokens": 32 * 200, "eval_tokens": 32 * 40}}
+    config = {
+        "datasets": {"train": sorted_by_source, "shuffle_seed": 42},
+        "tokens": {"context_length": 32, "train_tokens": 32 * 200, "eval_tokens": 32 * 40},
+    }
     splits = {}
     for split in ("eval", "train"):
         text = token_split(config, split)
-        splits[split] = token_sequences(text["dataset"], small_tokenizer, 32, text["n_tokens"],
-                                        skip_tokens=text["skip_tokens"], shuffle_seed=text["shuffle_seed"])
+        splits[split] = token_sequences(
+            text["dataset"],
+            small_tokenizer,
+            32,
+            text["n_tokens"],
+            skip_tokens=text["skip_tokens"],
+            shuffle_seed=text["shuffle_seed"],
+        )
     assert splits["eval"].shape == (40, 32) and splits["train"].shape == (200, 32)
     for sequences in splits.values():
         assert _sources(sequences, small_tokenizer) == set(SOURCES)
@@ -100,17 +109,24 @@ def test_shuffled_stream_mixes_sources_in_both_disjoint_splits(sorted_by_source,
     assert not np.array_equal(other_seed, splits["eval"])
 
 
-def test_auto_interp_text_follows_training_in_the_same_stream_cut_into_its_contexts(sorted_by_source,
-                                                                                   small_tokenizer):
+def test_auto_interp_text_follows_training_in_the_same_stream_cut_into_its_contexts(sorted_by_source, small_tokenizer):
     from saerand.config import token_split
 
-    config = {"datasets": {"train": sorted_by_source, "shuffle_seed": 42},
-              "tokens": {"context_length": 32, "train_tokens": 32 * 200, "eval_tokens": 32 * 40},
-              "autointerp": {"tokens": 32 * 30 - 5, "context_length": 8}}
+    config = {
+        "datasets": {"train": sorted_by_source, "shuffle_seed": 42},
+        "tokens": {"context_length": 32, "train_tokens": 32 * 200, "eval_tokens": 32 * 40},
+        "autointerp": {"tokens": 32 * 30 - 5, "context_length": 8},
+    }
     text = token_split(config, "autointerp")
     assert text["skip_tokens"] == 32 * 240 and text["n_tokens"] == 32 * 30 and text["window"] == 8
-    sequences = token_sequences(text["dataset"], small_tokenizer, 32, text["n_tokens"],
-                                skip_tokens=text["skip_tokens"], shuffle_seed=text["shuffle_seed"])
+    sequences = token_sequences(
+        text["dataset"],
+        small_tokenizer,
+        32,
+        text["n_tokens"],
+        skip_tokens=text["skip_tokens"],
+        shuffle_seed=text["shuffle_seed"],
+    )
     stream = token_sequences(sorted_by_source, small_tokenizer, 32, 32 * 270, shuffle_seed=42)
     np.testing.assert_array_equal(sequences, stream[240:])  # right after evaluation and training
     with_eval = {**config, "datasets": {**config["datasets"], "eval": sorted_by_source}}

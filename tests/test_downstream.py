@@ -21,8 +21,9 @@ class ReconstructionDouble:
 
 
 def test_perfect_reconstruction_scores_one(tiny_neox, token_ids):
-    scores, _ = downstream_scores(SubjectModel(tiny_neox, "trained"), ReconstructionDouble(1.0), 1, token_ids,
-                                  batch_sequences=10)
+    scores, _ = downstream_scores(
+        SubjectModel(tiny_neox, "trained"), ReconstructionDouble(1.0), 1, token_ids, batch_sequences=10
+    )
     assert scores["ce_with_sae"] == pytest.approx(scores["ce_clean"], abs=1e-5)
     assert scores["ce_loss_score"] == pytest.approx(1.0, abs=1e-3)
     assert scores["kl_with_sae"] == pytest.approx(0.0, abs=1e-6)
@@ -32,8 +33,9 @@ def test_perfect_reconstruction_scores_one(tiny_neox, token_ids):
 
 
 def test_zero_reconstruction_scores_zero(tiny_neox, token_ids):
-    scores, _ = downstream_scores(SubjectModel(tiny_neox, "trained"), ReconstructionDouble(0.0), 0, token_ids,
-                                  batch_sequences=7)
+    scores, _ = downstream_scores(
+        SubjectModel(tiny_neox, "trained"), ReconstructionDouble(0.0), 0, token_ids, batch_sequences=7
+    )
     assert scores["ce_with_sae"] == pytest.approx(scores["ce_zero_ablation"])
     assert scores["ce_loss_score"] == pytest.approx(0.0, abs=1e-6)
     assert scores["kl_div_score"] == pytest.approx(0.0, abs=1e-6)
@@ -49,12 +51,14 @@ def test_partial_reconstruction_lies_between(tiny_neox, token_ids):
 
 def test_intervals_over_sequences_hold_the_estimate_whatever_the_batch_size(tiny_neox, token_ids):
     subject = SubjectModel(tiny_neox, "trained")
-    scores, replicates = downstream_scores(subject, ReconstructionDouble(0.9), 2, token_ids, batch_sequences=24,
-                                           resamples=200, seed=3)
+    scores, replicates = downstream_scores(
+        subject, ReconstructionDouble(0.9), 2, token_ids, batch_sequences=24, resamples=200, seed=3
+    )
     for name in ("ce_loss_score", "kl_div_score", "ce_clean"):
         assert scores[f"{name}_low"] < scores[name] < scores[f"{name}_high"]
         assert replicates[name].shape == (200,)
-    again, _ = downstream_scores(subject, ReconstructionDouble(0.9), 2, token_ids, batch_sequences=5, resamples=200,
-                                 seed=3)
+    again, _ = downstream_scores(
+        subject, ReconstructionDouble(0.9), 2, token_ids, batch_sequences=5, resamples=200, seed=3
+    )
     for name, value in scores.items():
         assert again[name] == pytest.approx(value, rel=1e-5)

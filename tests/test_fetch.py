@@ -52,8 +52,10 @@ def published(hub, model_dir, tiny_neox_config):
 
 def test_a_model_is_fetched_at_each_revision_and_loads_with_the_network_cut(published, tmp_path, monkeypatch):
     home = tmp_path / "hf"
-    records = {revision: fetch_hub(HubArtefact(REPO_ID, revision), home, endpoint=published.url)
-               for revision in ("main", "step0")}
+    records = {
+        revision: fetch_hub(HubArtefact(REPO_ID, revision), home, endpoint=published.url)
+        for revision in ("main", "step0")
+    }
     # One copy of the weights per revision: safetensors where published, pickled weights otherwise.
     assert "model.safetensors" in records["main"]["files"] and "pytorch_model.bin" not in records["main"]["files"]
     assert "pytorch_model.bin" in records["step0"]["files"]
@@ -74,8 +76,10 @@ def test_a_corrupt_download_is_detected_deleted_and_fetched_again(published, tmp
     snapshot = cached_snapshot(HubArtefact(REPO_ID, "main"), tmp_path / "hf")
     for name, entry in record["files"].items():
         data = (snapshot / name).read_bytes()
-        assert entry["etag"] in (hashlib.sha256(data).hexdigest(),
-                                 hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
+        assert entry["etag"] in (
+            hashlib.sha256(data).hexdigest(),
+            hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+        )
     assert published.corrupt == 0
 
 
@@ -83,8 +87,10 @@ def test_a_cut_off_download_is_fetched_again(published, tmp_path):
     published.truncate = 2
     record = fetch_hub(HubArtefact(REPO_ID, "step0"), tmp_path / "hf", endpoint=published.url)
     snapshot = cached_snapshot(HubArtefact(REPO_ID, "step0"), tmp_path / "hf")
-    assert published.truncate == 0 and record["files"]["pytorch_model.bin"]["bytes"] == (
-        snapshot / "pytorch_model.bin").stat().st_size > 10_000
+    assert (
+        published.truncate == 0
+        and record["files"]["pytorch_model.bin"]["bytes"] == (snapshot / "pytorch_model.bin").stat().st_size > 10_000
+    )
 
 
 def test_a_download_that_stays_corrupt_fails_and_leaves_no_record(published, tmp_path):
@@ -106,7 +112,10 @@ def test_an_unknown_revision_fails_at_once(published, tmp_path):
 
 def test_a_job_reading_what_was_not_fetched_names_the_fetch_rule(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(MissingDownload, match=r"not in the download cache.*--forcerun .*models--owner--tiny-neox@step0\.json \(rule fetch_hub\)"):
+    with pytest.raises(
+        MissingDownload,
+        match=r"not in the download cache.*--forcerun .*models--owner--tiny-neox@step0\.json \(rule fetch_hub\)",
+    ):
         load_causal_lm(REPO_ID, "step0", n_layers=3)
 
 
@@ -130,7 +139,11 @@ def test_hub_data_files_are_read_from_their_fetched_copy(hub, tmp_path, monkeypa
     spec = {"path": "json", "data_files": "hf://datasets/owner/sample/*.jsonl", "split": "train"}
     artefact = hub_dataset(spec)
     assert (artefact.repo_type, artefact.repo_id, artefact.revision, artefact.pattern) == (
-        "dataset", "owner/sample", "main", "*.jsonl")
+        "dataset",
+        "owner/sample",
+        "main",
+        "*.jsonl",
+    )
     record = fetch_hub(artefact, tmp_path / "hf", endpoint=hub.url)
     assert set(record["files"]) == {"arxiv.jsonl", "book.jsonl"}
     hub.stop()
@@ -142,12 +155,26 @@ def test_hub_data_files_are_read_from_their_fetched_copy(hub, tmp_path, monkeypa
 def test_local_data_and_models_need_no_fetch(tmp_path):
     assert hub_dataset({"path": "text", "data_files": "resources/corpus/train.txt", "split": "train"}) is None
     assert hub_dataset({"path": "EleutherAI/rpj-v2-sample", "split": "train"}).pattern is None
-    config = {"models": {"local": {"path": str(tmp_path), "n_layers": 2, "d_model": 8, "revision": "main",
-                                   "step0_revision": "step0"},
-                         "pythia": {"hub_id": "EleutherAI/pythia-70m", "n_layers": 6, "d_model": 512,
-                                    "revision": "main", "step0_revision": "step0"}},
-              "variants": ["trained", "step0"], "datasets": {"train": {"path": "text", "data_files": "x.txt", "split": "train"},
-                                                             "shuffle_seed": 42}}
+    config = {
+        "models": {
+            "local": {
+                "path": str(tmp_path),
+                "n_layers": 2,
+                "d_model": 8,
+                "revision": "main",
+                "step0_revision": "step0",
+            },
+            "pythia": {
+                "hub_id": "EleutherAI/pythia-70m",
+                "n_layers": 6,
+                "d_model": 512,
+                "revision": "main",
+                "step0_revision": "step0",
+            },
+        },
+        "variants": ["trained", "step0"],
+        "datasets": {"train": {"path": "text", "data_files": "x.txt", "split": "train"}, "shuffle_seed": 42},
+    }
     artefacts = study_artefacts(config)
     assert sorted(artefacts) == ["models--EleutherAI--pythia-70m@main", "models--EleutherAI--pythia-70m@step0"]
     # float16 checkpoints: about 2 bytes per parameter (Pythia-70M: 70M parameters with embeddings).
@@ -202,8 +229,12 @@ def test_a_failing_archive_leaves_nothing_that_looks_complete(site_zip, tmp_path
 def test_mirrors_are_tried_in_turn(site_zip, tmp_path):
     hub, checksum = site_zip
     target = tmp_path / "glove.6B.300d.txt"
-    record = fetch_archive([f"{hub.url}/files/moved.zip", f"{hub.url}/files/glove.6B.zip"], checksum,
-                           {target: "glove.6B.300d.txt"}, attempts=2)
+    record = fetch_archive(
+        [f"{hub.url}/files/moved.zip", f"{hub.url}/files/glove.6B.zip"],
+        checksum,
+        {target: "glove.6B.300d.txt"},
+        attempts=2,
+    )
     assert record["url"].endswith("/files/glove.6B.zip") and target.read_text() == "the 1 2 3\n"
 
 
@@ -234,26 +265,41 @@ def test_the_workflow_fetches_once_and_its_jobs_run_with_the_network_cut(publish
     archive.parent.mkdir(parents=True)
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("glove.6B.50d.txt", "the 0.1 0.2\n")
-    config.update(models={"hub-neox": {"hub_id": REPO_ID, "n_layers": 3, "d_model": 64, "layers": [1]}},
-                  variants=["trained", "step0"],
-                  datasets={"train": {"path": "json", "data_files": "hf://datasets/owner/text/*.jsonl", "split": "train"}},
-                  toy={"word_vectors": {"glove": {"glove-50d": "resources/glove/glove.6B.50d.txt"}}},
-                  prefetch={"glove": {"urls": [f"{published.url}/files/glove.6B.zip"],
-                                      "checksum": "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()}})
+    config.update(
+        models={"hub-neox": {"hub_id": REPO_ID, "n_layers": 3, "d_model": 64, "layers": [1]}},
+        variants=["trained", "step0"],
+        datasets={"train": {"path": "json", "data_files": "hf://datasets/owner/text/*.jsonl", "split": "train"}},
+        toy={"word_vectors": {"glove": {"glove-50d": "resources/glove/glove.6B.50d.txt"}}},
+        prefetch={
+            "glove": {
+                "urls": [f"{published.url}/files/glove.6B.zip"],
+                "checksum": "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest(),
+            }
+        },
+    )
     workdir = tmp_path / "study"
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "HF_ENDPOINT": published.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
 
     def run(*targets):
-        return subprocess.run([*SNAKEMAKE, *targets, "--directory", str(workdir), "--configfile",
-                               str(workdir / "config.yaml")], env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [*SNAKEMAKE, *targets, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     fetch = run("prefetch")
     assert fetch.returncode == 0, fetch.stderr[-3000:]
     records = sorted(p.name for p in (workdir / "resources" / "huggingface" / "saerand-fetched").iterdir())
-    assert records == ["datasets--owner--text@main.json", "glove.6B.zip.json", "models--owner--tiny-neox@main.json",
-                       "models--owner--tiny-neox@step0.json"]
+    assert records == [
+        "datasets--owner--text@main.json",
+        "glove.6B.zip.json",
+        "models--owner--tiny-neox@main.json",
+        "models--owner--tiny-neox@step0.json",
+    ]
     assert sorted(p.name for p in (workdir / "resources" / "glove").iterdir()) == ["glove.6B.50d.txt"]
     published.stop()
     offline = run("results/hub-neox/step0/cache/eval.zarr")
@@ -262,5 +308,7 @@ def test_the_workflow_fetches_once_and_its_jobs_run_with_the_network_cut(publish
     store = ActivationCache(workdir / "results" / "hub-neox" / "step0" / "cache" / "eval.zarr")
     assert store.layers == [1] and store.n_tokens == 2048
     # Provenance names the commit the revision was read at.
-    step0 = json.loads((workdir / "resources/huggingface/saerand-fetched/models--owner--tiny-neox@step0.json").read_text())
+    step0 = json.loads(
+        (workdir / "resources/huggingface/saerand-fetched/models--owner--tiny-neox@step0.json").read_text()
+    )
     assert json.dumps(store.attrs).count(step0["commit"]) >= 1

@@ -57,7 +57,9 @@ def test_batches_accumulate_like_one_pass():
     whole = _accumulate(x, x_hat, acts, idx, 16)
     accumulator = MetricAccumulator(16, x.mean(0), n_units=300)
     for s in range(0, 300, 64):
-        accumulator.update(x[s : s + 64], x_hat[s : s + 64], acts[s : s + 64], idx[s : s + 64], torch.arange(s, min(s + 64, 300)))
+        accumulator.update(
+            x[s : s + 64], x_hat[s : s + 64], acts[s : s + 64], idx[s : s + 64], torch.arange(s, min(s + 64, 300))
+        )
     for key, value in accumulator.result()[0].items():
         assert value == pytest.approx(whole[key])
 

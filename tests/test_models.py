@@ -37,8 +37,9 @@ def test_missing_revision_and_wrong_depth_are_named(local_model):
 
 def test_load_variant_records_how_it_was_made(local_model):
     settings = {"n_layers": 3, "dtype": "float32", "revision": "main", "step0_revision": "step0"}
-    subject, record = load_variant(str(local_model), settings, "rerandomized_excl_emb", seed=5, device="cpu",
-                                  split="train", shard=2)
+    subject, record = load_variant(
+        str(local_model), settings, "rerandomized_excl_emb", seed=5, device="cpu", split="train", shard=2
+    )
     # 40 parameter tensors (12 per block, final LayerNorm, embedding, unembedding); 2 kept.
     assert record == {"variant": "rerandomized_excl_emb", "revision": "main", "seed": 5, "resampled_parameters": 40 - 2}
     subject, record = load_variant(str(local_model), settings, "step0", seed=5, device="cpu", split="eval")
@@ -52,11 +53,12 @@ def test_control_noise_differs_per_store_and_is_recorded(local_model):
     stores = [("eval", 0), ("train", 0), ("train", 1), ("train", 2)]
     noise, records = {}, {}
     for split, shard in stores:
-        subject, records[split, shard] = load_variant(str(local_model), settings, "control", seed=5, device="cpu",
-                                                      split=split, shard=shard)
+        subject, records[split, shard] = load_variant(
+            str(local_model), settings, "control", seed=5, device="cpu", split=split, shard=shard
+        )
         noise[split, shard] = subject.model_inputs(ids)["inputs_embeds"]
     for i, a in enumerate(stores):
-        for b in stores[i + 1:]:
+        for b in stores[i + 1 :]:
             assert not torch.isclose(noise[a], noise[b]).any(), (a, b)
     again, record = load_variant(str(local_model), settings, "control", seed=5, device="cpu", split="train", shard=1)
     assert torch.equal(again.model_inputs(ids)["inputs_embeds"], noise["train", 1])

@@ -15,16 +15,31 @@ def test_jobs_per_rule_match_the_workflow(paper):
     """The same counts as the dry run of config/config.yaml (tests/test_workflow.py)."""
     study = plan(paper)
     assert {name: rule.jobs for name, rule in study.rules.items()} == {
-        "tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 250, "train_layer_shard": 2300,
-        "train_sae": 650, "evaluate_sae": 650, "aggregate_metrics": 1, "claims": 1, "plot_hyperparameter_sweep": 1,
+        "tokenize_text": 15,
+        "cache_eval": 25,
+        "cache_train_shard": 250,
+        "train_layer_shard": 2300,
+        "finalize_sae": 650,
+        "evaluate_sae": 650,
+        "aggregate_metrics": 1,
+        "claims": 1,
+        "plot_hyperparameter_sweep": 1,
         # Section 3.3: one latent pass per (model, variant); per SAE (the sweep's too) the null
         # explainer, and the LLM, one server per 10 SAEs; figures per model and explainer.
-        "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
+        "collect_latents": 25,
+        "autointerp_tokens": 650,
+        "autointerp_llm": 650,
+        "llm_server": 65,
         "autointerp_figures": 10,
         # Section 4: 10 seeds of superposed data, 4 GloVe files and 5 embedding matrices at one seed.
-        "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5,
+        "toy_figure4": 1,
+        "toy_sweep": 10,
+        "toy_sweep_gpu": 4 + 5,
+        "toy_aggregate": 1 + 4 + 5,
         # On the login node: 5 models at 2 revisions, the dataset, the LLM; glove.6B.zip.
-        "fetch_hub": 12, "fetch_glove": 1}
+        "fetch_hub": 12,
+        "fetch_glove": 1,
+    }
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), a server
     # and its 10 SAEs, the rest alone.
     toy, autointerp = 1 + 19 + 10, 25 + 650 + 65 + 10
@@ -37,8 +52,13 @@ def test_gpu_hours_and_disk(paper):
     assert study.rules["tokenize_text"].gpu_hours is None  # CPU rule
     assert study.rules["train_layer_shard"].gpu_hours > study.rules["cache_train_shard"].gpu_hours > 0
     # Two 10M-token shards per (model, variant) at most, fp16, every cached layer.
-    layers = {"pythia-70m": (6, 512), "pythia-160m": (12, 768), "pythia-410m": (12, 1024),
-              "pythia-1b": (8, 2048), "pythia-6.9b": (8, 4096)}
+    layers = {
+        "pythia-70m": (6, 512),
+        "pythia-160m": (12, 768),
+        "pythia-410m": (12, 1024),
+        "pythia-1b": (8, 2048),
+        "pythia-6.9b": (8, 4096),
+    }
     expected = sum(5 * 2 * 10_010_624 * n * d * 2 for n, d in layers.values())
     assert study.disk["training activations (temporary)"] == expected
     assert study.largest_sae.model == "pythia-6.9b" and study.layer_step_gpu_bytes < 80e9
@@ -51,7 +71,9 @@ def test_downloads_and_their_disk(paper, tmp_path):
     downloads = study.downloads
     assert downloads["models--EleutherAI--pythia-6.9b@main"][0] == downloads["models--EleutherAI--pythia-6.9b@step0"][0]
     assert 13e9 < downloads["models--EleutherAI--pythia-6.9b@main"][0] < 14.5e9
-    assert downloads["models--hugging-quants--Meta-Llama-3.1-70B-Instruct-AWQ-INT4@main"][0] / 2**30 == pytest.approx(37, abs=0.5)
+    assert downloads["models--hugging-quants--Meta-Llama-3.1-70B-Instruct-AWQ-INT4@main"][0] / 2**30 == pytest.approx(
+        37, abs=0.5
+    )
     assert downloads["glove.6B.zip"] == (862_182_613, pytest.approx(2.25e9, rel=0.01))
     assert study.disk["downloads (hf_home, GloVe)"] == sum(on_disk for _, on_disk in downloads.values())
     assert 75e9 < study.disk["downloads (hf_home, GloVe)"] < 85e9  # RedPajama's sample about 5 GB of it

@@ -47,15 +47,21 @@ def _parsed(cwd: Path, *argv: str, monkeypatch) -> SimpleNamespace:
 
     monkeypatch.chdir(cwd)
     _, args = parse_args(list(argv))
-    return SimpleNamespace(triggers={trigger.item_to_choice() for trigger in args.rerun_triggers}, cores=args.cores,
-                           jobs=args.jobs, executor=args.executor, keep_going=args.keep_going)
+    return SimpleNamespace(
+        triggers={trigger.item_to_choice() for trigger in args.rerun_triggers},
+        cores=args.cores,
+        jobs=args.jobs,
+        executor=args.executor,
+        keep_going=args.keep_going,
+    )
 
 
 def test_the_workflow_profile_is_loaded_from_the_root_and_from_elsewhere(tmp_path, monkeypatch):
     assert _parsed(REPO, monkeypatch=monkeypatch).triggers == SAFE_TRIGGERS
     # Elsewhere (a test's or a user's working directory), found beside the Snakefile.
-    elsewhere = _parsed(tmp_path, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                        monkeypatch=monkeypatch)
+    elsewhere = _parsed(
+        tmp_path, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), monkeypatch=monkeypatch
+    )
     assert elsewhere.triggers == SAFE_TRIGGERS
     # Only `--workflow-profile none` leaves Snakemake's own default, which includes `input`.
     unsafe = _parsed(REPO, "--workflow-profile", "none", monkeypatch=monkeypatch)
@@ -73,8 +79,7 @@ def test_the_workflow_profile_combines_with_the_profiles(tmp_path, monkeypatch):
     # A user's profile asking for the `input` trigger is overridden key by key; its other keys stay.
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "config.yaml").write_text(yaml.safe_dump({"rerun-triggers": sorted(SAFE_TRIGGERS | {"input"}),
-                                                      "cores": 3}))
+    (mine / "config.yaml").write_text(yaml.safe_dump({"rerun-triggers": sorted(SAFE_TRIGGERS | {"input"}), "cores": 3}))
     combined = _parsed(REPO, "--profile", str(mine), monkeypatch=monkeypatch)
     assert (combined.triggers, combined.cores) == (SAFE_TRIGGERS, 3)
     # The command line still wins.
@@ -88,10 +93,17 @@ def test_the_workflow_profile_combines_with_the_profiles(tmp_path, monkeypatch):
 def _metrics_json(workdir: Path, model, variant, layer, expansion, k) -> str:
     path = workdir / sae_directory(model, variant, layer, expansion, k) / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "model": model, "variant": variant, "layer": layer,
-        "sae": {"num_latents": 8 * expansion, "expansion_factor": expansion, "k": k},
-        "metrics": {"explained_variance": 0.5 + 0.01 * layer, "cosine_similarity": 0.8, "l1": 2.0}}))
+    path.write_text(
+        json.dumps(
+            {
+                "model": model,
+                "variant": variant,
+                "layer": layer,
+                "sae": {"num_latents": 8 * expansion, "expansion_factor": expansion, "k": k},
+                "metrics": {"explained_variance": 0.5 + 0.01 * layer, "cosine_similarity": 0.8, "l1": 2.0},
+            }
+        )
+    )
     return str(path.relative_to(workdir))
 
 
@@ -177,7 +189,9 @@ def _drop_a_sweep_point(finished_run: Path, tmp_path: Path, command: list[str], 
     config.write_text(yaml.safe_dump(_config([4]), sort_keys=False))
     figures = workdir / "results" / "figures"
     before = {name: (figures / name).stat().st_mtime_ns for name in ("sae_metrics.png", "hyperparameter_sweep.png")}
-    dropped = [workdir / sae_directory("mini-neox", variant, 1, 2, 4) / "metrics.json" for variant in ("trained", "control")]
+    dropped = [
+        workdir / sae_directory("mini-neox", variant, 1, 2, 4) / "metrics.json" for variant in ("trained", "control")
+    ]
     # From the repository root with --directory, or from the run's own directory.
     cwd, args = (REPO, where) if rerun_cwd is None else (workdir, ["--configfile", str(config)])
     output = _snakemake(command, cwd, *args, "--cores", "2")

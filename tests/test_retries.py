@@ -4,14 +4,25 @@ stop at the site's caps; what Slurm wrote into each attempt's log says which."""
 import os
 
 from saerand.retries import (
-    OTHER, OUT_OF_MEMORY, TIMEOUT, UNKNOWN, classify, earlier_failures, memory_mb, runtime_minutes,
+    OTHER,
+    OUT_OF_MEMORY,
+    TIMEOUT,
+    UNKNOWN,
+    classify,
+    earlier_failures,
+    memory_mb,
+    runtime_minutes,
 )
 
 # What slurmstepd writes into a job's log when it kills it (Slurm 22-24).
 TIMED_OUT = "slurmstepd: error: *** JOB 41 ON node1 CANCELLED AT 2026-11-25T21:00:00 DUE TO TIME LIMIT ***\n"
-OOM_ACCOUNTING = "slurmstepd: error: Job 42 exceeded memory limit (120 > 100), being killed\n" \
-                 "slurmstepd: error: Exceeded job memory limit\n"
-OOM_CGROUP = "slurmstepd: error: Detected 1 oom_kill event in StepId=43.0. Some of the step tasks have been OOM Killed.\n"
+OOM_ACCOUNTING = (
+    "slurmstepd: error: Job 42 exceeded memory limit (120 > 100), being killed\n"
+    "slurmstepd: error: Exceeded job memory limit\n"
+)
+OOM_CGROUP = (
+    "slurmstepd: error: Detected 1 oom_kill event in StepId=43.0. Some of the step tasks have been OOM Killed.\n"
+)
 EXCEPTION = "Traceback (most recent call last):\nValueError: no metrics files to aggregate\n"
 
 
@@ -33,8 +44,11 @@ def test_time_grows_only_after_time_outs_and_memory_only_after_oom_kills():
 
 
 def test_requests_stop_at_the_partition_caps():
-    caps = {"SAERAND_SLURM_GPU_MAX_RUNTIME": "1440", "SAERAND_SLURM_MAX_RUNTIME": "90",
-            "SAERAND_SLURM_GPU_MAX_MEM_MB": "200000"}
+    caps = {
+        "SAERAND_SLURM_GPU_MAX_RUNTIME": "1440",
+        "SAERAND_SLURM_MAX_RUNTIME": "90",
+        "SAERAND_SLURM_GPU_MAX_MEM_MB": "200000",
+    }
     # A 6.9B shard group of 11 h: 22 h, then 24 h (the cap), not 44 h.
     assert runtime_minutes(660, [TIMEOUT], gpu=True, environ=caps) == 1320
     assert runtime_minutes(660, [TIMEOUT, TIMEOUT], gpu=True, environ=caps) == 1440
@@ -66,15 +80,24 @@ def test_earlier_attempts_are_read_from_the_executor_logs(tmp_path):
     assert earlier_failures("cache_eval", wildcards, 3, tmp_path) == [TIMEOUT, OUT_OF_MEMORY]
     # A member of a group job: the group's log names it by its wildcards line.
     member = {"model": "m", "variant": "trained", "layer": "1", "expansion": "4", "k": "4"}
-    _log(tmp_path / "group_finish-m-trained_1" / "20.log",
-         "rule evaluate_sae:\n    wildcards: model=m, variant=trained, layer=1, expansion=4, k=4\n" + TIMED_OUT, 500)
-    _log(tmp_path / "group_finish-m-trained_2" / "21.log",
-         "rule evaluate_sae:\n    wildcards: model=m, variant=trained, layer=0, expansion=4, k=4\n" + OOM_CGROUP, 600)
+    _log(
+        tmp_path / "group_finish-m-trained_1" / "20.log",
+        "rule evaluate_sae:\n    wildcards: model=m, variant=trained, layer=1, expansion=4, k=4\n" + TIMED_OUT,
+        500,
+    )
+    _log(
+        tmp_path / "group_finish-m-trained_2" / "21.log",
+        "rule evaluate_sae:\n    wildcards: model=m, variant=trained, layer=0, expansion=4, k=4\n" + OOM_CGROUP,
+        600,
+    )
     assert earlier_failures("evaluate_sae", member, 2, tmp_path) == [TIMEOUT]
     # Layer 1 is not layer 10.
     assert earlier_failures("evaluate_sae", {**member, "k": "4", "layer": "1"}, 2, tmp_path) == [TIMEOUT]
-    _log(tmp_path / "group_finish-m-trained_3" / "22.log",
-         "rule evaluate_sae:\n    wildcards: model=m, variant=trained, layer=10, expansion=4, k=4\n" + OOM_CGROUP, 700)
+    _log(
+        tmp_path / "group_finish-m-trained_3" / "22.log",
+        "rule evaluate_sae:\n    wildcards: model=m, variant=trained, layer=10, expansion=4, k=4\n" + OOM_CGROUP,
+        700,
+    )
     assert earlier_failures("evaluate_sae", member, 2, tmp_path) == [TIMEOUT]
     # Fewer logs than attempts (logs removed, or another executor): the rest are unknown.
-    assert earlier_failures("train_sae", member, 3, tmp_path) == [UNKNOWN, UNKNOWN]
+    assert earlier_failures("finalize_sae", member, 3, tmp_path) == [UNKNOWN, UNKNOWN]

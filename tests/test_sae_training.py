@@ -2,7 +2,7 @@ import pytest
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-from sparsify import SaeConfig, SparseCoder, Trainer, TrainConfig
+from sparsify import SaeConfig, SparseCoder, TrainConfig, Trainer
 
 from saerand.cache import ActivationCache, write_activation_cache
 from saerand.metrics import evaluate_sae
@@ -10,15 +10,24 @@ from saerand.sae_training import default_lr, save_sae, train_sae
 from saerand.variants import SubjectModel
 
 # Stored order: sparsify's Trainer reads its dataset in order, which the parity tests need.
-SETTINGS = {"expansion_factor": 4, "k": 4, "batch_size": 4, "optimizer": "signum", "seed": 0,
-            "buffer_shuffle": False, "buffer_window_chunks": 8, "buffer_block_rows": 16}
+SETTINGS = {
+    "expansion_factor": 4,
+    "k": 4,
+    "batch_size": 4,
+    "optimizer": "signum",
+    "seed": 0,
+    "buffer_shuffle": False,
+    "buffer_window_chunks": 8,
+    "buffer_block_rows": 16,
+}
 
 
 @pytest.fixture()
 def cache(tmp_path, tiny_neox, token_ids) -> ActivationCache:
     path = tmp_path / "train.zarr"
-    write_activation_cache(path, SubjectModel(tiny_neox, "trained"), token_ids, [1],
-                           batch_sequences=8, dtype="float32", chunk_rows=100)
+    write_activation_cache(
+        path, SubjectModel(tiny_neox, "trained"), token_ids, [1], batch_sequences=8, dtype="float32", chunk_rows=100
+    )
     return ActivationCache(path)
 
 
@@ -38,8 +47,14 @@ def test_matches_sparsify_trainer_bit_for_bit(tmp_path, cache, tiny_neox, token_
     ours, _ = train_sae(cache, 1, settings, context_length=32)
 
     config = TrainConfig(
-        SaeConfig(expansion_factor=4, k=4), batch_size=4, layers=[1], optimizer=optimizer,
-        lr_warmup_steps=2, save_dir=str(tmp_path / "sparsify"), run_name="run", log_to_wandb=False,
+        SaeConfig(expansion_factor=4, k=4),
+        batch_size=4,
+        layers=[1],
+        optimizer=optimizer,
+        lr_warmup_steps=2,
+        save_dir=str(tmp_path / "sparsify"),
+        run_name="run",
+        log_to_wandb=False,
     )
     dataset = Dataset.from_dict({"input_ids": token_ids.tolist()}).with_format("torch")
     Trainer(config, dataset, tiny_neox).fit()
@@ -66,7 +81,7 @@ def test_saved_sae_loads_unchanged_in_sparsify_and_delphi(tmp_path, cache):
         torch.testing.assert_close(encoded.top_acts, reference.top_acts, rtol=0, atol=0)
         torch.testing.assert_close(encoded.top_indices, reference.top_indices, rtol=0, atol=0)
 
-    metrics = evaluate_sae(by_sparsify, cache, 1, batch_rows=100, special_token_ids=[0])
+    metrics, _ = evaluate_sae(by_sparsify, cache, 1, batch_rows=100, special_token_ids=[0])
     assert 0.0 < metrics["explained_variance"] < 1.0
     assert metrics["l0"] <= 4 and metrics["n_tokens"] == 24 * 32
 
@@ -77,20 +92,28 @@ def test_default_learning_rates_scale_with_latents():
 
 
 @pytest.mark.parametrize("optimizer, buffer_shuffle", [("signum", False), ("adam", False), ("adam", True)])
-def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, tiny_neox, token_ids, optimizer,
-                                                                buffer_shuffle):
+def test_training_over_shards_with_checkpoints_equals_one_pass(
+    tmp_path, cache, tiny_neox, token_ids, optimizer, buffer_shuffle
+):
     """Stop after every shard, reload from disk, continue: the same weights as one pass (with the
     buffer mixed, one pass over the same shards' mixed batches)."""
     from saerand.sae_training import SaeTrainer, save_layer_checkpoint, training_batches
 
-    settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2, "auxk_alpha": 0.03125,
-                           "dead_feature_threshold": 100, "buffer_shuffle": buffer_shuffle,
-                           "buffer_window_chunks": 2, "buffer_block_rows": 4}
+    settings = SETTINGS | {
+        "optimizer": optimizer,
+        "lr_warmup_steps": 2,
+        "auxk_alpha": 0.03125,
+        "dead_feature_threshold": 100,
+        "buffer_shuffle": buffer_shuffle,
+        "buffer_window_chunks": 2,
+        "buffer_block_rows": 4,
+    }
     shards = []
     for index, part in enumerate((token_ids[:8], token_ids[8:16], token_ids[16:])):
         path = tmp_path / f"shard-{index}.zarr"
-        write_activation_cache(path, SubjectModel(tiny_neox, "trained"), part, [1], batch_sequences=8,
-                               dtype="float32", chunk_rows=100)
+        write_activation_cache(
+            path, SubjectModel(tiny_neox, "trained"), part, [1], batch_sequences=8, dtype="float32", chunk_rows=100
+        )
         shards.append(ActivationCache(path))
     if buffer_shuffle:
         uninterrupted = SaeTrainer(cache.d_model, settings, num_steps=6)
@@ -101,8 +124,11 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(tmp_path, cache, 
         whole, _ = train_sae(cache, 1, settings, context_length=32)
     checkpoint = None
     for index, shard in enumerate(shards):
-        trainer = (SaeTrainer(shard.d_model, settings, num_steps=6) if checkpoint is None
-                   else SaeTrainer.from_checkpoint(checkpoint / "x4-k4", settings))
+        trainer = (
+            SaeTrainer(shard.d_model, settings, num_steps=6)
+            if checkpoint is None
+            else SaeTrainer.from_checkpoint(checkpoint / "x4-k4", settings)
+        )
         trainer.train_on(training_batches(shard, 1, settings, 32, shard=index))
         checkpoint = tmp_path / f"checkpoint-{index}"
         save_layer_checkpoint(checkpoint, {"x4-k4": trainer}, {"shard": index})
@@ -128,8 +154,15 @@ def _shards(tmp_path, tiny_neox, token_ids, layers=(1,)):
     shards = []
     for index, part in enumerate((token_ids[:12], token_ids[12:])):
         path = tmp_path / f"shard-{index}.zarr"
-        write_activation_cache(path, SubjectModel(tiny_neox, "trained"), part, list(layers), batch_sequences=8,
-                               dtype="float32", chunk_rows=100)
+        write_activation_cache(
+            path,
+            SubjectModel(tiny_neox, "trained"),
+            part,
+            list(layers),
+            batch_sequences=8,
+            dtype="float32",
+            chunk_rows=100,
+        )
         shards.append(ActivationCache(path))
     return shards
 
@@ -141,9 +174,15 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
     from saerand.config import SaeHyperparameters
     from saerand.sae_training import SaeTrainer, save_layer_checkpoint, train_layer_shard
 
-    settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2, "auxk_alpha": 0.03125,
-                           "dead_feature_threshold": 100, "buffer_shuffle": True, "buffer_window_chunks": 2,
-                           "buffer_block_rows": 4}
+    settings = SETTINGS | {
+        "optimizer": optimizer,
+        "lr_warmup_steps": 2,
+        "auxk_alpha": 0.03125,
+        "dead_feature_threshold": 100,
+        "buffer_shuffle": True,
+        "buffer_window_chunks": 2,
+        "buffer_block_rows": 4,
+    }
     points = [SaeHyperparameters(2, 4), SaeHyperparameters(4, 4), SaeHyperparameters(4, 8)]
     shards = _shards(tmp_path, tiny_neox, token_ids)
 
@@ -159,14 +198,28 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
     assert sorted(p.name for p in together.iterdir()) == ["x2-k4", "x4-k4", "x4-k8"]
     for point in points:
         alone = chain([point], f"alone-{point.label}")
-        ours, summary = SaeTrainer.from_checkpoint(together / point.label, settings | {"k": point.k,
-                                                   "expansion_factor": point.expansion_factor}).finish()
-        theirs, _ = SaeTrainer.from_checkpoint(alone / point.label, settings | {"k": point.k,
-                                               "expansion_factor": point.expansion_factor}).finish()
-        assert summary["steps"] == 6 and ours.num_latents == shards[0].d_model * point.expansion_factor and ours.cfg.k == point.k
+        ours, summary = SaeTrainer.from_checkpoint(
+            together / point.label, settings | {"k": point.k, "expansion_factor": point.expansion_factor}
+        ).finish()
+        theirs, _ = SaeTrainer.from_checkpoint(
+            alone / point.label, settings | {"k": point.k, "expansion_factor": point.expansion_factor}
+        ).finish()
+        assert (
+            summary["steps"] == 6
+            and ours.num_latents == shards[0].d_model * point.expansion_factor
+            and ours.cfg.k == point.k
+        )
         for name, tensor in theirs.state_dict().items():
             torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0, msg=f"{point.label} {name}")
     # Together means one read: the batches are the same for every point.
     with pytest.raises(FileNotFoundError, match="holds no training state of SAE x8-k4"):
-        train_layer_shard(shards[1], 1, 1, settings, [SaeHyperparameters(8, 4)], 32, 24 * 32,
-                          previous=tmp_path / "together" / "shard-0")
+        train_layer_shard(
+            shards[1],
+            1,
+            1,
+            settings,
+            [SaeHyperparameters(8, 4)],
+            32,
+            24 * 32,
+            previous=tmp_path / "together" / "shard-0",
+        )

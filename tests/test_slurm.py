@@ -34,8 +34,12 @@ VARIANTS = ["trained"]  # one chain: the failed group and its rerun are the test
 # "... submitted with SLURM jobid 12 (log: .../slurm_logs/rule_cache_eval/mini-neox_control/12.log)"
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/(?:rule|group)_([^/]+)/(\S*)\)")
 CPU_PARTITION, GPU_PARTITION = "cpu-test", "gpu-test"
-SITE = {"SAERAND_SLURM_PARTITION": CPU_PARTITION, "SAERAND_SLURM_GPU_PARTITION": GPU_PARTITION,
-        "SAERAND_SLURM_MAX_RUNTIME": "2", "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1"}
+SITE = {
+    "SAERAND_SLURM_PARTITION": CPU_PARTITION,
+    "SAERAND_SLURM_GPU_PARTITION": GPU_PARTITION,
+    "SAERAND_SLURM_MAX_RUNTIME": "2",
+    "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1",
+}
 HUNG_RULE = "toy_figure4"
 # The layer whose SAEs' shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
 BLOCKED = Path("results/mini-neox/trained/layers.1/checkpoints")
@@ -45,7 +49,7 @@ RETRIES = "__import__('saerand.retries', fromlist=['r'])"
 
 
 def _limit(resource: str, rule: str, base: int) -> str:
-    return (f"{RETRIES}.{resource}({base}, {RETRIES}.earlier_failures('{rule}', wildcards, attempt), False)")
+    return f"{RETRIES}.{resource}({base}, {RETRIES}.earlier_failures('{rule}', wildcards, attempt), False)"
 
 
 def _can_run_slurm() -> bool:
@@ -59,17 +63,21 @@ def _profile(directory: Path, small_aggregation: bool = False) -> Path:
     """profiles/slurm plus the test overlay: fast status polling by squeue (no slurmdbd here), the
     hung job's 1-minute first limit and, in run 2, the small aggregation."""
     settings = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    settings.update({
-        "slurm-status-command": "squeue",
-        "slurm-init-seconds-before-status-checks": 1,
-        "seconds-between-status-checks": 2,
-        "max-status-checks-per-second": 10,
-        "latency-wait": 5,
-    })
+    settings.update(
+        {
+            "slurm-status-command": "squeue",
+            "slurm-init-seconds-before-status-checks": 1,
+            "seconds-between-status-checks": 2,
+            "max-status-checks-per-second": 10,
+            "latency-wait": 5,
+        }
+    )
     overlay = {HUNG_RULE: {"runtime": _limit("runtime_minutes", HUNG_RULE, 1)}}
     if small_aggregation:
-        overlay["aggregate_metrics"] = {"runtime": _limit("runtime_minutes", "aggregate_metrics", 1),
-                                        "mem_mb": _limit("memory_mb", "aggregate_metrics", 100)}
+        overlay["aggregate_metrics"] = {
+            "runtime": _limit("runtime_minutes", "aggregate_metrics", 1),
+            "mem_mb": _limit("memory_mb", "aggregate_metrics", 100),
+        }
     settings["set-resources"] = {**settings["set-resources"], **overlay}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(yaml.safe_dump(settings))
@@ -85,8 +93,7 @@ def _hang(workdir: Path, process: subprocess.Popen, times: int) -> int:
             try:
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
                 pid = int(proc.name)
-                if (pid not in stopped and f".{HUNG_RULE}.py" in cmdline
-                        and Path(os.readlink(proc / "cwd")) == workdir):
+                if pid not in stopped and f".{HUNG_RULE}.py" in cmdline and Path(os.readlink(proc / "cwd")) == workdir:
                     os.kill(pid, signal.SIGSTOP)
                     stopped.add(pid)
             except (OSError, ValueError):
@@ -108,8 +115,17 @@ def _study_config(workdir: Path) -> Path:
 
 def _run(cluster: SlurmCluster, workdir: Path, profile: Path, hang: int = 0) -> tuple[int, str]:
     env = {**cluster.env, **SITE, "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}"}
-    command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--directory", str(workdir), "--profile", str(profile),
-               "--configfile", str(_study_config(workdir)), "--config", f"variants=[{','.join(VARIANTS)}]"]
+    command = [
+        *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
+        "--directory",
+        str(workdir),
+        "--profile",
+        str(profile),
+        "--configfile",
+        str(_study_config(workdir)),
+        "--config",
+        f"variants=[{','.join(VARIANTS)}]",
+    ]
     log = workdir.parent / f"{profile.name}.log"
     with open(log, "w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -128,10 +144,15 @@ def _submitted(log: str, cluster: SlurmCluster) -> list[tuple[str, dict[str, str
 
 def _outputs(workdir: Path) -> dict[str, float]:
     """Every SAE checkpoint, SAE and metrics file on disk, with its modification time."""
-    patterns = ("results/*/*/layers.*/checkpoints/shard-*", "results/*/*/*/layers.*/sae",
-                "results/*/*/*/layers.*/metrics.json", "results/*/*/cache/train/shard-*.zarr")
-    return {str(path.relative_to(workdir)): path.stat().st_mtime for pattern in patterns
-            for path in workdir.glob(pattern)}
+    patterns = (
+        "results/*/*/layers.*/checkpoints/shard-*",
+        "results/*/*/*/layers.*/sae",
+        "results/*/*/*/layers.*/metrics.json",
+        "results/*/*/cache/train/shard-*.zarr",
+    )
+    return {
+        str(path.relative_to(workdir)): path.stat().st_mtime for pattern in patterns for path in workdir.glob(pattern)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +162,9 @@ def slurm_study(tmp_path_factory, mini_run):
     (workdir / BLOCKED).parent.mkdir(parents=True)
     (workdir / BLOCKED).write_text("not a folder\n")
     # Slurm counts 4 CPUs on this 2-core machine, and no CPU binding: a job asking for 1 CPU sees 2.
-    with SlurmCluster(root / "cluster", cpus=4, gpus=2, real_memory_mb=12000,
-                      partitions={CPU_PARTITION: 2, GPU_PARTITION: None}) as cluster:
+    with SlurmCluster(
+        root / "cluster", cpus=4, gpus=2, real_memory_mb=12000, partitions={CPU_PARTITION: 2, GPU_PARTITION: None}
+    ) as cluster:
         runs = {"first": _run(cluster, workdir, _profile(root / "run1"), hang=2)}
         after_first = _outputs(workdir)
         (workdir / BLOCKED).unlink()
@@ -152,9 +174,14 @@ def slurm_study(tmp_path_factory, mini_run):
             "partial_files": [str(p) for p in workdir.rglob(".*partial*")],
         }
         runs["third"] = _run(cluster, workdir, _profile(root / "run3"))
-        yield {"workdir": workdir, "reference": mini_run[0], "failed_state": failed_state,
-               "after_first": after_first, "logs": {name: log for name, (_, log) in runs.items()},
-               **{name: (code, _submitted(log, cluster)) for name, (code, log) in runs.items()}}
+        yield {
+            "workdir": workdir,
+            "reference": mini_run[0],
+            "failed_state": failed_state,
+            "after_first": after_first,
+            "logs": {name: log for name, (_, log) in runs.items()},
+            **{name: (code, _submitted(log, cluster)) for name, (code, log) in runs.items()},
+        }
 
 
 def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
@@ -163,7 +190,7 @@ def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
     # (show-failed-logs copies a failed group's own log, whose jobs ran locally inside it, into the
     # run's output: those are the grouped rules.)
     local = re.findall(r"^localrule (\w+):", "".join(slurm_study["logs"].values()), re.MULTILINE)
-    assert set(local) - {"cache_train_shard", "train_layer_shard", "train_sae", "evaluate_sae"} <= {"all"}
+    assert set(local) - {"cache_train_shard", "train_layer_shard", "finalize_sae", "evaluate_sae"} <= {"all"}
     jobs = [job for run in ("first", "second", "third") for job in slurm_study[run][1]]
     # A group's log folder is named after the group and its rules: group_<group>_<rule>_<rule>.
     named = [(name.split("_")[0] if name.startswith(("shard-", "finish-")) else name, record) for name, record in jobs]
@@ -173,16 +200,31 @@ def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
     # cluster job), held-out caching and the embedding sweep on the GPU partition; everything else,
     # the superposition sweep included, on the CPU one.
     assert on_gpu == {f"shard-mini-neox-{v}-{s}" for v in VARIANTS for s in range(3)} | {
-        f"finish-mini-neox-{v}" for v in VARIANTS} | {"cache_eval", "toy_sweep_gpu"}
-    assert on_cpu == {"prepare_corpus", "train_tokenizer", "train_embedded_model", "tokenize_text", "toy_figure4", "toy_sweep",
-                      "toy_aggregate", "aggregate_metrics", "plot_hyperparameter_sweep"}
+        f"finish-mini-neox-{v}" for v in VARIANTS
+    } | {"cache_eval", "toy_sweep_gpu"}
+    assert on_cpu == {
+        "prepare_corpus",
+        "train_tokenizer",
+        "train_embedded_model",
+        "tokenize_text",
+        "toy_figure4",
+        "toy_sweep",
+        "toy_aggregate",
+        "aggregate_metrics",
+        "claims",
+        "plot_hyperparameter_sweep",
+    }
 
 
 def test_grouped_gpu_jobs_asking_for_fewer_cpus_than_they_see_run_on_one_gpu(slurm_study):
     """Each GPU job asks for 1 CPU and sees 2: the jobs of a group still run one at a time in one
     one-GPU step (with the CPU count deciding, two at once asked for 2 GPUs in a 1-GPU job)."""
-    groups = [(name, record) for run in ("first", "second", "third") for name, record in slurm_study[run][1]
-              if name.startswith(("shard-", "finish-"))]
+    groups = [
+        (name, record)
+        for run in ("first", "second", "third")
+        for name, record in slurm_study[run][1]
+        if name.startswith(("shard-", "finish-"))
+    ]
     assert groups and all("cpu=1," in record["Tres"] for _, record in groups)
     failed = {name.split("_")[0] for name, record in groups if record["JobState"] != "COMPLETED"}
     assert failed == {"shard-mini-neox-trained-0"}  # the blocked SAE's group, in run 1
@@ -193,8 +235,11 @@ def test_a_time_out_is_retried_with_more_time_up_to_the_partition_cap_and_the_sa
     attempts = [record for name, record in slurm_study["first"][1] if name == HUNG_RULE]
     # 1 minute, doubled after the time-out, then 2 again: 4 would be past the partition's MaxTime
     # and never start.
-    assert [(r["JobState"], r["TimeLimit"]) for r in attempts] == [("TIMEOUT", "1"), ("TIMEOUT", "2"),
-                                                                   ("COMPLETED", "2")]
+    assert [(r["JobState"], r["TimeLimit"]) for r in attempts] == [
+        ("TIMEOUT", "1"),
+        ("TIMEOUT", "2"),
+        ("COMPLETED", "2"),
+    ]
     assert len({re.search(r"mem=(\d+)M", r["Tres"]).group(1) for r in attempts}) == 1
 
 
@@ -203,8 +248,11 @@ def test_a_failed_group_keeps_what_its_finished_members_wrote(slurm_study):
     retrains exactly the layers of that shard that had not finished it (whether layer 0 had
     depends on the order the group ran them in)."""
     assert "results/mini-neox/trained/cache/train/shard-0.zarr" in slurm_study["after_first"]
-    finished = {path.split("/layers.")[1][0] for path in slurm_study["after_first"]
-                if path.startswith("results/mini-neox/trained/layers.") and path.endswith("checkpoints/shard-0")}
+    finished = {
+        path.split("/layers.")[1][0]
+        for path in slurm_study["after_first"]
+        if path.startswith("results/mini-neox/trained/layers.") and path.endswith("checkpoints/shard-0")
+    }
     rerun = planned_jobs(slurm_study["logs"]["second"])
     shard_0 = [(rule, w) for rule, w in rerun if w.get("variant") == "trained" and w.get("shard") == "0"]
     assert {rule for rule, _ in shard_0} == {"train_layer_shard"}  # the shard itself was kept
@@ -224,7 +272,9 @@ def test_an_oom_kill_is_retried_with_more_memory_and_the_same_time(slurm_study):
 def test_the_last_run_finishes_and_matches_a_local_run(slurm_study):
     third = slurm_study["third"][1]
     assert [(name, r["JobState"]) for name, r in third] == [
-        ("aggregate_metrics", "COMPLETED"), ("plot_hyperparameter_sweep", "COMPLETED")]
+        ("aggregate_metrics", "COMPLETED"),
+        ("plot_hyperparameter_sweep", "COMPLETED"),
+    ]
     on_slurm = pd.read_csv(slurm_study["workdir"] / "results" / "metrics.csv")
     local = pd.read_csv(slurm_study["reference"] / "results" / "metrics.csv")
     local = local[local["variant"].isin(VARIANTS)].reset_index(drop=True)[on_slurm.columns]

@@ -7,10 +7,13 @@ import pytest
 
 from .slurm_cluster import DEFAULT_CONF, MACHINE_LOCK, MARKER, SlurmCluster
 
-pytestmark = pytest.mark.skipif(DEFAULT_CONF.exists() and not DEFAULT_CONF.is_symlink(),
-                                reason=f"{DEFAULT_CONF} belongs to this machine's own Slurm")
+pytestmark = pytest.mark.skipif(
+    DEFAULT_CONF.exists() and not DEFAULT_CONF.is_symlink(),
+    reason=f"{DEFAULT_CONF} belongs to this machine's own Slurm",
+)
 
 
+@pytest.mark.slow
 def test_a_cluster_waits_for_another_runs_cluster_and_takes_over_a_killed_runs_link(tmp_path):
     with open(MACHINE_LOCK, "a") as other_run:
         fcntl.flock(other_run, fcntl.LOCK_EX)

@@ -27,23 +27,39 @@ def test_an_llm_server_and_its_saes_run_as_one_gpu_cluster_job_from_the_fetched_
     workdir = tmp_path / "study"
     shutil.copytree(mini_run[0], workdir, symlinks=True)
     overlay = write_llm_config(tmp_path / "llm.yaml", "owner/tiny-llama", saes_per_server=2)
-    with SlurmCluster(tmp_path / "cluster", cpus=4, gpus=2, real_memory_mb=12000,
-                      partitions={CPU_PARTITION: 2, GPU_PARTITION: None}) as cluster:
-        env = {**cluster.env, **SITE, "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}",
-               "HF_HUB_DISABLE_TELEMETRY": "1"}
+    with SlurmCluster(
+        tmp_path / "cluster", cpus=4, gpus=2, real_memory_mb=12000, partitions={CPU_PARTITION: 2, GPU_PARTITION: None}
+    ) as cluster:
+        env = {
+            **cluster.env,
+            **SITE,
+            "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
         # The study's two SAEs of the trained model (the table and figures are the local test's).
         targets = [f"results/mini-neox/trained/x4-k4/layers.{layer}/autointerp/llm" for layer in (0, 1)]
-        command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--directory", str(workdir),
-                   "--profile", str(_profile(tmp_path / "profile")), "--configfile", str(MINI), str(overlay), "--"]
+        command = [
+            *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
+            "--directory",
+            str(workdir),
+            "--profile",
+            str(_profile(tmp_path / "profile")),
+            "--configfile",
+            str(MINI),
+            str(overlay),
+            "--",
+        ]
         with HubDouble(tmp_path / "hub") as hub:
             hub.add_repo("model", "owner/tiny-llama", "main", tiny_llama)
-            fetch = subprocess.run([*command, "prefetch"], env={**env, "HF_ENDPOINT": hub.url},
-                                   capture_output=True, text=True, timeout=300)
+            fetch = subprocess.run(
+                [*command, "prefetch"], env={**env, "HF_ENDPOINT": hub.url}, capture_output=True, text=True, timeout=300
+            )
             assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-4000:]
             hub_url = hub.url
         # The hub is gone: anything that reached for it would fail.
-        result = subprocess.run([*command, *targets], env={**env, "HF_ENDPOINT": hub_url},
-                                capture_output=True, text=True, timeout=1200)
+        result = subprocess.run(
+            [*command, *targets], env={**env, "HF_ENDPOINT": hub_url}, capture_output=True, text=True, timeout=1200
+        )
         log = result.stdout + result.stderr
         assert result.returncode == 0, log[-4000:]
         records = {job["JobId"]: job for job in cluster.finished_jobs()}

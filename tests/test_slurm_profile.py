@@ -11,16 +11,31 @@ from .conftest import REPO
 from .workflow_runs import SNAKEMAKE
 
 SITE = {"SAERAND_SLURM_PARTITION": "cpu", "SAERAND_SLURM_GPU_PARTITION": "gpu", "SAERAND_SLURM_CONSTRAINT": "a100"}
-GPU_PARTITION_RULES = {"cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "collect_latents", "toy_sweep_gpu",
-                       "train_sae"}  # train_sae needs no GPU but shares a cluster job with evaluate_sae
+GPU_PARTITION_RULES = {
+    "cache_train_shard",
+    "cache_eval",
+    "train_layer_shard",
+    "evaluate_sae",
+    "collect_latents",
+    "toy_sweep_gpu",
+    "finalize_sae",
+}  # finalize_sae needs no GPU but shares a cluster job with evaluate_sae
 
 
 def _dry_run(tmp_path, env, *configfiles) -> subprocess.CompletedProcess:
-    command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--profile", str(REPO / "profiles" / "slurm"),
-               "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "demo.yaml"), *map(str, configfiles),
-               "-n", "-F"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **env})
+    command = [
+        *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config" / "demo.yaml"),
+        *map(str, configfiles),
+        "-n",
+        "-F",
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
 
 
 def test_separate_cpu_and_gpu_partitions_give_each_group_one_partition(tmp_path):
@@ -33,7 +48,7 @@ def test_separate_cpu_and_gpu_partitions_give_each_group_one_partition(tmp_path)
         partition = re.search(r"slurm_partition=(\w*)", resources).group(1)
         assert partition == ("gpu" if rule in GPU_PARTITION_RULES else "cpu"), (rule, resources)
         assert ("constraint=a100" in resources) == (rule in GPU_PARTITION_RULES), (rule, resources)
-        assert ("gpu=1" in resources.split(", ")) == (rule in GPU_PARTITION_RULES - {"train_sae"}), rule
+        assert ("gpu=1" in resources.split(", ")) == (rule in GPU_PARTITION_RULES - {"finalize_sae"}), rule
 
 
 def test_an_llm_server_group_asks_for_the_servers_gpus_on_the_gpu_partition(tmp_path):
@@ -53,3 +68,10 @@ def test_an_llm_server_group_asks_for_the_servers_gpus_on_the_gpu_partition(tmp_
     for rule, resources in jobs:
         assert "slurm_partition=gpu" in resources and "constraint=a100" in resources, (rule, resources)
         assert ("gpu=2" in resources.split(", ")) == (rule == "llm_server"), (rule, resources)
+
+
+def test_the_profile_batches_only_groups_the_workflow_has():
+    from saerand.layout import FINISH_GROUP, LLM_GROUP, SHARD_GROUP
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert set(profile["group-components"]) <= {SHARD_GROUP, FINISH_GROUP, LLM_GROUP}

@@ -16,7 +16,9 @@ def _mark_incomplete(directory, path, max_len=None):
     """What Snakemake writes when a job starts: .snakemake/incomplete/<urlsafe b64 of the output>,
     split into '@' folders past a file name's length."""
     encoded = base64.urlsafe_b64encode(path.encode()).decode()
-    parts = [encoded] if max_len is None else [encoded[i : i + max_len - 1] for i in range(0, len(encoded), max_len - 1)]
+    parts = (
+        [encoded] if max_len is None else [encoded[i : i + max_len - 1] for i in range(0, len(encoded), max_len - 1)]
+    )
     parts = ["@" + part for part in parts[:-1]] + parts[-1:]
     marker = directory.joinpath(".snakemake", "incomplete", *parts)
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -27,8 +29,11 @@ def test_a_fresh_study_is_all_waiting_and_its_time_left_is_the_planners():
     config = load_config(REPO / "config" / "config.yaml", SCHEMA)
     status = study_status(config, REPO / "no-such-study", queue=Counter())
     assert status.saes == 650
-    assert all(states == Counter(done=0, running=0, waiting=650) for stage, states in status.stages.items()
-               if stage in ("training", "evaluation"))
+    assert all(
+        states == Counter(done=0, running=0, waiting=650)
+        for stage, states in status.stages.items()
+        if stage in ("training", "evaluation")
+    )
     assert status.gpu_hours_left == pytest.approx(plan(config).gpu_hours)
 
 
@@ -56,8 +61,15 @@ def test_finished_jobs_calibrate_the_time_left(tmp_path):
     config = load_config(REPO / "tests" / "configs" / "mini.yaml", SCHEMA)
     target = StudyCosts(config).targets[0]
     before = study_status(config, tmp_path, queue=Counter())
-    benchmark = tmp_path / "benchmarks" / "evaluate_sae" / target.model / target.variant / \
-        f"x{target.expansion_factor}-k{target.k}" / f"layers.{target.layer}.tsv"
+    benchmark = (
+        tmp_path
+        / "benchmarks"
+        / "evaluate_sae"
+        / target.model
+        / target.variant
+        / f"x{target.expansion_factor}-k{target.k}"
+        / f"layers.{target.layer}.tsv"
+    )
     benchmark.parent.mkdir(parents=True)
     benchmark.write_text("s\th:m:s\n3600\t1:00:00\n")  # an hour per evaluation: far slower than assumed
     after = study_status(config, tmp_path, queue=Counter())
@@ -67,9 +79,11 @@ def test_finished_jobs_calibrate_the_time_left(tmp_path):
 
 def test_the_slurm_queue_is_counted_per_rule_and_state(tmp_path, monkeypatch):
     squeue = tmp_path / "squeue"  # a test double of Slurm's squeue: what `squeue --me -h -o %T|%k` prints
-    squeue.write_text("#!/bin/sh\nprintf 'RUNNING|rule_train_layer_shard_wildcards_m_trained_1_0\\n"
-                      "PENDING|rule_evaluate_sae_wildcards_m\\nPENDING|rule_evaluate_sae_wildcards_m\\n"
-                      "RUNNING|someone else\\n'\n")
+    squeue.write_text(
+        "#!/bin/sh\nprintf 'RUNNING|rule_train_layer_shard_wildcards_m_trained_1_0\\n"
+        "PENDING|rule_evaluate_sae_wildcards_m\\nPENDING|rule_evaluate_sae_wildcards_m\\n"
+        "RUNNING|someone else\\n'\n"
+    )
     squeue.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert slurm_queue() == Counter({("train_layer_shard", "running"): 1, ("evaluate_sae", "pending"): 2})

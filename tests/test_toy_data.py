@@ -10,7 +10,12 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from saerand.toy.data import (
-    embedding_matrix, gaussian_control, lomax_2d, sharkey_coefficients, sharkey_data, unit_hypersphere,
+    embedding_matrix,
+    gaussian_control,
+    lomax_2d,
+    sharkey_coefficients,
+    sharkey_data,
+    unit_hypersphere,
 )
 from saerand.toy.glove import glove_vectors
 from saerand.toy.mlp import lomax_through_mlp, mlp_outputs, random_mlp
@@ -91,8 +96,7 @@ def test_lomax_2d_shapes_seeding_and_heavy_tailed_arms():
     # The largest points lie on the arms: along one column of the projection.
     largest = data[norms > np.quantile(norms, 0.99)]
     cosines = np.abs(
-        (largest / np.linalg.norm(largest, axis=1, keepdims=True))
-        @ (projection / np.linalg.norm(projection, axis=0))
+        (largest / np.linalg.norm(largest, axis=1, keepdims=True)) @ (projection / np.linalg.norm(projection, axis=0))
     )
     assert np.mean(cosines.max(axis=1) > 0.99) > 0.95
 
@@ -138,9 +142,7 @@ def test_glove_vectors_missing_file_says_where_to_get_glove(tmp_path):
     assert "toy.word_vectors.glove" in message
 
 
-@pytest.mark.parametrize(
-    "bad_line", ["and 1 2\n", "and 1 2 3 4\n", "and 1 x 3\n"], ids=["short", "long", "nan"]
-)
+@pytest.mark.parametrize("bad_line", ["and 1 2\n", "and 1 2 3 4\n", "and 1 x 3\n"], ids=["short", "long", "nan"])
 def test_glove_vectors_malformed_line_names_the_line(tmp_path, bad_line):
     path = tmp_path / "glove.txt"
     path.write_text("the 0.1 0.2 0.3\nof 1 2 3\n" + bad_line)
@@ -174,7 +176,9 @@ def test_embedding_matrix_keeps_one_row_per_token(tmp_path, tiny_neox_config, sm
 
 
 def test_embedding_matrix_rejects_a_tokenizer_larger_than_the_embedding(
-    tmp_path, tiny_neox_config, small_tokenizer,
+    tmp_path,
+    tiny_neox_config,
+    small_tokenizer,
 ):
     config = copy.deepcopy(tiny_neox_config)
     config.vocab_size = len(small_tokenizer) - 1
@@ -210,11 +214,11 @@ def test_lomax_through_mlp_panels():
     panels = lomax_through_mlp(n_samples=1000, seed=0)
     inputs, projection = lomax_2d(n_samples=1000, seed=0)
     assert {key: value.shape for key, value in panels.items()} == {
-        "superposed_inputs": (1000, 3), "mlp_inputs": (1000, 2),
-        "mlp_outputs": (1000, 2), "superposed_outputs": (1000, 3),
+        "superposed_inputs": (1000, 3),
+        "mlp_inputs": (1000, 2),
+        "mlp_outputs": (1000, 2),
+        "superposed_outputs": (1000, 3),
     }
     np.testing.assert_array_equal(panels["mlp_inputs"], inputs)
     # The pseudo-inverse loses nothing: projecting back recovers the 2-D points.
-    np.testing.assert_allclose(
-        panels["superposed_outputs"] @ projection.T, panels["mlp_outputs"], rtol=1e-3, atol=1e-3
-    )
+    np.testing.assert_allclose(panels["superposed_outputs"] @ projection.T, panels["mlp_outputs"], rtol=1e-3, atol=1e-3)

@@ -33,16 +33,21 @@ def results() -> pd.DataFrame:
             for coefficient in np.geomspace(1e-3, 1e-1, 5):
                 for seed in range(3):
                     strength = -np.log10(coefficient)  # 1 (strong penalty) to 3 (weak)
-                    rows.append({
-                        "dataset": "Superposed", "kind": kind, "n_latents": n_latents,
-                        "l1_coefficient": coefficient, "seed": seed,
-                        "explained_variance": 0.3 * strength - 0.05 * offset + rng.normal(0, 0.02),
-                        "l0": 5 * strength ** 2 * (1 + offset / 4) + rng.normal(0, 0.5),
-                        "l1": strength + rng.normal(0, 0.1),
-                        "l1_over_sqrt_l2": 2 * strength + rng.normal(0, 0.1),
-                        "hoyer": 1 - 0.2 * strength + rng.normal(0, 0.01),
-                        "mmcs": 1 - abs(strength - 2) / 3 + rng.normal(0, 0.01),
-                    })
+                    rows.append(
+                        {
+                            "dataset": "Superposed",
+                            "kind": kind,
+                            "n_latents": n_latents,
+                            "l1_coefficient": coefficient,
+                            "seed": seed,
+                            "explained_variance": 0.3 * strength - 0.05 * offset + rng.normal(0, 0.02),
+                            "l0": 5 * strength**2 * (1 + offset / 4) + rng.normal(0, 0.5),
+                            "l1": strength + rng.normal(0, 0.1),
+                            "l1_over_sqrt_l2": 2 * strength + rng.normal(0, 0.1),
+                            "hoyer": 1 - 0.2 * strength + rng.normal(0, 0.01),
+                            "mmcs": 1 - abs(strength - 2) / 3 + rng.normal(0, 0.01),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 

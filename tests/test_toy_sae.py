@@ -13,8 +13,14 @@ import torch
 from saerand.toy import metrics
 from saerand.toy.data import gaussian_control, sharkey_data
 from saerand.toy.l1_sae import (
-    STANDARDIZED_MEAN_SQUARED_ERROR, SUMMED_SQUARED_ERROR, L1Sae, evaluate, l1_coefficients,
-    l1_sae_loss, split_validation, train_l1_sae,
+    STANDARDIZED_MEAN_SQUARED_ERROR,
+    SUMMED_SQUARED_ERROR,
+    L1Sae,
+    evaluate,
+    l1_coefficients,
+    l1_sae_loss,
+    split_validation,
+    train_l1_sae,
 )
 from saerand.toy.mlp import mlp_outputs, random_mlp
 
@@ -96,19 +102,19 @@ def test_mean_max_cosine_similarity():
 
 
 def test_pareto_frontier_and_interpolated_sparsity():
-    table = pd.DataFrame({
-        "l0": [1.0, 2.0, 3.0, 2.5, 4.0, 5.0],
-        "explained_variance": [0.2, 0.5, 0.8, 0.4, 0.7, 0.9],
-    })
+    table = pd.DataFrame(
+        {
+            "l0": [1.0, 2.0, 3.0, 2.5, 4.0, 5.0],
+            "explained_variance": [0.2, 0.5, 0.8, 0.4, 0.7, 0.9],
+        }
+    )
     frontier = metrics.pareto_frontier(table, "l0", "explained_variance")
     assert frontier["l0"].tolist() == [1.0, 2.0, 3.0, 5.0]  # (2.5, .4) and (4, .7) dominated
     assert metrics.sparsity_at_explained_variance(table, "l0", 0.65) == pytest.approx(2.5)
     assert math.isnan(metrics.sparsity_at_explained_variance(table, "l0", 0.95))
     # Hoyer: higher is sparser.
     hoyer = table.rename(columns={"l0": "hoyer"})
-    assert metrics.pareto_frontier(hoyer, "hoyer", "explained_variance", minimize_x=False)[
-        "hoyer"
-    ].tolist() == [5.0]
+    assert metrics.pareto_frontier(hoyer, "hoyer", "explained_variance", minimize_x=False)["hoyer"].tolist() == [5.0]
 
 
 def test_l1_coefficients_are_log_spaced_over_the_papers_range():
@@ -140,10 +146,15 @@ def test_split_validation_is_seeded_and_disjoint():
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"l1_coefficient": 0.0}, "l1_coefficient"), ({"l1_coefficient": -1.0}, "l1_coefficient"),
-     ({"n_latents": 0}, "n_latents"), ({"epochs": 0}, "epochs"),
-     ({"validation_fraction": 1.0}, "validation_fraction"), ({"loss": "mse"}, "loss"),
-     ({"loss": STANDARDIZED_MEAN_SQUARED_ERROR, "data": np.zeros((20, 1), np.float32)}, "loss")],
+    [
+        ({"l1_coefficient": 0.0}, "l1_coefficient"),
+        ({"l1_coefficient": -1.0}, "l1_coefficient"),
+        ({"n_latents": 0}, "n_latents"),
+        ({"epochs": 0}, "epochs"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"loss": "mse"}, "loss"),
+        ({"loss": STANDARDIZED_MEAN_SQUARED_ERROR, "data": np.zeros((20, 1), np.float32)}, "loss"),
+    ],
 )
 def test_train_l1_sae_validates_parameters(kwargs, name):
     arguments = {"data": np.zeros((20, 4), np.float32), "n_latents": 8, "l1_coefficient": 0.1}
@@ -153,19 +164,20 @@ def test_train_l1_sae_validates_parameters(kwargs, name):
 
 def test_training_normalises_decoder_reduces_loss_and_is_seeded():
     data, features = sharkey_data(1000, N_FEATURES, N_DIMS, seed=0)
-    result = train_l1_sae(
-        data, N_LATENTS, 0.01, epochs=8, seed=0, ground_truth_features=features, **FAST
-    )
+    result = train_l1_sae(data, N_LATENTS, 0.01, epochs=8, seed=0, ground_truth_features=features, **FAST)
     torch.testing.assert_close(result.model.dictionary.norm(dim=1), torch.ones(N_LATENTS))
     assert len(result.epoch_losses) == 8
     assert result.epoch_losses[-1] < 0.5 * result.epoch_losses[0]
     assert set(result.metrics) == {
-        "explained_variance", "explained_variance_centered", "l0", "l1", "l1_over_sqrt_l2", "hoyer",
+        "explained_variance",
+        "explained_variance_centered",
+        "l0",
+        "l1",
+        "l1_over_sqrt_l2",
+        "hoyer",
         "mmcs",
     }
-    again = train_l1_sae(
-        data, N_LATENTS, 0.01, epochs=8, seed=0, ground_truth_features=features, **FAST
-    )
+    again = train_l1_sae(data, N_LATENTS, 0.01, epochs=8, seed=0, ground_truth_features=features, **FAST)
     assert again.metrics == result.metrics
 
 
@@ -200,8 +212,9 @@ def test_standardized_sae_sees_standardized_rows_and_reconstructs_on_the_input_s
     torch.testing.assert_close(reconstructions, inputs)  # mapped back: times std, plus mean
     # Row 1: mean 12, unbiased std 2 -> (-1, 0, 1). Row 2: mean 110, std sqrt(300).
     root3 = 1 / math.sqrt(3)
-    torch.testing.assert_close(codes, torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
-                                                    [0.0, 0.0, 2 * root3, root3, root3, 0.0]]))
+    torch.testing.assert_close(
+        codes, torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2 * root3, root3, root3, 0.0]])
+    )
     # Codes ignore each row's offset and scale; without standardising they see the raw input.
     torch.testing.assert_close(_identity_sae(3, standardize=True)(7 * inputs - 3)[1], codes)
     torch.testing.assert_close(_identity_sae(3, standardize=False)(inputs)[1][:, :3], inputs)
@@ -222,8 +235,7 @@ def test_standardized_sae_metrics_are_on_the_input_scale():
     scores = evaluate(silent, rows)
     assert scores["explained_variance"] == pytest.approx(metrics.explained_variance(rows, row_means))
     assert scores["explained_variance"] > 0.9
-    assert scores["explained_variance_centered"] == pytest.approx(
-        metrics.explained_variance_centered(rows, row_means))
+    assert scores["explained_variance_centered"] == pytest.approx(metrics.explained_variance_centered(rows, row_means))
 
 
 @pytest.mark.parametrize("loss, peak", [(SUMMED_SQUARED_ERROR, 0.95), (STANDARDIZED_MEAN_SQUARED_ERROR, 0.94)])
@@ -243,7 +255,13 @@ def test_sae_recovers_ground_truth_features_in_a_goldilocks_zone(loss, peak):
     low, middle, high = grid[6], grid[10], grid[12]  # 10^-1.5, 10^-0.5, 10^0
     results = {
         coefficient: train_l1_sae(
-            data, N_LATENTS, coefficient, epochs=40, seed=0, ground_truth_features=features, loss=loss,
+            data,
+            N_LATENTS,
+            coefficient,
+            epochs=40,
+            seed=0,
+            ground_truth_features=features,
+            loss=loss,
             **FAST,
         )
         for coefficient in (low, middle, high)
@@ -272,8 +290,10 @@ def _datasets() -> dict[str, np.ndarray]:
     control = gaussian_control(inputs, seed=1, per_dimension=True)
     mlp = random_mlp(N_DIMS, seed=0)
     return {
-        "inputs": inputs, "gaussian inputs": control,
-        "outputs": mlp_outputs(inputs, mlp), "gaussian outputs": mlp_outputs(control, mlp),
+        "inputs": inputs,
+        "gaussian inputs": control,
+        "outputs": mlp_outputs(inputs, mlp),
+        "gaussian outputs": mlp_outputs(control, mlp),
     }
 
 
@@ -300,22 +320,21 @@ def _train_frontiers() -> pd.DataFrame:
 
 
 def _control_over_data(
-    frontiers: pd.DataFrame, stage: str, measure: str, explained_variance: float,
+    frontiers: pd.DataFrame,
+    stage: str,
+    measure: str,
+    explained_variance: float,
 ) -> float:
     """How much denser the Gaussian control is than the data at the given explained variance."""
+
     def at(kind: str) -> float:
-        return metrics.sparsity_at_explained_variance(
-            frontiers[frontiers["kind"] == kind], measure, explained_variance
-        )
+        return metrics.sparsity_at_explained_variance(frontiers[frontiers["kind"] == kind], measure, explained_variance)
+
     return at(f"gaussian {stage}") / at(stage)
 
 
-@pytest.mark.parametrize(
-    ("measure", "minimum"), [("l0", 2.0), ("l1_over_sqrt_l2", 1.5)]
-)
-def test_superposed_inputs_are_much_sparser_than_their_gaussian_control(
-    frontiers, measure, minimum
-):
+@pytest.mark.parametrize(("measure", "minimum"), [("l0", 2.0), ("l1_over_sqrt_l2", 1.5)])
+def test_superposed_inputs_are_much_sparser_than_their_gaussian_control(frontiers, measure, minimum):
     """Figure 6: measured ratios 2.98 (L0) and 1.91 (L1/sqrt(L2)) at explained variance 0.7
     (seeds 1, 2 of data, control and SAE: 2.94/1.89 and 3.07/1.95)."""
     assert _control_over_data(frontiers, "inputs", measure, SPARSER_AT) > minimum

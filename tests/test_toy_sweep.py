@@ -57,16 +57,21 @@ def test_dataset_kinds_rejects_an_unknown_control():
 
 
 def _sae(loss: str) -> dict:
-    return {"epochs": 2, "batch_size": 64, "lr": 3e-3, "validation_fraction": 0.1, "loss": loss,
-            "l1_coefficients": {"low": 0.1, "high": 0.1, "n": 1}}
+    return {
+        "epochs": 2,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "validation_fraction": 0.1,
+        "loss": loss,
+        "l1_coefficients": {"low": 0.1, "high": 0.1, "n": 1},
+    }
 
 
 def test_sweep_trains_under_the_configured_loss_and_reports_both_explained_variances():
     inputs, features = sharkey_data(300, n_features=16, n_dims=8, seed=0)
     kinds = {"inputs": inputs}
     summed = sweep(kinds, [16], _sae("summed_squared_error"), seed=0, ground_truth=features)
-    standardized = sweep(kinds, [16], _sae("standardized_mean_squared_error"), seed=0,
-                         ground_truth=features)
+    standardized = sweep(kinds, [16], _sae("standardized_mean_squared_error"), seed=0, ground_truth=features)
     for table in (summed, standardized):
         assert {"explained_variance", "explained_variance_centered", "mmcs"} <= set(table.columns)
     assert summed["l1"].iloc[0] != pytest.approx(standardized["l1"].iloc[0], rel=0.01)
@@ -83,9 +88,13 @@ def test_toy_loss_and_gaussian_control_defaults(demo):
     assert toy["gaussian_control"] == "scalar"
 
 
-@pytest.mark.parametrize(("section", "key", "value"), [
-    ("sae", "loss", "mse"), (None, "gaussian_control", "diagonal"),
-])
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("sae", "loss", "mse"),
+        (None, "gaussian_control", "diagonal"),
+    ],
+)
 def test_bad_toy_choices_name_their_key(demo, section, key, value):
     bad = copy.deepcopy(demo)
     (bad["toy"][section] if section else bad["toy"])[key] = value

@@ -35,43 +35,90 @@ def test_paper_grid_dry_run(tmp_path):
     sweep on Pythia-160M; one cache job per (model, variant, split or shard); Section 4's toy sweeps;
     and what they read from the network, fetched first. Planned as a new user would: a plain dry run
     (no profile, no --cores) with nothing downloaded."""
-    command = [*SNAKEMAKE[:SNAKEMAKE.index("--profile")], "--dry-run", "--configfile", str(REPO / "config" / "config.yaml")]
+    command = [
+        *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
+        "--dry-run",
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
-    sae_jobs = sorted((w["model"], w["variant"], int(w["layer"]), int(w["expansion"]), int(w["k"]))
-                      for rule, w in jobs if rule == "train_sae")
-    layers = {"pythia-70m": range(6), "pythia-160m": range(12), "pythia-410m": range(0, 24, 2),
-              "pythia-1b": range(0, 16, 2), "pythia-6.9b": range(0, 32, 4)}
+    sae_jobs = sorted(
+        (w["model"], w["variant"], int(w["layer"]), int(w["expansion"]), int(w["k"]))
+        for rule, w in jobs
+        if rule == "finalize_sae"
+    )
+    layers = {
+        "pythia-70m": range(6),
+        "pythia-160m": range(12),
+        "pythia-410m": range(0, 24, 2),
+        "pythia-1b": range(0, 16, 2),
+        "pythia-6.9b": range(0, 32, 4),
+    }
     variants = ["trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control"]
-    study = [(m, v, l, 64, 32) for m, ls in layers.items() for v in variants for l in ls]
-    sweep = [("pythia-160m", v, l, e, k) for v in variants for l in range(12)
-             for e in (16, 32, 64, 128) for k in (16, 32) if (e, k) != (64, 32)]
+    study = [(m, v, layer, 64, 32) for m, model_layers in layers.items() for v in variants for layer in model_layers]
+    sweep = [
+        ("pythia-160m", v, layer, e, k)
+        for v in variants
+        for layer in range(12)
+        for e in (16, 32, 64, 128)
+        for k in (16, 32)
+        if (e, k) != (64, 32)
+    ]
     assert len(study) == 230 and len(sweep) == 420
     assert sae_jobs == sorted(study + sweep)
     counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
-    assert counts == {"tokenize_text": 15, "cache_eval": 25, "cache_train_shard": 25 * 10,
-                      "collect_latents": 25, "autointerp_tokens": 650, "autointerp_llm": 650, "llm_server": 65,
-                      "autointerp_figures": 10,
-                      "train_layer_shard": 230 * 10, "train_sae": 650, "evaluate_sae": 650,
-                      "aggregate_metrics": 1, "claims": 1, "plot_hyperparameter_sweep": 1, "all": 1,
-                      "toy_figure4": 1, "toy_sweep": 10, "toy_sweep_gpu": 4 + 5, "toy_aggregate": 1 + 4 + 5,
-                      "fetch_hub": 12, "fetch_glove": 1}
+    assert counts == {
+        "tokenize_text": 15,
+        "cache_eval": 25,
+        "cache_train_shard": 25 * 10,
+        "collect_latents": 25,
+        "autointerp_tokens": 650,
+        "autointerp_llm": 650,
+        "llm_server": 65,
+        "autointerp_figures": 10,
+        "train_layer_shard": 230 * 10,
+        "finalize_sae": 650,
+        "evaluate_sae": 650,
+        "aggregate_metrics": 1,
+        "claims": 1,
+        "plot_hyperparameter_sweep": 1,
+        "all": 1,
+        "toy_figure4": 1,
+        "toy_sweep": 10,
+        "toy_sweep_gpu": 4 + 5,
+        "toy_aggregate": 1 + 4 + 5,
+        "fetch_hub": 12,
+        "fetch_glove": 1,
+    }
     shards = sorted({int(w["shard"]) for r, w in jobs if r == "cache_train_shard"})
     assert shards == list(range(10))  # 100M tokens in buffers of about 10M
     toy = sorted((w["toy_dataset"], int(w["seed"])) for r, w in jobs if r.startswith("toy_sweep"))
-    assert toy[:4] == [("embeddings-pythia-160m", 0), ("embeddings-pythia-1b", 0), ("embeddings-pythia-410m", 0),
-                       ("embeddings-pythia-6.9b", 0)]
+    assert toy[:4] == [
+        ("embeddings-pythia-160m", 0),
+        ("embeddings-pythia-1b", 0),
+        ("embeddings-pythia-410m", 0),
+        ("embeddings-pythia-6.9b", 0),
+    ]
     assert [seed for dataset, seed in toy if dataset == "superposition"] == list(range(10))
     # Each Pythia at its trained and step0 revisions, RedPajama's JSON-lines files, the LLM; GloVe once.
     fetched = sorted(w["artefact"] for r, w in jobs if r == "fetch_hub")
     assert fetched == sorted(
-        [f"models--EleutherAI--pythia-{size}@{revision}" for size in ("70m", "160m", "410m", "1b", "6.9b")
-         for revision in ("main", "step0")]
-        + ["datasets--togethercomputer--RedPajama-Data-1T-Sample@main",
-           "models--hugging-quants--Meta-Llama-3.1-70B-Instruct-AWQ-INT4@main"])
-    step0 = re.search(r"rule cache_eval:\n\s+input: ([^\n]*)\n(?:.*\n){0,8}?\s+wildcards: model=pythia-70m, variant=step0",
-                      result.stdout)
+        [
+            f"models--EleutherAI--pythia-{size}@{revision}"
+            for size in ("70m", "160m", "410m", "1b", "6.9b")
+            for revision in ("main", "step0")
+        ]
+        + [
+            "datasets--togethercomputer--RedPajama-Data-1T-Sample@main",
+            "models--hugging-quants--Meta-Llama-3.1-70B-Instruct-AWQ-INT4@main",
+        ]
+    )
+    step0 = re.search(
+        r"rule cache_eval:\n\s+input: ([^\n]*)\n(?:.*\n){0,8}?\s+wildcards: model=pythia-70m, variant=step0",
+        result.stdout,
+    )
     assert step0 and "pythia-70m@step0.json" in step0[1] and "pythia-70m@main.json" in step0[1]
 
 
@@ -79,23 +126,29 @@ def test_a_missing_glove_file_is_fetched_or_stops_the_workflow_before_any_job(tm
     """A configured GloVe path named like one of glove.6B.zip's files is fetched there; one the zip
     cannot give stops the toy study, naming its key; a user's own file is used as it is."""
     config = yaml.safe_load(MINI.read_text())
-    config["toy"]["word_vectors"]["glove"] = {"glove-50d": "resources/glove/glove.6B.50d.txt",
-                                              "mine": "vectors/mine.txt"}
+    config["toy"]["word_vectors"]["glove"] = {
+        "glove-50d": "resources/glove/glove.6B.50d.txt",
+        "mine": "vectors/mine.txt",
+    }
     path = tmp_path / "glove.yaml"
     path.write_text(yaml.safe_dump(config))
     result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(path), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert ("config key 'toy.word_vectors.glove.mine': cannot read the GloVe file vectors/mine.txt: set the config "
-            "key toy.word_vectors.glove.mine to a GloVe text file on disk, or to a path ending in one of "
-            "glove.6B.zip's files (glove.6B.50d.txt, ") in output
+    assert (
+        "config key 'toy.word_vectors.glove.mine': cannot read the GloVe file vectors/mine.txt: set the config "
+        "key toy.word_vectors.glove.mine to a GloVe text file on disk, or to a path ending in one of "
+        "glove.6B.zip's files (glove.6B.50d.txt, "
+    ) in output
     assert not (tmp_path / "results").exists()
     (tmp_path / "vectors").mkdir()
     (tmp_path / "vectors" / "mine.txt").write_text("the 0.1 0.2\n")
     planned = planned_jobs(snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(path)).stdout)
     assert [rule for rule, _ in planned].count("fetch_glove") == 1
     # Section 3 alone fetches nothing of Section 4.
-    section3 = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(path), "--", "results/metrics.csv")
+    section3 = snakemake(
+        "--dry-run", "--directory", str(tmp_path), "--configfile", str(path), "--", "results/metrics.csv"
+    )
     assert "fetch_glove" not in [rule for rule, _ in planned_jobs(section3.stdout)]
     (tmp_path / "resources" / "glove").mkdir(parents=True)
     (tmp_path / "resources" / "glove" / "glove.6B.50d.txt").write_text("the 0.1 0.2\n")
@@ -114,7 +167,6 @@ def test_a_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-
 def test_autointerp_is_optional_and_covers_the_sweep_only_when_asked(tmp_path):
     """Without an `autointerp` section nothing of it is planned; with it but without
     autointerp.sweep, a sweep SAE (whose latents were not collected) has no auto-interp rule."""
@@ -123,15 +175,24 @@ def test_autointerp_is_optional_and_covers_the_sweep_only_when_asked(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"))
     rules = {rule for rule, _ in planned_jobs(result.stdout)}
-    assert "train_sae" in rules and not rules & {"collect_latents", "autointerp_tokens", "autointerp_figures"}
+    assert "finalize_sae" in rules and not rules & {"collect_latents", "autointerp_tokens", "autointerp_figures"}
     assert sum(1 for rule, w in planned_jobs(result.stdout) if rule == "tokenize_text") == 2
     sweep_sae = "results/mini-neox/trained/x2-k4/layers.1/autointerp/tokens"
     config = yaml.safe_load(MINI.read_text())
     config["autointerp"]["sweep"] = False
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    refused = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
-                        "--", sweep_sae, check=False)
+    refused = snakemake(
+        "--dry-run",
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--",
+        sweep_sae,
+        check=False,
+    )
     assert refused.returncode != 0 and "MissingRuleException" in refused.stdout + refused.stderr
+
 
 def test_end_to_end_mini_study(mini_run):
     mini_run, _ = mini_run
@@ -152,15 +213,31 @@ def test_end_to_end_mini_study(mini_run):
     assert table["ce_score_meaningful"].tolist() == (table["variant"] == "trained").tolist()
     assert (mini_run / "results" / "figures" / "sae_metrics.png").stat().st_size > 10_000
     # Every metric with its 95% interval over held-out sequences.
-    for metric in ("explained_variance", "explained_variance_masked_per_token", "cosine_similarity", "l0", "l1",
-                   "ce_loss_score", "kl_div_score", "fuzz_auroc_tokens", "entropy_normalised"):
+    for metric in (
+        "explained_variance",
+        "explained_variance_masked_per_token",
+        "cosine_similarity",
+        "l0",
+        "l1",
+        "ce_loss_score",
+        "kl_div_score",
+        "fuzz_auroc_tokens",
+        "entropy_normalised",
+    ):
         assert (table[f"{metric}_low"] <= table[f"{metric}_high"]).all(), metric
     for metric in ("explained_variance", "l1", "kl_with_sae"):
         assert table[metric].between(table[f"{metric}_low"], table[f"{metric}_high"]).all(), metric
         assert (table[f"{metric}_high"] > table[f"{metric}_low"]).all(), metric
     # Every stage wrote its log and benchmark.
-    for rule in ("tokenize_text", "cache_train_shard", "cache_eval", "train_layer_shard", "train_sae",
-                 "evaluate_sae", "train_embedded_model"):
+    for rule in (
+        "tokenize_text",
+        "cache_train_shard",
+        "cache_eval",
+        "train_layer_shard",
+        "finalize_sae",
+        "evaluate_sae",
+        "train_embedded_model",
+    ):
         assert list((mini_run / "logs" / rule).rglob("*.log")), rule
         assert list((mini_run / "benchmarks" / rule).rglob("*.tsv")), rule
 
@@ -171,21 +248,30 @@ def test_the_claims_table_compares_trained_with_every_other_variant(mini_run):
     similar = claims[claims["claim"].str.endswith("similar")]
     # Layers 0 and 1 at the study's (4, 4); four other variants; EV, cosine (masked per token) and fuzzing AUROC.
     assert len(similar) == 2 * 4 * 3
-    assert set(similar["metric"]) == {"explained_variance_masked_per_token", "cosine_similarity_masked",
-                                      "fuzz_auroc_tokens"}
-    assert set(similar["comparison"]) == {f"trained - {v}" for v in
-                                          ("rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")}
+    assert set(similar["metric"]) == {
+        "explained_variance_masked_per_token",
+        "cosine_similarity_masked",
+        "fuzz_auroc_tokens",
+    }
+    assert set(similar["comparison"]) == {
+        f"trained - {v}" for v in ("rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
+    }
     assert (similar["low"] <= similar["estimate"]).all() and (similar["estimate"] <= similar["high"]).all()
     assert (similar["holds"] == ((similar["low"] >= -similar["margin"]) & (similar["high"] <= similar["margin"]))).all()
     table = pd.read_csv(mini_run / "results" / "metrics.csv").set_index(["variant", "layer", "expansion_factor"])
-    row = similar.set_index(["layer", "metric", "comparison"]).loc[("0", "explained_variance_masked_per_token",
-                                                                    "trained - step0")]
-    expected = (table.loc[("trained", 0, 4), "explained_variance_masked_per_token"]
-                - table.loc[("step0", 0, 4), "explained_variance_masked_per_token"])
+    row = similar.set_index(["layer", "metric", "comparison"]).loc[
+        ("0", "explained_variance_masked_per_token", "trained - step0")
+    ]
+    expected = (
+        table.loc[("trained", 0, 4), "explained_variance_masked_per_token"]
+        - table.loc[("step0", 0, 4), "explained_variance_masked_per_token"]
+    )
     assert row["estimate"] == pytest.approx(expected)
     assert set(claims.loc[claims["layer"] == "all", "claim"]) == {
-        "control has the highest token entropy", "random variants have the lowest token entropy",
-        "trained token entropy rises with depth"}
+        "control has the highest token entropy",
+        "random variants have the lowest token entropy",
+        "trained token entropy rises with depth",
+    }
 
 
 def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_path):
@@ -193,17 +279,33 @@ def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_
     report = tmp_path / "report.html"
     snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--report", str(report))
     html = report.read_text()
-    entries = ["sae_metrics.png", "hyperparameter_sweep.png", "roc_mini-neox_tokens.png",
-               "examples_mini-neox_tokens.csv", "metrics.csv", "claims.csv", "figure4_lomax.png"]
+    entries = [
+        "sae_metrics.png",
+        "hyperparameter_sweep.png",
+        "roc_mini-neox_tokens.png",
+        "examples_mini-neox_tokens.csv",
+        "metrics.csv",
+        "claims.csv",
+        "figure4_lomax.png",
+    ]
     for entry in entries:
         assert entry in html, entry
     toy = sorted(p.name for p in (mini_run / "results" / "toy").glob("*/figures/*.png"))
     assert toy and all(name in html for name in toy)
-    for caption in ("Reproduces <strong>Figure 3</strong>", "Reproduces <strong>Figure 11</strong>",
-                    "Differences from the paper:", "The paper's claims as numbers", "Appendix D"):
+    for caption in (
+        "Reproduces <strong>Figure 3</strong>",
+        "Reproduces <strong>Figure 11</strong>",
+        "Differences from the paper:",
+        "The paper's claims as numbers",
+        "Appendix D",
+    ):
         assert caption in html, caption
-    for category in ("1. Claims", "2. Section 3: SAEs on transformers", "3. Section 3.3: auto-interpretability",
-                     "4. Section 4: toy models"):
+    for category in (
+        "1. Claims",
+        "2. Section 3: SAEs on transformers",
+        "3. Section 3.3: auto-interpretability",
+        "4. Section 4: toy models",
+    ):
         assert category in html, category
 
 
@@ -222,7 +324,9 @@ def test_artefacts_carry_provenance(mini_run):
     assert metrics["sae_provenance"]["cache"]["variant"] == "rerandomized_excl_emb"
     step0 = ActivationCache(mini_run / "results" / "mini-neox" / "step0" / "cache" / "eval.zarr")
     assert step0.attrs["revision"] == "step0"
-    model_record = json.loads((mini_run / "resources" / "models" / "mini-neox" / "step0" / "provenance.json").read_text())
+    model_record = json.loads(
+        (mini_run / "resources" / "models" / "mini-neox" / "step0" / "provenance.json").read_text()
+    )
     assert model_record["revision"] == "step0" and model_record["seed"] == 0
 
 
@@ -251,8 +355,9 @@ def test_a_missing_output_is_rebuilt_by_its_path_alone(mini_run):
     target = mini_run / "results" / "mini-neox" / "step0" / "x4-k4" / "layers.0" / "metrics.json"
     before = json.loads(target.read_text())["metrics"]
     target.unlink()
-    result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--cores", "2", "--",
-                       str(target.relative_to(mini_run)))
+    result = snakemake(
+        "--directory", str(mini_run), "--configfile", str(MINI), "--cores", "2", "--", str(target.relative_to(mini_run))
+    )
     assert [rule for rule, _ in planned_jobs(result.stdout + result.stderr)] == ["evaluate_sae"]
     assert json.loads(target.read_text())["metrics"] == before
 
@@ -260,13 +365,24 @@ def test_a_missing_output_is_rebuilt_by_its_path_alone(mini_run):
 def test_one_stage_reruns_for_every_layer(mini_run):
     """--forcerun STAGE --until STAGE: that stage for every SAE, nothing upstream or downstream."""
     mini_run, _ = mini_run
-    result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--dry-run",
-                       "--forcerun", "evaluate_sae", "--until", "evaluate_sae")
+    result = snakemake(
+        "--directory",
+        str(mini_run),
+        "--configfile",
+        str(MINI),
+        "--dry-run",
+        "--forcerun",
+        "evaluate_sae",
+        "--until",
+        "evaluate_sae",
+    )
     jobs = planned_jobs(result.stdout)
     assert {rule for rule, _ in jobs} == {"evaluate_sae"}
     assert sorted((w["variant"], int(w["layer"]), int(w["expansion"])) for _, w in jobs) == sorted(
-        (v, layer, e) for v in ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
-        for layer, e in ((0, 4), (1, 4), (1, 2)))
+        (v, layer, e)
+        for v in ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
+        for layer, e in ((0, 4), (1, 4), (1, 2))
+    )
 
 
 def test_rebuilding_one_layer_reruns_only_that_layer(mini_run):
@@ -275,17 +391,74 @@ def test_rebuilding_one_layer_reruns_only_that_layer(mini_run):
     mini_run, _ = mini_run
     results = mini_run / "results" / "mini-neox"
     target = "results/mini-neox/control/x4-k4/layers.1/metrics.json"
-    untouched = [results / "control" / "x4-k4" / "layers.0" / "sae" / "sae.safetensors",
-                 results / "control" / "x2-k4" / "layers.1" / "sae" / "sae.safetensors"]
+    untouched = [
+        results / "control" / "x4-k4" / "layers.0" / "sae" / "sae.safetensors",
+        results / "control" / "x2-k4" / "layers.1" / "sae" / "sae.safetensors",
+    ]
     before = [path.stat().st_mtime_ns for path in untouched]
-    result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--cores", "2",
-                       "--forcerun", "train_layer_shard", "--", target)
+    result = snakemake(
+        "--directory",
+        str(mini_run),
+        "--configfile",
+        str(MINI),
+        "--cores",
+        "2",
+        "--forcerun",
+        "train_layer_shard",
+        "--",
+        target,
+    )
     jobs = planned_jobs(result.stdout + result.stderr)
     # Its shards are re-cached (they were temporary), its layer's chain retrained, nothing else.
-    assert sorted(rule for rule, _ in jobs) == sorted(["cache_train_shard"] * 3 + ["evaluate_sae", "train_sae"]
-                                                       + ["train_layer_shard"] * 3)
+    assert sorted(rule for rule, _ in jobs) == sorted(
+        ["cache_train_shard"] * 3 + ["evaluate_sae", "finalize_sae"] + ["train_layer_shard"] * 3
+    )
     assert {w["layer"] for rule, w in jobs if rule == "train_layer_shard"} == {"1"}
     assert [path.stat().st_mtime_ns for path in untouched] == before
+
+
+def test_the_workflow_runs_as_a_module_of_a_users_own_snakefile(mini_run, tmp_path):
+    """A user's Snakefile that uses this workflow as a module, with its own config, plans exactly
+    the jobs the workflow itself plans for rebuilding one layer (README: the workflow as a module)."""
+    mini_run, _ = mini_run
+    user = tmp_path / "Snakefile"
+    user.write_text(
+        f'configfile: "{MINI}"\n\n\n'
+        f'module saerand:\n    snakefile:\n        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\n'
+        "use rule * from saerand\n"
+    )
+    rebuild = [
+        "--dry-run",
+        "--forcerun",
+        "train_layer_shard",
+        "--",
+        "results/mini-neox/control/x4-k4/layers.1/metrics.json",
+    ]
+    as_module = subprocess.run(
+        [
+            *SNAKEMAKE[:3],
+            "--snakefile",
+            str(user),
+            "--workflow-profile",
+            str(REPO / "profiles" / "default"),
+            "--profile",
+            str(REPO / "profiles" / "local"),
+            "--directory",
+            str(mini_run),
+            *rebuild,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    itself = snakemake("--directory", str(mini_run), "--configfile", str(MINI), *rebuild)
+    module_jobs = planned_jobs(as_module.stdout + as_module.stderr)
+    assert (
+        "train_layer_shard",
+        {"model": "mini-neox", "variant": "control", "layer": "1", "shard": "2"},
+    ) in module_jobs
+    assert sorted(map(str, module_jobs)) == sorted(map(str, planned_jobs(itself.stdout + itself.stderr)))
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(mini_run):
@@ -294,8 +467,19 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mini_run):
     mini_run, _ = mini_run
     layer_dir = mini_run / "results" / "mini-neox" / "trained" / "x4-k4" / "layers.0"
     reference = _sae_weights(layer_dir / "sae")
-    command = [*SNAKEMAKE, "--directory", str(mini_run), "--configfile", str(MINI), "--cores", "1",
-               "--forcerun", "train_layer_shard", "--", str(layer_dir.relative_to(mini_run) / "sae")]
+    command = [
+        *SNAKEMAKE,
+        "--directory",
+        str(mini_run),
+        "--configfile",
+        str(MINI),
+        "--cores",
+        "1",
+        "--forcerun",
+        "train_layer_shard",
+        "--",
+        str(layer_dir.relative_to(mini_run) / "sae"),
+    ]
     # Kill once the shard-2 training job has started, i.e. after snakemake recorded shard 1 as done.
     started = mini_run / "logs" / "train_layer_shard" / "mini-neox" / "trained" / "layers.0" / "shard-2.log"
     started.unlink()
@@ -308,8 +492,17 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mini_run):
     assert process.wait() == -signal.SIGKILL and started.exists() and checkpoint.exists()
 
     snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--unlock")
-    result = snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--cores", "2",
-                       "--rerun-incomplete", "--", str(layer_dir.relative_to(mini_run) / "sae"))
+    result = snakemake(
+        "--directory",
+        str(mini_run),
+        "--configfile",
+        str(MINI),
+        "--cores",
+        "2",
+        "--rerun-incomplete",
+        "--",
+        str(layer_dir.relative_to(mini_run) / "sae"),
+    )
     jobs = planned_jobs(result.stdout + result.stderr)
     trained_shards = sorted(int(w["shard"]) for rule, w in jobs if rule == "train_layer_shard")
     assert trained_shards in ([2], [])  # shards 0 and 1 were not redone; 2 unless it had finished
@@ -328,8 +521,14 @@ def test_toy_study_runs_as_part_of_the_workflow(mini_run):
     embeddings = pd.read_csv(toy / "embeddings-mini-neox" / "metrics.csv")
     assert len(embeddings) == 8 and set(embeddings["n_latents"]) == {2 * 32}  # latent_multiples x d_model
     figures = {path.name for path in (toy / "superposition" / "figures").glob("*.png")}
-    assert figures == {"mmcs.png", "pareto_all.png", "pareto_l0.png", "pareto_l1.png", "pareto_l1_over_sqrt_l2.png",
-                       "pareto_hoyer.png"}
+    assert figures == {
+        "mmcs.png",
+        "pareto_all.png",
+        "pareto_l0.png",
+        "pareto_l1.png",
+        "pareto_l1_over_sqrt_l2.png",
+        "pareto_hoyer.png",
+    }
     assert (toy / "figures" / "figure4_lomax.png").stat().st_size > 10_000
     record = json.loads((toy / "superposition" / "seed-1.provenance.json").read_text())
     assert record["seed"] == 1 and record["dataset"]["n_features"] == 32 and "torch" in record["versions"]
@@ -340,8 +539,10 @@ def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path, mini_run):
     """The control's held-out store and every training shard read different Gaussian inputs; a
     rerun of a shard job writes the same bytes (the noise is derived from the store, not drawn anew)."""
     start_from_built_model(mini_run[0], tmp_path)
-    stores = {"eval": "results/mini-neox/control/cache/eval.zarr",
-              **{f"shard-{i}": f"results/mini-neox/control/cache/train/shard-{i}.zarr" for i in range(2)}}
+    stores = {
+        "eval": "results/mini-neox/control/cache/eval.zarr",
+        **{f"shard-{i}": f"results/mini-neox/control/cache/train/shard-{i}.zarr" for i in range(2)},
+    }
     snakemake("--directory", str(tmp_path), "--configfile", str(MINI), "--cores", "2", "--", *stores.values())
     caches = {name: ActivationCache(tmp_path / path) for name, path in stores.items()}
     for layer in (0, 1):
@@ -352,8 +553,18 @@ def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path, mini_run):
     seeds = {name: cache.attrs["control_inputs"]["noise_seed"] for name, cache in caches.items()}
     assert len(set(seeds.values())) == 3
     first = caches["shard-0"].activations(1)[:]
-    snakemake("--directory", str(tmp_path), "--configfile", str(MINI), "--cores", "2",
-              "--forcerun", "cache_train_shard", "--", stores["shard-0"])
+    snakemake(
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(MINI),
+        "--cores",
+        "2",
+        "--forcerun",
+        "cache_train_shard",
+        "--",
+        stores["shard-0"],
+    )
     again = ActivationCache(tmp_path / stores["shard-0"])
     np.testing.assert_array_equal(again.activations(1)[:], first)
     assert again.attrs["control_inputs"] == caches["shard-0"].attrs["control_inputs"]
@@ -375,11 +586,19 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path, mini_run
     workdir = tmp_path / "run"
     workdir.mkdir()
     start_from_built_model(mini_run[0], workdir)
-    plan = snakemake("--dry-run", "--directory", str(workdir), "--configfile", str(path), "--",
-                     "results/mini-neox/control/cache/train/shard-0.zarr")
+    plan = snakemake(
+        "--dry-run",
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(path),
+        "--",
+        "results/mini-neox/control/cache/train/shard-0.zarr",
+    )
     assert not {"train_embedded_model", "tokenize_text"} & {rule for rule, _ in planned_jobs(plan.stdout)}
-    control_shard = re.search(r"input: (.*)\n\s+output: results/mini-neox/control/cache/train/shard-0.zarr\n",
-                              plan.stdout)
+    control_shard = re.search(
+        r"input: (.*)\n\s+output: results/mini-neox/control/cache/train/shard-0.zarr\n", plan.stdout
+    )
     assert "results/mini-neox/trained/x4-k4/layers.0/sae" in control_shard.group(1)
     per_chain, in_all = run_watching_shards(workdir, configfile=path)
     assert 1 <= per_chain <= 2 and in_all <= 2

@@ -12,8 +12,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # As users run it: the local profile (its rerun triggers matter, see profiles/local/config.yaml).
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-             "--profile", str(REPO / "profiles" / "local")]
+SNAKEMAKE = [
+    sys.executable,
+    "-m",
+    "snakemake",
+    "--snakefile",
+    str(REPO / "Snakefile"),
+    "--profile",
+    str(REPO / "profiles" / "local"),
+]
 MINI = REPO / "tests" / "configs" / "mini.yaml"
 
 

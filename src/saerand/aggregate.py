@@ -18,9 +18,17 @@ def metrics_table(paths: list[str | Path]) -> pd.DataFrame:
     for path in paths:
         record = json.loads(Path(path).read_text())
         sae = record["sae"]
-        rows.append({"model": record["model"], "variant": record["variant"], "layer": record["layer"],
-                     "expansion_factor": sae["expansion_factor"], "k": sae["k"],
-                     "num_latents": sae["num_latents"], **record["metrics"]})
+        rows.append(
+            {
+                "model": record["model"],
+                "variant": record["variant"],
+                "layer": record["layer"],
+                "expansion_factor": sae["expansion_factor"],
+                "k": sae["k"],
+                "num_latents": sae["num_latents"],
+                **record["metrics"],
+            }
+        )
     if not rows:
         raise ValueError("no metrics files to aggregate")
     table = pd.DataFrame(rows).sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
@@ -46,11 +54,15 @@ def study_table(saes: Sequence[SaeTarget], inputs: Sequence[str | Path]) -> pd.D
     if missing:
         raise FileNotFoundError(f"metrics files of SAEs in the set are missing: {missing}")
     table = metrics_table(sources)
-    tabled = {SaeTarget(row.model, row.variant, int(row.layer), int(row.expansion_factor), int(row.k))
-              for row in table.itertuples()}
+    tabled = {
+        SaeTarget(row.model, row.variant, int(row.layer), int(row.expansion_factor), int(row.k))
+        for row in table.itertuples()
+    }
     if tabled != set(saes):
-        raise ValueError(f"the SAEs in the metrics files do not match the set of SAEs: only in the files "
-                         f"{sorted(tabled - set(saes))}, only in the set {sorted(set(saes) - tabled)}")
+        raise ValueError(
+            f"the SAEs in the metrics files do not match the set of SAEs: only in the files "
+            f"{sorted(tabled - set(saes))}, only in the set {sorted(set(saes) - tabled)}"
+        )
     return table
 
 
@@ -59,8 +71,9 @@ def main_study(table: pd.DataFrame, expansion_factor: int, k: int) -> pd.DataFra
     return table[(table["expansion_factor"] == expansion_factor) & (table["k"] == k)]
 
 
-def sweep_study(table: pd.DataFrame, layers: Mapping[str, Sequence[int]], expansion_factors: Sequence[int],
-                k: Sequence[int]) -> pd.DataFrame:
+def sweep_study(
+    table: pd.DataFrame, layers: Mapping[str, Sequence[int]], expansion_factors: Sequence[int], k: Sequence[int]
+) -> pd.DataFrame:
     """The SAEs of the hyperparameter sweep (Figure 11): its models' `layers` (model -> swept
     layers) at every point of its grid."""
     in_sweep_layers = [layer in layers.get(model, ()) for model, layer in zip(table["model"], table["layer"])]
@@ -82,8 +95,13 @@ def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> 
     token entropy (the same for every explainer: it comes from the explanation examples)."""
     rows = []
     for sae in saes:
-        row = {"model": sae.model, "variant": sae.variant, "layer": sae.layer,
-               "expansion_factor": sae.expansion_factor, "k": sae.k}
+        row = {
+            "model": sae.model,
+            "variant": sae.variant,
+            "layer": sae.layer,
+            "expansion_factor": sae.expansion_factor,
+            "k": sae.k,
+        }
         for explainer in explainers:
             summary = json.loads(Path(autointerp_directory(sae, explainer), "summary.json").read_text())
             for column in SUMMARY_COLUMNS:

@@ -121,8 +121,12 @@ def write_activation_cache(
         writers = {
             layer: _ChunkedWriter(
                 group.create_array(
-                    f"layers.{layer}", shape=(n_tokens, d_model), chunks=(chunk_rows, d_model),
-                    dtype=dtype, compressors=COMPRESSORS[compressor], fill_value=0,
+                    f"layers.{layer}",
+                    shape=(n_tokens, d_model),
+                    chunks=(chunk_rows, d_model),
+                    dtype=dtype,
+                    compressors=COMPRESSORS[compressor],
+                    fill_value=0,
                     # Every chunk is written: without this zarr compares each one to the fill value first.
                     config={"write_empty_chunks": True},
                 ),
@@ -134,18 +138,26 @@ def write_activation_cache(
             ids = torch.from_numpy(sequences[start : start + batch_sequences]).long().to(device)
             for layer, acts in residual_stream(subject, ids, layers).items():
                 if not torch.isfinite(acts).all():
-                    raise FloatingPointError(f"non-finite activations in layers.{layer} of sequences "
-                                             f"{start}..{start + len(ids) - 1}")
+                    raise FloatingPointError(
+                        f"non-finite activations in layers.{layer} of sequences {start}..{start + len(ids) - 1}"
+                    )
                 # Cast on the GPU: half the bytes cross to the host, and no second pass on the CPU.
                 writers[layer].append(acts.reshape(-1, d_model).to(STORED_DTYPES[dtype]).cpu().numpy())
         for writer in writers.values():
             writer.close()
-        group.attrs.update({
-            **(attrs or {}),
-            "layers": list(layers), "n_tokens": n_tokens, "n_sequences": n_sequences,
-            "context_length": context, "d_model": d_model, "dtype": dtype,
-            "chunk_rows": chunk_rows, "compressor": compressor,
-        })
+        group.attrs.update(
+            {
+                **(attrs or {}),
+                "layers": list(layers),
+                "n_tokens": n_tokens,
+                "n_sequences": n_sequences,
+                "context_length": context,
+                "d_model": d_model,
+                "dtype": dtype,
+                "chunk_rows": chunk_rows,
+                "compressor": compressor,
+            }
+        )
         group.attrs["complete"] = True
 
 
@@ -174,8 +186,14 @@ class ActivationCache:
         return self.group["tokens"][:]
 
     def batches(
-        self, layer: int, batch_rows: int, *, drop_last: bool = False, shuffle_seed: int | None = None,
-        window_chunks: int = 8, block_rows: int = 16,
+        self,
+        layer: int,
+        batch_rows: int,
+        *,
+        drop_last: bool = False,
+        shuffle_seed: int | None = None,
+        window_chunks: int = 8,
+        block_rows: int = 16,
     ) -> Iterator[torch.Tensor]:
         """`batch_rows` rows at a time, always reading whole chunks (random row reads are slow).
 

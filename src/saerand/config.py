@@ -24,10 +24,8 @@ CORPUS_DIR = Path("resources/corpus")
 # Hub datasets whose repository holds a loading script, which datasets >= 4 refuses, and what
 # loads the same data without it.
 SCRIPT_DATASETS = {
-    "togethercomputer/RedPajama-Data-1T-Sample":
-        "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/*.jsonl, split: train",
-    "togethercomputer/RedPajama-Data-1T":
-        "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T/<subset>/*.jsonl, split: train",
+    "togethercomputer/RedPajama-Data-1T-Sample": "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T-Sample/*.jsonl, split: train",
+    "togethercomputer/RedPajama-Data-1T": "path: json, data_files: hf://datasets/togethercomputer/RedPajama-Data-1T/<subset>/*.jsonl, split: train",
 }
 
 
@@ -113,8 +111,7 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
         if model.get("embedded"):
             if embedded is None or embedded["name"] != name:
                 raise ConfigError(
-                    f"config key 'models.{name}.embedded': no embedded_model section named "
-                    f"'{name}' builds this model"
+                    f"config key 'models.{name}.embedded': no embedded_model section named '{name}' builds this model"
                 )
             arch = embedded["architecture"]
             if model["n_layers"] != arch["num_hidden_layers"]:
@@ -186,19 +183,29 @@ def _check_autointerp(config: dict[str, Any]) -> None:
     if not settings:
         return
     if context % settings["context_length"]:
-        raise ConfigError(f"config key 'autointerp.context_length': {settings['context_length']} does not divide "
-                          f"tokens.context_length = {context}; auto-interp contexts are cut from the study's sequences")
+        raise ConfigError(
+            f"config key 'autointerp.context_length': {settings['context_length']} does not divide "
+            f"tokens.context_length = {context}; auto-interp contexts are cut from the study's sequences"
+        )
     if settings["context_length"] % settings["example_context"]:
-        raise ConfigError(f"config key 'autointerp.example_context': {settings['example_context']} does not divide "
-                          f"autointerp.context_length = {settings['context_length']} (delphi cuts contexts into examples)")
+        raise ConfigError(
+            f"config key 'autointerp.example_context': {settings['example_context']} does not divide "
+            f"autointerp.context_length = {settings['context_length']} (delphi cuts contexts into examples)"
+        )
     if settings["draw"] < settings["latents"]:
-        raise ConfigError(f"config key 'autointerp.draw': {settings['draw']} is fewer than autointerp.latents = "
-                          f"{settings['latents']}")
-    per_prompt, per_latent = settings["llm"]["examples_per_prompt"], settings["test_examples"] + settings["non_activating"]
+        raise ConfigError(
+            f"config key 'autointerp.draw': {settings['draw']} is fewer than autointerp.latents = {settings['latents']}"
+        )
+    per_prompt, per_latent = (
+        settings["llm"]["examples_per_prompt"],
+        settings["test_examples"] + settings["non_activating"],
+    )
     if "llm" in settings["explainers"] and per_latent % per_prompt:
         # delphi asks for exactly examples_per_prompt answers per prompt: a shorter last prompt never parses.
-        raise ConfigError(f"config key 'autointerp.llm.examples_per_prompt': {per_prompt} does not divide the "
-                          f"{per_latent} samples per latent and scorer (autointerp.test_examples + non_activating)")
+        raise ConfigError(
+            f"config key 'autointerp.llm.examples_per_prompt': {per_prompt} does not divide the "
+            f"{per_latent} samples per latent and scorer (autointerp.test_examples + non_activating)"
+        )
 
 
 def _check_toy(config: dict[str, Any]) -> None:
@@ -207,19 +214,26 @@ def _check_toy(config: dict[str, Any]) -> None:
         return
     coefficients = toy["sae"]["l1_coefficients"]
     if coefficients["low"] > coefficients["high"]:
-        raise ConfigError(f"config key 'toy.sae.l1_coefficients': low = {coefficients['low']} exceeds "
-                          f"high = {coefficients['high']}")
+        raise ConfigError(
+            f"config key 'toy.sae.l1_coefficients': low = {coefficients['low']} exceeds high = {coefficients['high']}"
+        )
     data = toy.get("superposition")
     if data and data["n_dims"] > data["n_features"]:
-        raise ConfigError(f"config key 'toy.superposition.n_dims': n_d = {data['n_dims']} exceeds n_s = "
-                          f"n_features = {data['n_features']}; superposed data needs n_s >= n_d")
+        raise ConfigError(
+            f"config key 'toy.superposition.n_dims': n_d = {data['n_dims']} exceeds n_s = "
+            f"n_features = {data['n_features']}; superposed data needs n_s >= n_d"
+        )
     if data and data["expected_active"] > data["n_features"]:
-        raise ConfigError(f"config key 'toy.superposition.expected_active': {data['expected_active']} "
-                          f"exceeds n_features = {data['n_features']}")
+        raise ConfigError(
+            f"config key 'toy.superposition.expected_active': {data['expected_active']} "
+            f"exceeds n_features = {data['n_features']}"
+        )
     for name in toy.get("word_vectors", {}).get("embeddings", []):
         if name not in config["models"]:
-            raise ConfigError(f"config key 'toy.word_vectors.embeddings': '{name}' is not one of the models "
-                              f"({', '.join(config['models'])})")
+            raise ConfigError(
+                f"config key 'toy.word_vectors.embeddings': '{name}' is not one of the models "
+                f"({', '.join(config['models'])})"
+            )
 
 
 def _check_layers_inside(key: str, model: dict[str, Any]) -> None:
@@ -369,19 +383,31 @@ def toy_datasets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if "superposition" in toy:
         spec = toy["superposition"]
         datasets["superposition"] = {
-            "source": "superposition", "seeds": list(range(spec["seeds"])), "latents": spec["latents"],
+            "source": "superposition",
+            "seeds": list(range(spec["seeds"])),
+            "latents": spec["latents"],
             **{key: spec[key] for key in ("n_samples", "n_features", "n_dims", "expected_active", "decay")},
         }
     words = toy.get("word_vectors") or {}
     shared = {"seeds": [0], "latent_multiples": words.get("latent_multiples")}
     for name, path in words.get("glove", {}).items():
-        datasets[name] = {"source": "glove", "path": path, "limit": words.get("limit"),
-                          "config_key": f"toy.word_vectors.glove.{name}", **shared}
+        datasets[name] = {
+            "source": "glove",
+            "path": path,
+            "limit": words.get("limit"),
+            "config_key": f"toy.word_vectors.glove.{name}",
+            **shared,
+        }
     for model in words.get("embeddings", []):
         spec = config["models"][model]
         datasets[f"embeddings-{model}"] = {
-            "source": "embeddings", "model": model, "location": model_location(model, spec),
-            "revision": spec["revision"], "n_layers": spec["n_layers"], **shared}
+            "source": "embeddings",
+            "model": model,
+            "location": model_location(model, spec),
+            "revision": spec["revision"],
+            "n_layers": spec["n_layers"],
+            **shared,
+        }
     return datasets
 
 

@@ -54,8 +54,7 @@ def write_split_corpus(
     unknown = sorted(set(holdout_books) - books)
     if unknown:
         raise ValueError(
-            f"embedded_model.corpus.holdout_books: {unknown} not in the corpus "
-            f"(books are e.g. {sorted(books)[:5]})"
+            f"embedded_model.corpus.holdout_books: {unknown} not in the corpus (books are e.g. {sorted(books)[:5]})"
         )
     train = [text for book, text in chapters if book not in holdout_books]
     held = [text for book, text in chapters if book in holdout_books]
@@ -66,5 +65,10 @@ def write_split_corpus(
 
 def text_file_dataset(path: str | Path) -> dict:
     """The `datasets` spec of a corpus file written here: one document per paragraph."""
-    return {"path": "text", "data_files": str(path), "split": "train", "text_column": "text",
-            "load_kwargs": {"sample_by": "paragraph"}}
+    return {
+        "path": "text",
+        "data_files": str(path),
+        "split": "train",
+        "text_column": "text",
+        "load_kwargs": {"sample_by": "paragraph"},
+    }

@@ -7,6 +7,7 @@ resources each job asks for (memory and time limit, scaled by the retry attempt)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,15 @@ SAE_STARTUP_MINUTES = 2
 # SAE (1024 latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine); those of
 # large matrices (toy.gpu_sources: GloVe, embeddings) would take thousands of core-hours and keep a
 # GPU (rule toy_sweep_gpu).
-GPU_RULES = ("cache_train_shard", "cache_eval", "train_layer_shard", "evaluate_sae", "collect_latents", "toy_sweep_gpu",
-             "autointerp_llm")
+GPU_RULES = (
+    "cache_train_shard",
+    "cache_eval",
+    "train_layer_shard",
+    "evaluate_sae",
+    "collect_latents",
+    "toy_sweep_gpu",
+    "autointerp_llm",
+)
 CPU_CORE_FLOPS = 57e9
 # Toy SAEs on a GPU take small optimizer steps that are bound by kernel launches, not FLOPs: about
 # 1 ms each, counted as FLOPs at the assumed throughput.
@@ -75,7 +83,9 @@ class ModelSize:
 
     @classmethod
     def of(cls, model: dict[str, Any]) -> ModelSize:
-        return cls(model["n_layers"], model["d_model"], model.get("vocab_size", DEFAULT_VOCAB), model.get("dtype", "float32"))
+        return cls(
+            model["n_layers"], model["d_model"], model.get("vocab_size", DEFAULT_VOCAB), model.get("dtype", "float32")
+        )
 
     def block_params(self) -> int:
         # GPT-NeoX block: fused QKV + output projection (4 d^2) and a 4x MLP (8 d^2).
@@ -137,8 +147,9 @@ class StudyCosts:
         # The SAEs auto-interpreted (Section 3.3): the study's own, one per (model, variant, layer),
         # and with autointerp.sweep the Figure 11 sweep's too.
         main, autointerp = main_hyperparameters(config), config.get("autointerp") or {}
-        self.autointerp_targets = [t for t in self.targets if autointerp.get("sweep") or t.hyperparameters == main
-                                   ] if autointerp else []
+        self.autointerp_targets = (
+            [t for t in self.targets if autointerp.get("sweep") or t.hyperparameters == main] if autointerp else []
+        )
         # Every (model, variant, layer) whose SAEs train together: one job per shard each.
         self.training_layers = list(dict.fromkeys((t.model, t.variant, t.layer) for t in self.targets))
         self.lanes = self._scratch_lanes()
@@ -155,8 +166,10 @@ class StudyCosts:
             return None
         largest = max(self.chain_scratch_bytes(model) for model, _ in self.chains)
         if budget < largest:
-            raise ConfigError(f"config key 'scratch_budget': {budget} bytes is less than one (model, variant) "
-                              f"holds at once ({largest} bytes: two shards of its training activations)")
+            raise ConfigError(
+                f"config key 'scratch_budget': {budget} bytes is less than one (model, variant) "
+                f"holds at once ({largest} bytes: two shards of its training activations)"
+            )
         return budget // largest
 
     def chain_before(self, model: str, variant: str) -> tuple[str, str] | None:
@@ -206,19 +219,21 @@ class StudyCosts:
         states = sum(sae_state_bytes(d_model, p.expansion_factor, self.config["sae"]["optimizer"]) for p in points)
         chunk = self.config["cache"]["chunk_rows"] * d_model * 4
         return JobCost(
-            flops=self.shard_tokens(shard) * sum(sae_train_flops_per_token(d_model, p.expansion_factor) for p in points),
+            flops=self.shard_tokens(shard)
+            * sum(sae_train_flops_per_token(d_model, p.expansion_factor) for p in points),
             # The mixing window in float32 and its permuted copy, one chunk read, one pending.
             host_memory_bytes=2 * states + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
             disk_bytes=states,
             startup_minutes=SAE_STARTUP_MINUTES,
         )
 
-    def train_sae(self, target: SaeTarget) -> JobCost:
+    def finalize_sae(self, target: SaeTarget) -> JobCost:
         d_model = self.size(target.model).d_model
         state = sae_state_bytes(d_model, target.expansion_factor, self.config["sae"]["optimizer"])
         weights = 4 * (2 * d_model * sae_latents(d_model, target.expansion_factor))
-        return JobCost(flops=0.0, host_memory_bytes=2 * state + 2 * 2**30, disk_bytes=weights,
-                       startup_minutes=SAE_STARTUP_MINUTES)
+        return JobCost(
+            flops=0.0, host_memory_bytes=2 * state + 2 * 2**30, disk_bytes=weights, startup_minutes=SAE_STARTUP_MINUTES
+        )
 
     def layer_step_gpu_bytes(self, model: str, layer: int) -> int:
         """Peak GPU memory of a layer's training job: every SAE's state resident, one SAE's step at a time."""
@@ -247,8 +262,10 @@ class StudyCosts:
         encode = sum(2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
         weights = sum(4 * 2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
         last_layer = max(layer for layer, _ in saes)
-        return JobCost(flops=tokens * (size.forward_flops_per_token(last_layer, self.context) + encode),
-                       host_memory_bytes=self._model_host_bytes(model) + weights)
+        return JobCost(
+            flops=tokens * (size.forward_flops_per_token(last_layer, self.context) + encode),
+            host_memory_bytes=self._model_host_bytes(model) + weights,
+        )
 
     def llm_tokens_per_latent(self) -> float:
         """Tokens the LLM reads and writes for one latent: its explanation, then each scorer's prompts
@@ -267,8 +284,11 @@ class StudyCosts:
         with `sharing` SAEs per server GPU, the FLOPs its job waits for."""
         settings = self.config["autointerp"]
         tokens = settings["latents"] * self.llm_tokens_per_latent()
-        return JobCost(flops=sharing * 2 * settings["llm"]["parameters"] * tokens, host_memory_bytes=2 * 2**30,
-                       startup_minutes=LLM_STARTUP_MINUTES)
+        return JobCost(
+            flops=sharing * 2 * settings["llm"]["parameters"] * tokens,
+            host_memory_bytes=2 * 2**30,
+            startup_minutes=LLM_STARTUP_MINUTES,
+        )
 
     def toy_shape(self, dataset: str) -> tuple[int, int]:
         """(samples, dimensions) of a toy dataset, without reading it."""
@@ -297,8 +317,38 @@ class StudyCosts:
         flops = saes_per_latent_count * sum(sae["epochs"] * train * 12 * dims * n for n in latents)
         data_bytes = (TOY_KINDS + 1) * samples * dims * 4
         launches = steps * TOY_STEP_SECONDS * DEFAULT_GPU_FLOPS if self.toy_on_gpu(dataset) else 0.0
-        return JobCost(flops=flops + launches,
-                       host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES)
+        return JobCost(
+            flops=flops + launches, host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES
+        )
+
+    def job_cost(self, rule: str, wildcards: Mapping[str, str]) -> JobCost | None:
+        """The cost of one job of `rule` (None: outside the cost model), from its wildcards: the one
+        map from rules to costs, for the rules' resources and the planner's GPU-hours alike."""
+        if rule in ("cache_train_shard", "cache_eval", "collect_latents"):
+            model = wildcards["model"]
+            return (
+                self.cache_train_shard(model, int(wildcards["shard"]))
+                if rule == "cache_train_shard"
+                else (self.cache_eval(model) if rule == "cache_eval" else self.collect_latents(model))
+            )
+        if rule == "train_layer_shard":
+            return self.train_layer_shard(wildcards["model"], int(wildcards["layer"]), int(wildcards["shard"]))
+        if rule in ("finalize_sae", "evaluate_sae"):
+            target = SaeTarget(
+                wildcards["model"],
+                wildcards["variant"],
+                int(wildcards["layer"]),
+                int(wildcards["expansion"]),
+                int(wildcards["k"]),
+            )
+            return self.finalize_sae(target) if rule == "finalize_sae" else self.evaluate_sae(target)
+        if rule in ("toy_sweep", "toy_sweep_gpu"):
+            return self.toy_sweep(wildcards["toy_dataset"])
+        if rule == "autointerp_llm":
+            # The SAEs of a server share it at once: each one's job takes as long as the group's work.
+            llm = self.config["autointerp"]["llm"]
+            return self.autointerp_llm(sharing=llm["saes_per_server"] / llm["gpus"])
+        return None
 
     def token_store_bytes(self, model: str) -> int:
         train = self.shards[-1][1] * self.context if self.shards else 0

@@ -46,8 +46,13 @@ def load_text_dataset(spec: dict[str, Any]):
 
 
 def token_sequences(
-    spec: dict[str, Any], tokenizer, context_length: int, n_tokens: int | None, *,
-    skip_tokens: int = 0, shuffle_seed: int | None = None,
+    spec: dict[str, Any],
+    tokenizer,
+    context_length: int,
+    n_tokens: int | None,
+    *,
+    skip_tokens: int = 0,
+    shuffle_seed: int | None = None,
 ) -> np.ndarray:
     """Sequences [skip, skip + n) of the dataset's token stream (int32, shape (n, context_length)),
     with skip = skip_tokens // context_length and n = n_tokens // context_length.
@@ -62,8 +67,7 @@ def token_sequences(
     text_column = spec.get("text_column", "text")
     if text_column not in dataset.column_names:
         raise ValueError(
-            f"dataset {spec['path']!r} has no column {text_column!r} "
-            f"(columns: {dataset.column_names}); set text_column"
+            f"dataset {spec['path']!r} has no column {text_column!r} (columns: {dataset.column_names}); set text_column"
         )
     dataset = dataset.select_columns([text_column])
     if shuffle_seed is not None:
@@ -76,7 +80,11 @@ def token_sequences(
         for start in range(0, len(dataset), _DOCUMENTS_PER_ROUND):
             block = dataset.select(range(start, min(start + _DOCUMENTS_PER_ROUND, len(dataset))))
             chunked = chunk_and_tokenize(
-                block, tokenizer, format="numpy", num_proc=1, text_key=text_column,
+                block,
+                tokenizer,
+                format="numpy",
+                num_proc=1,
+                text_key=text_column,
                 max_seq_len=context_length,
             )
             ids = np.asarray(chunked["input_ids"], dtype=np.int32)
@@ -99,7 +107,9 @@ def save_token_store(path: str | Path, sequences: np.ndarray, attrs: dict[str, A
     """Tokenized sequences as a zarr store, published atomically with `complete` set last."""
     with atomic_directory(path) as staging:
         group = zarr.open_group(staging, mode="w", zarr_format=3)
-        group.create_array("tokens", data=sequences.astype(np.int32), chunks=(min(len(sequences), 4096), sequences.shape[1]))
+        group.create_array(
+            "tokens", data=sequences.astype(np.int32), chunks=(min(len(sequences), 4096), sequences.shape[1])
+        )
         group.attrs.update({**attrs, "n_sequences": len(sequences), "context_length": sequences.shape[1]})
         group.attrs["complete"] = True
 

@@ -46,7 +46,13 @@ STATISTICS = {
 
 @torch.no_grad()
 def downstream_scores(
-    subject: SubjectModel, sae, layer: int, sequences: np.ndarray, *, batch_sequences: int, resamples: int = 1,
+    subject: SubjectModel,
+    sae,
+    layer: int,
+    sequences: np.ndarray,
+    *,
+    batch_sequences: int,
+    resamples: int = 1,
     seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The scores with 95% intervals from `resamples` bootstrap resamples of the sequences, and the
@@ -59,7 +65,7 @@ def downstream_scores(
         inputs = subject.model_inputs(ids)  # one draw of control noise serves all three passes
         targets = ids[:, 1:]
 
-        def log_probs(replace=None) -> torch.Tensor:
+        def log_probs(replace=None, inputs=inputs) -> torch.Tensor:
             handle = _replace_block_output(block, replace) if replace else None
             try:
                 logits = subject.model(**inputs, use_cache=False).logits[:, :-1]

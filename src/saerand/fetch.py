@@ -82,8 +82,11 @@ def job_environment(hf_home: str | Path, online: bool = False) -> dict[str, str]
     """The hub's settings for a job: the shared cache, and the network off unless it fetches."""
     home = Path(hf_home).absolute()
     # HF_HUB_CACHE too: a user's own setting of it would otherwise send jobs to another cache.
-    return {"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
-            **{name: "0" if online else "1" for name in OFFLINE_VARIABLES}}
+    return {
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        **{name: "0" if online else "1" for name in OFFLINE_VARIABLES},
+    }
 
 
 def is_hub_id(location: str) -> bool:
@@ -97,8 +100,9 @@ def hub_dataset(spec: dict[str, Any]) -> HubArtefact | None:
     files = spec.get("data_files")
     match = HUB_DATA_FILES.match(files) if isinstance(files, str) else None
     if match:
-        return HubArtefact(match["repo"], match["revision"] or "main", "dataset", match["pattern"],
-                           spec.get("download_bytes"))
+        return HubArtefact(
+            match["repo"], match["revision"] or "main", "dataset", match["pattern"], spec.get("download_bytes")
+        )
     path = spec["path"]
     if path not in PACKAGED_BUILDERS and is_hub_id(path):
         return HubArtefact(path, spec.get("revision") or "main", "dataset", None, spec.get("download_bytes"))
@@ -127,8 +131,12 @@ def llm_artefact(config: dict[str, Any]) -> HubArtefact | None:
 
 def study_artefacts(config: dict[str, Any]) -> dict[str, HubArtefact]:
     """Every hub artefact of the study by record name: models at each revision, datasets, the LLM."""
-    artefacts = [artefact for name in config["models"] for variant in config["variants"]
-                 for artefact in model_artefacts(config, name, variant)]
+    artefacts = [
+        artefact
+        for name in config["models"]
+        for variant in config["variants"]
+        for artefact in model_artefacts(config, name, variant)
+    ]
     artefacts += [hub_dataset(spec) for spec in config["datasets"].values() if isinstance(spec, dict)]
     artefacts.append(llm_artefact(config))
     return {artefact.name: artefact for artefact in artefacts if artefact is not None}
@@ -157,15 +165,23 @@ def cached_snapshot(artefact: HubArtefact, hf_home: str | Path | None = None) ->
     fetched = json.loads(record.read_text())
     try:
         # The commit that was fetched and verified, whatever the revision's name points to since.
-        snapshot = Path(snapshot_download(artefact.repo_id, repo_type=artefact.repo_type, revision=fetched["commit"],
-                                          allow_patterns=fetched["patterns"], cache_dir=hf_home / "hub",
-                                          local_files_only=True))
+        snapshot = Path(
+            snapshot_download(
+                artefact.repo_id,
+                repo_type=artefact.repo_type,
+                revision=fetched["commit"],
+                allow_patterns=fetched["patterns"],
+                cache_dir=hf_home / "hub",
+                local_files_only=True,
+            )
+        )
     except (LocalEntryNotFoundError, FileNotFoundError) as err:
         raise MissingDownload(f"{artefact.describe()} is incomplete in the download cache: {err} {hint}") from err
     missing = [name for name in fetched["files"] if not (snapshot / name).is_file()]
     if missing:
-        raise MissingDownload(f"{artefact.describe()}: {len(missing)} of its files are gone from {snapshot} "
-                              f"(e.g. {missing[0]}): {hint}")
+        raise MissingDownload(
+            f"{artefact.describe()}: {len(missing)} of its files are gone from {snapshot} (e.g. {missing[0]}): {hint}"
+        )
     return snapshot
 
 
@@ -247,8 +263,9 @@ def _retrying(what: str, attempts: int, step):
     raise AssertionError
 
 
-def fetch_hub(artefact: HubArtefact, hf_home: str | Path, attempts: int = 3,
-              endpoint: str | None = None) -> dict[str, Any]:
+def fetch_hub(
+    artefact: HubArtefact, hf_home: str | Path, attempts: int = 3, endpoint: str | None = None
+) -> dict[str, Any]:
     """Download a hub artefact into hf_home's hub cache, verify it, and write its record last
     (`endpoint`: another hub than HF_ENDPOINT's)."""
     from huggingface_hub import HfApi, snapshot_download
@@ -258,15 +275,28 @@ def fetch_hub(artefact: HubArtefact, hf_home: str | Path, attempts: int = 3,
 
     def step():
         patterns = _allow_patterns(artefact, api)
-        snapshot = Path(snapshot_download(artefact.repo_id, repo_type=artefact.repo_type, revision=artefact.revision,
-                                          cache_dir=cache, allow_patterns=patterns, endpoint=endpoint))
+        snapshot = Path(
+            snapshot_download(
+                artefact.repo_id,
+                repo_type=artefact.repo_type,
+                revision=artefact.revision,
+                cache_dir=cache,
+                allow_patterns=patterns,
+                endpoint=endpoint,
+            )
+        )
         if not any(snapshot.rglob("*")):
             raise FileNotFoundError(f"{artefact.describe()} has no files matching {patterns}")
         return snapshot, patterns, verify_snapshot(snapshot)
 
     snapshot, patterns, files = _retrying(artefact.describe(), attempts, step)
-    record = provenance(**asdict(artefact), commit=snapshot.name, patterns=patterns, files=files,
-                        bytes=sum(f["bytes"] for f in files.values()))
+    record = provenance(
+        **asdict(artefact),
+        commit=snapshot.name,
+        patterns=patterns,
+        files=files,
+        bytes=sum(f["bytes"] for f in files.values()),
+    )
     write_json(record_path(hf_home, artefact.name), record)
     return record
 
@@ -289,8 +319,9 @@ def _download(url: str, path: Path, algorithm: str, timeout: float) -> str:
     return digest.hexdigest()
 
 
-def fetch_archive(urls: list[str], checksum: str, files: dict[str | Path, str], attempts: int = 3,
-                  timeout: float = 60) -> dict[str, Any]:
+def fetch_archive(
+    urls: list[str], checksum: str, files: dict[str | Path, str], attempts: int = 3, timeout: float = 60
+) -> dict[str, Any]:
     """Download a zip (mirrors tried in turn), verify its checksum ("md5:<hex>" or "sha256:<hex>"),
     extract `files` (destination: name in the zip) and remove the zip. A destination appears only
     once complete; a failed or corrupt download leaves neither it nor the zip behind."""
@@ -318,13 +349,18 @@ def fetch_archive(urls: list[str], checksum: str, files: dict[str | Path, str], 
         with zipfile.ZipFile(archive) as zipped:
             absent = sorted(set(destinations.values()) - set(zipped.namelist()))
             if absent:
-                raise FileNotFoundError(f"{archive_name} from {url} has no {', '.join(absent)} "
-                                        f"(it holds {', '.join(zipped.namelist())})")
+                raise FileNotFoundError(
+                    f"{archive_name} from {url} has no {', '.join(absent)} (it holds {', '.join(zipped.namelist())})"
+                )
             for destination, member in destinations.items():
                 # zipfile checks each member's CRC as it is read.
                 with atomic_file(destination) as staging, zipped.open(member) as source, staging.open("wb") as out:
                     shutil.copyfileobj(source, out, CHUNK_BYTES)
     finally:
         archive.unlink(missing_ok=True)
-    return provenance(url=url, checksum=checksum, attempts=len(used),
-                      files={str(path): member for path, member in destinations.items()})
+    return provenance(
+        url=url,
+        checksum=checksum,
+        attempts=len(used),
+        files={str(path): member for path, member in destinations.items()},
+    )

@@ -22,8 +22,12 @@ def resample_counts(n_units: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).multinomial(n_units, np.full(n_units, 1.0 / n_units), size=resamples)
 
 
-def bootstrap(per_unit: Mapping[str, np.ndarray], statistics: Mapping[str, Callable[[dict], np.ndarray]],
-              resamples: int, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def bootstrap(
+    per_unit: Mapping[str, np.ndarray],
+    statistics: Mapping[str, Callable[[dict], np.ndarray]],
+    resamples: int,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Point estimates and bootstrap replicates of each statistic.
 
     per_unit: name -> (n_units,) or (n_units, d) array; statistics: name -> f(sums), where sums
@@ -64,6 +68,7 @@ def bootstrap_mean(values: np.ndarray, resamples: int, seed: int) -> tuple[float
     values = values[~np.isnan(values)]
     if not len(values):
         return float("nan"), np.full(resamples, np.nan)
-    points, replicates = bootstrap({"sum": values, "count": np.ones(len(values))},
-                                   {"mean": lambda s: s["sum"] / s["count"]}, resamples, seed)
+    points, replicates = bootstrap(
+        {"sum": values, "count": np.ones(len(values))}, {"mean": lambda s: s["sum"] / s["count"]}, resamples, seed
+    )
     return points["mean"], replicates["mean"]

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from .cache import ActivationCache
 from .intervals import bootstrap, with_intervals
 
-
 # Per held-out sequence sums (saerand.intervals resamples whole sequences).
 _UNIT_SUMS = ("n", "sse", "centered_sq", "cos", "cos_centered", "n_kept", "ev_per_token_kept", "cos_kept", "l0", "l1")
 
@@ -54,8 +53,7 @@ class MetricAccumulator:
     """Sums of every metric's parts per held-out unit (sequence), so that each metric comes with a
     bootstrap interval over units."""
 
-    def __init__(self, num_latents: int, mean: torch.Tensor, masked_mean: torch.Tensor | None = None, *,
-                 n_units: int):
+    def __init__(self, num_latents: int, mean: torch.Tensor, masked_mean: torch.Tensor | None = None, *, n_units: int):
         self.mean = mean.double()
         self.masked_mean = self.mean if masked_mean is None else masked_mean.double()
         self.num_latents = num_latents
@@ -64,8 +62,13 @@ class MetricAccumulator:
         self.fired = torch.zeros(num_latents, dtype=torch.bool)
 
     def update(
-        self, x: torch.Tensor, x_hat: torch.Tensor, latent_acts: torch.Tensor, latent_indices: torch.Tensor,
-        units: torch.Tensor, keep: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        latent_acts: torch.Tensor,
+        latent_indices: torch.Tensor,
+        units: torch.Tensor,
+        keep: torch.Tensor | None = None,
     ) -> None:
         """x, x_hat: (n, d); latent_acts / latent_indices: (n, k) as SparseCoder.encode returns them;
         units: (n,) the held-out unit (sequence) of each row; keep: (n,) bool, the positions the
@@ -101,12 +104,17 @@ class MetricAccumulator:
         per_unit = {name: values.numpy() for name, values in self.sums.items()} | {"offset": self.offset.numpy()}
         points, replicates = bootstrap(per_unit, STATISTICS, resamples, seed)
         metrics = with_intervals(points, replicates)
-        metrics |= {"dead_fraction": 1.0 - self.fired.float().mean().item(),
-                    "n_tokens": int(self.sums["n"].sum()), "n_tokens_masked_metrics": int(self.sums["n_kept"].sum())}
+        metrics |= {
+            "dead_fraction": 1.0 - self.fired.float().mean().item(),
+            "n_tokens": int(self.sums["n"].sum()),
+            "n_tokens_masked_metrics": int(self.sums["n_kept"].sum()),
+        }
         return metrics, replicates
 
 
-def column_means(cache: ActivationCache, layer: int, batch_rows: int, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def column_means(
+    cache: ActivationCache, layer: int, batch_rows: int, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean activation over all held-out positions and over the kept (non-special) ones."""
     total = torch.zeros(cache.d_model, dtype=torch.float64)
     kept = torch.zeros(cache.d_model, dtype=torch.float64)
@@ -126,16 +134,24 @@ def kept_positions(tokens: np.ndarray, special_token_ids: list[int]) -> torch.Te
 
 @torch.no_grad()
 def evaluate_sae(
-    sae, cache: ActivationCache, layer: int, *, batch_rows: int, special_token_ids: list[int], device: str = "cpu",
-    resamples: int = 1, seed: int = 0,
+    sae,
+    cache: ActivationCache,
+    layer: int,
+    *,
+    batch_rows: int,
+    special_token_ids: list[int],
+    device: str = "cpu",
+    resamples: int = 1,
+    seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every metric of one SAE on `layer` of the held-out cache, with 95% intervals from `resamples`
     bootstrap resamples of its sequences, and the replicates; `special_token_ids` are masked out of
     the masked metrics."""
     keep = kept_positions(cache.tokens(), special_token_ids)
     context = cache.attrs["context_length"]
-    accumulator = MetricAccumulator(sae.num_latents, *column_means(cache, layer, batch_rows, keep),
-                                    n_units=cache.n_tokens // context)
+    accumulator = MetricAccumulator(
+        sae.num_latents, *column_means(cache, layer, batch_rows, keep), n_units=cache.n_tokens // context
+    )
     start = 0
     for batch in tqdm(cache.batches(layer, batch_rows), desc=f"evaluating layers.{layer}"):
         x = batch.to(device)

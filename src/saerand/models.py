@@ -36,22 +36,18 @@ def load_tokenizer(location: str, revision: str):
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """"auto": bfloat16 on a GPU, as sparsify and the authors ran the subject models (float16
+    """ "auto": bfloat16 on a GPU, as sparsify and the authors ran the subject models (float16
     risks overflow in re-randomized large models), float32 on a CPU (no fast bfloat16 there)."""
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return DTYPES[dtype]
 
 
-def load_causal_lm(
-    location: str, revision: str, *, n_layers: int, dtype: str = "float32", device: str = "cpu"
-):
+def load_causal_lm(location: str, revision: str, *, n_layers: int, dtype: str = "float32", device: str = "cpu"):
     model = AutoModelForCausalLM.from_pretrained(_source(location, revision), dtype=resolve_dtype(dtype, device))
     found = model.config.num_hidden_layers
     if found != n_layers:
-        raise ValueError(
-            f"{location}@{revision} has {found} layers but the config says n_layers = {n_layers}"
-        )
+        raise ValueError(f"{location}@{revision} has {found} layers but the config says n_layers = {n_layers}")
     return model.to(device).eval().requires_grad_(False)
 
 

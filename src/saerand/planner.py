@@ -18,37 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from snakemake.io import glob_wildcards
 
 from saerand.config import SaeTarget, glove_paths, load_config
 from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts, rule_flops_per_second
 from saerand.fetch import study_artefacts
+from saerand.layout import BENCHMARKS, FINISH_GROUP, FINISH_GROUP_RULES, LLM_GROUP_RULES, LOCAL_RULES, SHARD_GROUP_RULES
 from saerand.toy.glove import GLOVE_ARCHIVE_FILES
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-# Job groups of the workflow (workflow/rules/common.smk): a (model, variant, shard) caches the shard
-# and trains every SAE on it (one job per layer) in one cluster job; finishing and evaluating SAEs are batched per
-# (model, variant), group-components of them per cluster job.
-SHARD_GROUP_RULES = ("cache_train_shard", "train_layer_shard")
-FINISH_GROUP_RULES = ("train_sae", "evaluate_sae")
-FINISH_GROUP = "finish-{model}-{variant}"
-# One vLLM server (rule llm_server) and the autointerp_llm jobs of the SAEs it serves, at once.
-LLM_GROUP_RULES = ("llm_server", "autointerp_llm")
-# Where each GPU rule's benchmark files are, as Snakemake writes them (see workflow/rules).
-BENCHMARK_PATTERNS = {
-    "cache_train_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/shard-(?P<shard>\d+)\.tsv",
-    "cache_eval": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
-    "train_layer_shard": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/layers\.(?P<layer>\d+)/shard-(?P<shard>\d+)\.tsv",
-    "evaluate_sae": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
-    "collect_latents": r"(?P<model>[^/]+)/(?P<variant>[^/]+)\.tsv",
-    "toy_sweep_gpu": r"(?P<toy_dataset>[^/]+)/seed-(?P<seed>\d+)\.tsv",
-    "autointerp_llm": r"(?P<model>[^/]+)/(?P<variant>[^/]+)/x(?P<expansion>\d+)-k(?P<k>\d+)/layers\.(?P<layer>\d+)\.tsv",
-}
-
-
-# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs.
-LOCAL_RULES = ("fetch_hub", "fetch_glove")
 
 
 @dataclass
@@ -89,43 +69,31 @@ class Plan:
         return sum(rule.gpu_hours or 0.0 for rule in self.rules.values())
 
 
-def _job_flops(costs: StudyCosts, rule: str, wildcards: dict[str, str]) -> float:
-    if rule == "cache_train_shard":
-        return costs.cache_train_shard(wildcards["model"], int(wildcards["shard"])).flops
-    if rule == "cache_eval":
-        return costs.cache_eval(wildcards["model"]).flops
-    if rule == "collect_latents":
-        return costs.collect_latents(wildcards["model"]).flops
-    if rule == "toy_sweep_gpu":
-        return costs.toy_sweep(wildcards["toy_dataset"]).flops
-    if rule == "autointerp_llm":
-        # The SAEs of a group share one server at once: each one's time is the group's.
-        llm = costs.config["autointerp"]["llm"]
-        return costs.autointerp_llm(sharing=llm["saes_per_server"] / llm["gpus"]).flops
-    if rule == "train_layer_shard":
-        return costs.train_layer_shard(wildcards["model"], int(wildcards["layer"]), int(wildcards["shard"])).flops
-    target = SaeTarget(wildcards["model"], wildcards["variant"], int(wildcards["layer"]),
-                       int(wildcards["expansion"]), int(wildcards["k"]))
-    return costs.evaluate_sae(target).flops
-
-
 def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[float, int]]:
     """FLOP/s per GPU rule from its benchmark files (jobs of models this config knows), and how many."""
     measured = {}
-    for rule, pattern in BENCHMARK_PATTERNS.items():
+    for rule, pattern in BENCHMARKS.items():
         flops = seconds = 0.0
         files = 0
-        for path in sorted((benchmarks / rule).rglob("*.tsv")):
-            match = re.fullmatch(pattern, path.relative_to(benchmarks / rule).as_posix())
-            known = (match["toy_dataset"] in costs.toy_datasets if rule == "toy_sweep_gpu"
-                     else match["model"] in costs.config["models"]) if match else False
+        # The rule's own pattern, each wildcard one path component.
+        found = glob_wildcards(
+            re.sub(r"\{(\w+)\}", r"{\1,[^/]+}", str(benchmarks / pattern.removeprefix("benchmarks/")))
+        )
+        for values in sorted(zip(*found)):
+            wildcards = dict(zip(found._fields, values))
+            path = benchmarks / pattern.removeprefix("benchmarks/").format(**wildcards)
+            known = (
+                wildcards["toy_dataset"] in costs.toy_datasets
+                if rule == "toy_sweep_gpu"
+                else wildcards["model"] in costs.config["models"]
+            )
             if not known:
                 continue
             with open(path) as handle:
                 rows = list(csv.DictReader(handle, delimiter="\t"))
             if not rows:
                 continue
-            job_flops = _job_flops(costs, rule, match.groupdict())
+            job_flops = costs.job_cost(rule, wildcards).flops
             if job_flops <= 0:
                 continue
             flops += job_flops
@@ -155,8 +123,12 @@ def cluster_jobs(targets: list[SaeTarget], rules: dict[str, RulePlan], finish_ba
     return shard_groups + finish_groups + llm_groups + ungrouped
 
 
-def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: float = DEFAULT_GPU_FLOPS,
-         finish_batch: int | None = None) -> Plan:
+def plan(
+    config: dict[str, Any],
+    benchmarks: Path | None = None,
+    gpu_flops: float = DEFAULT_GPU_FLOPS,
+    finish_batch: int | None = None,
+) -> Plan:
     costs = StudyCosts(config)
     rules: dict[str, RulePlan] = defaultdict(RulePlan)
     models, variants, shards = list(config["models"]), config["variants"], range(len(costs.shards))
@@ -176,10 +148,10 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
             rules["train_layer_shard"].jobs += 1
             rules["train_layer_shard"].flops += costs.train_layer_shard(model, layer, shard).flops
     for target in costs.targets:
-        rules["train_sae"].jobs += 1
+        rules["finalize_sae"].jobs += 1
         rules["evaluate_sae"].jobs += 1
         rules["evaluate_sae"].flops += costs.evaluate_sae(target).flops
-    for model, variant in dict.fromkeys((t.model, t.variant) for t in costs.autointerp_targets):
+    for model, _variant in dict.fromkeys((t.model, t.variant) for t in costs.autointerp_targets):
         rules["collect_latents"].jobs += 1
         rules["collect_latents"].flops += costs.collect_latents(model).flops
     explainers = config.get("autointerp", {}).get("explainers", [])
@@ -188,10 +160,13 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     if "llm" in explainers:
         rules["autointerp_llm"].jobs += len(costs.autointerp_targets)
         rules["autointerp_llm"].flops += len(costs.autointerp_targets) * costs.autointerp_llm().flops
-        rules["llm_server"].jobs += math.ceil(len(costs.autointerp_targets) / config["autointerp"]["llm"]["saes_per_server"])
+        rules["llm_server"].jobs += math.ceil(
+            len(costs.autointerp_targets) / config["autointerp"]["llm"]["saes_per_server"]
+        )
         rules["llm_server"].counted_in = "autointerp_llm"
     rules["autointerp_figures"].jobs += len({t.model for t in costs.autointerp_targets}) * len(
-        config.get("autointerp", {}).get("explainers", []))
+        config.get("autointerp", {}).get("explainers", [])
+    )
     rules["aggregate_metrics"].jobs = 1
     rules["claims"].jobs = 1
     if "sweep" in config:
@@ -207,20 +182,23 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
     for rule in GPU_RULES:
         rules[rule].flops_per_second, rules[rule].calibrated_from = measured.get(
-            rule, (rule_flops_per_second(rule, gpu_flops), 0))
+            rule, (rule_flops_per_second(rule, gpu_flops), 0)
+        )
 
     pairs = [(model, variant) for model in models for variant in variants]
     disk = {
         "tokens": sum(costs.token_store_bytes(model) for model in models),
         # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
         # once, or as many as the scratch budget lets train together (the largest ones).
-        "training activations (temporary)": sum(sorted(
-            (costs.chain_scratch_bytes(model) for model, _ in costs.chains), reverse=True)[: costs.lanes]),
+        "training activations (temporary)": sum(
+            sorted((costs.chain_scratch_bytes(model) for model, _ in costs.chains), reverse=True)[: costs.lanes]
+        ),
         "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
         # A shard's job reads one checkpoint and writes the next; older ones are deleted.
-        "training checkpoints (temporary)": sum(2 * costs.train_layer_shard(model, layer, 0).disk_bytes
-                                                for model, _, layer in costs.training_layers),
-        "SAEs": sum(costs.train_sae(t).disk_bytes for t in costs.targets),
+        "training checkpoints (temporary)": sum(
+            2 * costs.train_layer_shard(model, layer, 0).disk_bytes for model, _, layer in costs.training_layers
+        ),
+        "SAEs": sum(costs.finalize_sae(t).disk_bytes for t in costs.targets),
     }
     downloads = downloads_of(config)
     rules["fetch_hub"].jobs = len(downloads) - ("glove.6B.zip" in downloads)
@@ -233,11 +211,19 @@ def plan(config: dict[str, Any], benchmarks: Path | None = None, gpu_flops: floa
     lanes = costs.lanes or len(costs.chains)
     # Chain i follows chain i - lanes (common.smk, chain_before_finished): lanes run side by side.
     in_budget = max((sum(list(hours.values())[lane::lanes]) for lane in range(lanes)), default=0.0)
-    return Plan(rules=dict(rules), disk=disk, largest_sae=largest, layer_step_gpu_bytes=step_gpu_bytes,
-                cluster_jobs=cluster_jobs(costs.targets, rules, batch), chains=len(costs.chains),
-                lanes=costs.lanes, training_hours=max(hours.values(), default=0.0),
-                training_hours_in_budget=in_budget, downloads=downloads,
-                download_mb_s=config["prefetch"]["bandwidth_mb_s"])
+    return Plan(
+        rules=dict(rules),
+        disk=disk,
+        largest_sae=largest,
+        layer_step_gpu_bytes=step_gpu_bytes,
+        cluster_jobs=cluster_jobs(costs.targets, rules, batch),
+        chains=len(costs.chains),
+        lanes=costs.lanes,
+        training_hours=max(hours.values(), default=0.0),
+        training_hours_in_budget=in_budget,
+        downloads=downloads,
+        download_mb_s=config["prefetch"]["bandwidth_mb_s"],
+    )
 
 
 def downloads_of(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -246,8 +232,10 @@ def downloads_of(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
     downloads = {name: (artefact.download_bytes or 0.0,) * 2 for name, artefact in study_artefacts(config).items()}
     glove = {Path(path).name for path in glove_paths(config)}
     if glove & set(GLOVE_ARCHIVE_FILES):
-        downloads["glove.6B.zip"] = (config["prefetch"]["glove"]["bytes"],
-                                     sum(GLOVE_ARCHIVE_FILES[name] for name in glove & set(GLOVE_ARCHIVE_FILES)))
+        downloads["glove.6B.zip"] = (
+            config["prefetch"]["glove"]["bytes"],
+            sum(GLOVE_ARCHIVE_FILES[name] for name in glove & set(GLOVE_ARCHIVE_FILES)),
+        )
     return downloads
 
 
@@ -280,10 +268,11 @@ def format_plan(plan: Plan) -> str:
         elif rule.gpu_hours is None:
             lines.append(f"{name:<28}{rule.jobs:>8}{'CPU':>12}")
         else:
-            source = (f"measured, {rule.calibrated_from} benchmark files" if rule.calibrated_from
-                      else "assumed")
-            lines.append(f"{name:<28}{rule.jobs:>8}{rule.gpu_hours:>12,.2f}  "
-                         f"{rule.flops_per_second / 1e12:.3g} TFLOP/s ({source})")
+            source = f"measured, {rule.calibrated_from} benchmark files" if rule.calibrated_from else "assumed"
+            lines.append(
+                f"{name:<28}{rule.jobs:>8}{rule.gpu_hours:>12,.2f}  "
+                f"{rule.flops_per_second / 1e12:.3g} TFLOP/s ({source})"
+            )
     lines.append(f"{'total':<28}{plan.total_jobs:>8}{plan.gpu_hours:>12,.2f}")
     lines.append(f"{'cluster jobs (Slurm groups)':<28}{plan.cluster_jobs:>8}")
     lines.append("")
@@ -292,36 +281,54 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"{stage:<36}{_bytes(size):>12}")
     lines.append(f"{'all stages at once':<36}{_bytes(sum(plan.disk.values())):>12}")
     if plan.lanes is None:
-        lines.append("(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)")
+        lines.append(
+            "(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)"
+        )
     else:
         lines.append(f"(scratch_budget: {plan.lanes} of {plan.chains} (model, variant) chains train at once)")
     if plan.lanes is None:
-        lines.append(f"training wall-clock, one GPU per (model, variant), every chain at once: {plan.training_hours:,.1f} h")
+        lines.append(
+            f"training wall-clock, one GPU per (model, variant), every chain at once: {plan.training_hours:,.1f} h"
+        )
     else:
-        lines.append(f"training wall-clock, one GPU per (model, variant): {plan.training_hours:,.1f} h with every "
-                     f"chain at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget")
+        lines.append(
+            f"training wall-clock, one GPU per (model, variant): {plan.training_hours:,.1f} h with every "
+            f"chain at once, {plan.training_hours_in_budget:,.1f} h under the scratch budget"
+        )
     if plan.downloads:
         fetched = sum(download for download, _ in plan.downloads.values())
         lines.append(f"\n{'fetched on the login node (snakemake prefetch)':<60}{'bytes':>12}")
         for name, (download, _) in plan.downloads.items():
             lines.append(f"{name:<60}{_bytes(download) if download else 'unknown':>12}")
-        lines.append(f"{'all':<60}{_bytes(fetched):>12}  (about {fetched / plan.download_mb_s / 1e6 / 3600:.1f} h "
-                     f"at {plan.download_mb_s:g} MB/s, prefetch.bandwidth_mb_s)")
+        lines.append(
+            f"{'all':<60}{_bytes(fetched):>12}  (about {fetched / plan.download_mb_s / 1e6 / 3600:.1f} h "
+            f"at {plan.download_mb_s:g} MB/s, prefetch.bandwidth_mb_s)"
+        )
     if plan.largest_sae:
         sae = plan.largest_sae
-        lines.append(f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}); the largest layer job "
-                     f"(every SAE of a layer resident, one step at a time) takes about "
-                     f"{_bytes(plan.layer_step_gpu_bytes)} of GPU memory (estimate)")
+        lines.append(
+            f"\nlargest SAE ({sae.model}, expansion {sae.expansion_factor}, k {sae.k}); the largest layer job "
+            f"(every SAE of a layer resident, one step at a time) takes about "
+            f"{_bytes(plan.layer_step_gpu_bytes)} of GPU memory (estimate)"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
-    parser.add_argument("--benchmarks", type=Path, default=Path("benchmarks"),
-                        help="Snakemake benchmark files of earlier runs of this study, to calibrate throughput")
-    parser.add_argument("--gpu-tflops", type=float, default=DEFAULT_GPU_FLOPS / 1e12,
-                        help="assumed sustained TFLOP/s of one GPU where no benchmark file exists")
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=Path("benchmarks"),
+        help="Snakemake benchmark files of earlier runs of this study, to calibrate throughput",
+    )
+    parser.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=DEFAULT_GPU_FLOPS / 1e12,
+        help="assumed sustained TFLOP/s of one GPU where no benchmark file exists",
+    )
     args = parser.parse_args(argv)
     config = load_config(args.configfile, SCHEMA)
     print(format_plan(plan(config, args.benchmarks, args.gpu_tflops * 1e12)))

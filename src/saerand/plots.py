@@ -11,9 +11,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from .atomic import atomic_file  # noqa: E402
 
@@ -29,8 +29,10 @@ VARIANT_STYLE = {
 # both readings for every SAE): SAEBench's per-token ratios with BOS/EOS/pad masked, or the
 # pooled ratio over every position.
 READINGS = {
-    "masked_per_token": {"explained_variance": "explained_variance_masked_per_token",
-                         "cosine_similarity": "cosine_similarity_masked"},
+    "masked_per_token": {
+        "explained_variance": "explained_variance_masked_per_token",
+        "cosine_similarity": "cosine_similarity_masked",
+    },
     "pooled": {"explained_variance": "explained_variance", "cosine_similarity": "cosine_similarity"},
 }
 # Short enough to stand beside a 2-inch row (the caption and README say more).
@@ -50,8 +52,14 @@ FIGURE3_METRICS = {
 def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) -> sns.FacetGrid:
     """One row per metric, one column per model, one line per variant; EV and cosine in `reading`.
     A metric only some of the SAEs have (auto-interp covers the study's own) gets no row."""
-    table = table.assign(**{f"{row}{suffix}": table[f"{column}{suffix}"] for row, column in READINGS[reading].items()
-                            for suffix in ("", "_low", "_high") if f"{column}{suffix}" in table.columns})
+    table = table.assign(
+        **{
+            f"{row}{suffix}": table[f"{column}{suffix}"]
+            for row, column in READINGS[reading].items()
+            for suffix in ("", "_low", "_high")
+            if f"{column}{suffix}" in table.columns
+        }
+    )
     metrics = [m for m in FIGURE3_METRICS if m in table.columns and table[m].notna().all()]
     keys = [c for c in ("model", "variant", "layer", "expansion_factor", "k") if c in table.columns]
     long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric")
@@ -61,9 +69,21 @@ def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) ->
     palette = {name: colour for name, colour in VARIANT_STYLE.values()}
     hue_order = [VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(table["variant"])]
     grid = sns.relplot(
-        data=long, x=x, y="value", hue="Variant", hue_order=hue_order, palette=palette,
-        row="metric", row_order=metrics, col="model", kind="line", marker="o",
-        height=2.0, aspect=1.4, facet_kws={"sharey": "row", "sharex": "col"}, **relplot_kwargs,
+        data=long,
+        x=x,
+        y="value",
+        hue="Variant",
+        hue_order=hue_order,
+        palette=palette,
+        row="metric",
+        row_order=metrics,
+        col="model",
+        kind="line",
+        marker="o",
+        height=2.0,
+        aspect=1.4,
+        facet_kws={"sharey": "row", "sharex": "col"},
+        **relplot_kwargs,
     )
     grid.set_titles(template="")
     _draw_intervals(grid, table, x, metrics, hue_order)
@@ -103,8 +123,16 @@ def _draw_intervals(grid: sns.FacetGrid, table: pd.DataFrame, x: str, metrics: l
             bounds = line.groupby(x)[[f"{metric}_low", f"{metric}_high"]].mean().sort_index()
             if line.duplicated(x).any():
                 centre = line.groupby(x)[metric].mean().sort_index()
-                ax.errorbar(bounds.index, centre, yerr=[centre - bounds.iloc[:, 0], bounds.iloc[:, 1] - centre],
-                            fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, alpha=0.7)
+                ax.errorbar(
+                    bounds.index,
+                    centre,
+                    yerr=[centre - bounds.iloc[:, 0], bounds.iloc[:, 1] - centre],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=0.8,
+                    capsize=2,
+                    alpha=0.7,
+                )
             else:
                 ax.fill_between(bounds.index, bounds.iloc[:, 0], bounds.iloc[:, 1], color=colour, alpha=0.2, lw=0)
 

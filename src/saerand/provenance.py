@@ -8,7 +8,14 @@ import platform
 from typing import Any
 
 _PACKAGES = (
-    "saerand", "torch", "transformers", "datasets", "tokenizers", "eai-sparsify", "zarr", "numpy",
+    "saerand",
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "eai-sparsify",
+    "zarr",
+    "numpy",
 )
 
 
@@ -27,6 +34,5 @@ def provenance(**fields: Any) -> dict[str, Any]:
     return {
         **fields,
         "versions": package_versions(),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-

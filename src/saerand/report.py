@@ -12,18 +12,24 @@ def deviations(config: dict[str, Any]) -> str:
     notes = []
     embedded = [name for name, model in config["models"].items() if model.get("embedded")]
     if embedded:
-        notes.append(f"subject model {', '.join(embedded)} is the workflow's embedded tiny GPT-NeoX, trained on its own "
-                     "corpus (the paper: Pythia 70M to 6.9B on RedPajama)")
+        notes.append(
+            f"subject model {', '.join(embedded)} is the workflow's embedded tiny GPT-NeoX, trained on its own "
+            "corpus (the paper: Pythia 70M to 6.9B on RedPajama)"
+        )
     sae = config["sae"]
     if (sae["expansion_factor"], sae["k"]) != (PAPER_EXPANSION, PAPER_K):
-        notes.append(f"SAE expansion {sae['expansion_factor']}, k = {sae['k']} (the paper: {PAPER_EXPANSION}, {PAPER_K})")
+        notes.append(
+            f"SAE expansion {sae['expansion_factor']}, k = {sae['k']} (the paper: {PAPER_EXPANSION}, {PAPER_K})"
+        )
     autointerp = config.get("autointerp")
     if autointerp:
         if autointerp["latents"] != PAPER_LATENTS:
             notes.append(f"{autointerp['latents']} latents interpreted per SAE (the paper: {PAPER_LATENTS})")
         if "llm" not in autointerp["explainers"]:
-            notes.append("explanations from the null explainer ``tokens`` (the most frequent activating tokens, no "
-                         "LLM); the paper's explainer is Llama-3.1-70B")
+            notes.append(
+                "explanations from the null explainer ``tokens`` (the most frequent activating tokens, no "
+                "LLM); the paper's explainer is Llama-3.1-70B"
+            )
     tokens = config["tokens"]
     notes.append(f"{tokens['train_tokens']:,} training and {tokens['eval_tokens']:,} held-out tokens per SAE")
     return "**Differences from the paper:** " + "; ".join(notes) + "."

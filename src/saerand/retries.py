@@ -20,14 +20,21 @@ from pathlib import Path
 TIMEOUT, OUT_OF_MEMORY, OTHER, UNKNOWN = "timeout", "out_of_memory", "other", "unknown"
 _SIGNS = (
     (TIMEOUT, re.compile(r"DUE TO TIME LIMIT|\bTIMEOUT\b")),
-    (OUT_OF_MEMORY, re.compile(r"oom[-_ ]kill|OUT_OF_MEMORY|[Ee]xceeded (?:job |step )?memory limit|"
-                               r"[Oo]ut of memory")),
+    (
+        OUT_OF_MEMORY,
+        re.compile(
+            r"oom[-_ ]kill|OUT_OF_MEMORY|[Ee]xceeded (?:job |step )?memory limit|"
+            r"[Oo]ut of memory"
+        ),
+    ),
 )
 TIME_FACTOR, MEMORY_FACTOR = 2.0, 1.5
 # Site caps (README, "Running on Slurm"): minutes of the partitions' MaxTime, MB of their nodes.
 CAP_VARIABLES = {
-    ("runtime", False): "SAERAND_SLURM_MAX_RUNTIME", ("runtime", True): "SAERAND_SLURM_GPU_MAX_RUNTIME",
-    ("mem_mb", False): "SAERAND_SLURM_MAX_MEM_MB", ("mem_mb", True): "SAERAND_SLURM_GPU_MAX_MEM_MB",
+    ("runtime", False): "SAERAND_SLURM_MAX_RUNTIME",
+    ("runtime", True): "SAERAND_SLURM_GPU_MAX_RUNTIME",
+    ("mem_mb", False): "SAERAND_SLURM_MAX_MEM_MB",
+    ("mem_mb", True): "SAERAND_SLURM_GPU_MAX_MEM_MB",
 }
 DEFAULT_LOGDIR = Path(".snakemake/slurm_logs")
 
@@ -44,22 +51,23 @@ def _wildcards_line(wildcards: Mapping[str, str]) -> str:
     return "wildcards: " + ", ".join(f"{key}={value}" for key, value in wildcards.items())
 
 
-def earlier_failures(rule: str, wildcards: Mapping[str, str], attempt: int,
-                     logdir: Path = DEFAULT_LOGDIR) -> list[str]:
+def earlier_failures(rule: str, wildcards: Mapping[str, str], attempt: int, logdir: Path = DEFAULT_LOGDIR) -> list[str]:
     """How this job's `attempt - 1` earlier attempts ended, oldest first (UNKNOWN where no log)."""
     if attempt <= 1:
         return []
     wildcards = dict(wildcards.items())  # a dict, or Snakemake's Wildcards
     own = logdir / f"rule_{rule}" / "_".join(str(value) for value in wildcards.values())
     # (modification time, text) of each attempt's log, each file read once.
-    logs = [(path.stat().st_mtime, path.read_text(errors="replace")) for path in own.glob("*.log")] if own.is_dir() else []
+    logs = (
+        [(path.stat().st_mtime, path.read_text(errors="replace")) for path in own.glob("*.log")] if own.is_dir() else []
+    )
     line = _wildcards_line(wildcards)
     for path in logdir.glob("group_*/**/*.log") if logdir.is_dir() else []:
         text = path.read_text(errors="replace")
         if f"rule {rule}:" in text and (f"{line}\n" in text or not wildcards):
             logs.append((path.stat().st_mtime, text))
     logs.sort(key=lambda log: log[0])
-    found = [classify(text) for _, text in logs[-(attempt - 1):]]
+    found = [classify(text) for _, text in logs[-(attempt - 1) :]]
     return [UNKNOWN] * (attempt - 1 - len(found)) + found
 
 
@@ -76,8 +84,9 @@ def escalated(base: float, failures: Iterable[str], reason: str, factor: float, 
     return min(limit, int(cap)) if cap else limit
 
 
-def runtime_minutes(base_minutes: float, failures: list[str], gpu: bool, environ: Mapping[str, str] = os.environ,
-                    group_size: int = 1) -> int:
+def runtime_minutes(
+    base_minutes: float, failures: list[str], gpu: bool, environ: Mapping[str, str] = os.environ, group_size: int = 1
+) -> int:
     """A job's time limit. The jobs of a group run one after the other in one cluster job whose
     limit is the sum of theirs, so each of `group_size` members gets its share of the cap."""
     cap = _cap("runtime", gpu, environ)

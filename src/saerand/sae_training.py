@@ -117,9 +117,10 @@ class SaeTrainer:
         write_json(directory / "provenance.json", provenance | {"step": self.step, "tokens_seen": self.tokens_seen})
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, settings: dict[str, Any]) -> "SaeTrainer":
-        state = torch.load(Path(directory) / "trainer_state.pt", map_location=settings.get("device", "cpu"),
-                           weights_only=True)
+    def from_checkpoint(cls, directory: str | Path, settings: dict[str, Any]) -> SaeTrainer:
+        state = torch.load(
+            Path(directory) / "trainer_state.pt", map_location=settings.get("device", "cpu"), weights_only=True
+        )
         trainer = cls(state["d_in"], settings, state["num_steps"])
         trainer.sae.load_state_dict(state["sae"])
         trainer.optimizer.load_state_dict(state["optimizer"])
@@ -183,16 +184,27 @@ def buffer_order_seed(settings: dict[str, Any], shard: int) -> int | None:
     return int(np.random.SeedSequence((settings.get("seed", 0), shard)).generate_state(1, np.uint64)[0])
 
 
-def training_batches(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int,
-                     shard: int = 0):
+def training_batches(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int, shard: int = 0):
     """One shard's training batches, in stored order or mixed across the buffer (`buffer_shuffle`)."""
-    return cache.batches(layer, batch_rows(settings, context_length), shuffle_seed=buffer_order_seed(settings, shard),
-                         window_chunks=settings["buffer_window_chunks"], block_rows=settings["buffer_block_rows"])
+    return cache.batches(
+        layer,
+        batch_rows(settings, context_length),
+        shuffle_seed=buffer_order_seed(settings, shard),
+        window_chunks=settings["buffer_window_chunks"],
+        block_rows=settings["buffer_block_rows"],
+    )
 
 
-def train_layer_shard(cache: ActivationCache, layer: int, shard: int, sae_settings: dict[str, Any],
-                      points: list[SaeHyperparameters], context_length: int, train_tokens: int,
-                      previous: str | Path | None = None) -> dict[str, SaeTrainer]:
+def train_layer_shard(
+    cache: ActivationCache,
+    layer: int,
+    shard: int,
+    sae_settings: dict[str, Any],
+    points: list[SaeHyperparameters],
+    context_length: int,
+    train_tokens: int,
+    previous: str | Path | None = None,
+) -> dict[str, SaeTrainer]:
     """Train every SAE of `points` on one layer of one training shard, from one read of each batch,
     starting fresh (shard 0) or from the `previous` shard's layer checkpoint."""
     num_steps = math.ceil(train_tokens / batch_rows(sae_settings, context_length))
@@ -203,15 +215,22 @@ def train_layer_shard(cache: ActivationCache, layer: int, shard: int, sae_settin
             trainers[point.label] = SaeTrainer(cache.d_model, settings, num_steps)
             continue
         if not (Path(previous) / point.label).is_dir():
-            raise FileNotFoundError(f"{previous} holds no training state of SAE {point.label}: its chain was started "
-                                    f"for other SAEs; rerun the layer's chain (--forcerun train_layer_shard)")
+            raise FileNotFoundError(
+                f"{previous} holds no training state of SAE {point.label}: its chain was started "
+                f"for other SAEs; rerun the layer's chain (--forcerun train_layer_shard)"
+            )
         trainers[point.label] = SaeTrainer.from_checkpoint(Path(previous) / point.label, settings)
-    train_together(list(trainers.values()), training_batches(cache, layer, sae_settings, context_length, shard),
-                   description=f"{len(trainers)} SAEs layers.{layer} shard {shard}")
+    train_together(
+        list(trainers.values()),
+        training_batches(cache, layer, sae_settings, context_length, shard),
+        description=f"{len(trainers)} SAEs layers.{layer} shard {shard}",
+    )
     return trainers
 
 
-def train_sae(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int) -> tuple[SparseCoder, dict]:
+def train_sae(
+    cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int
+) -> tuple[SparseCoder, dict]:
     """Train one SAE on all of `layer` in `cache` (one shard); returns it (eval mode) and a summary."""
     rows = batch_rows(settings, context_length)
     trainer = SaeTrainer(cache.d_model, settings, num_steps=-(-cache.n_tokens // rows))

@@ -89,8 +89,11 @@ def study_status(config: dict[str, Any], directory: Path, queue: Counter | None 
         left = []
         for target in targets:
             path = output(target)
-            state = "done" if exists(path) and not _running(path, incomplete) else (
-                "running" if _running(path, incomplete) else "waiting")
+            state = (
+                "done"
+                if exists(path) and not _running(path, incomplete)
+                else ("running" if _running(path, incomplete) else "waiting")
+            )
             states[state] += 1
             if state != "done":
                 left.append(target)
@@ -100,8 +103,11 @@ def study_status(config: dict[str, Any], directory: Path, queue: Counter | None 
     untrained = count("training", costs.targets, lambda t: f"{t.directory}/sae")
     unevaluated = count("evaluation", costs.targets, lambda t: f"{t.directory}/metrics.json")
     for explainer in explainers:
-        count(f"autointerp ({explainer})", [t for t in costs.targets if t in interpreted],
-                              lambda t, e=explainer: f"{t.directory}/autointerp/{e}")
+        count(
+            f"autointerp ({explainer})",
+            [t for t in costs.targets if t in interpreted],
+            lambda t, e=explainer: f"{t.directory}/autointerp/{e}",
+        )
     # GPU jobs still to run, with the planner's FLOPs.
     flops: Counter = Counter()
     shards = range(len(costs.shards))
@@ -110,7 +116,9 @@ def study_status(config: dict[str, Any], directory: Path, queue: Counter | None 
         for shard in shards[max(finished, default=-1) + 1 :]:
             flops["train_layer_shard"] += costs.train_layer_shard(model, layer, shard).flops
     for model, variant in dict.fromkeys((t.model, t.variant) for t in untrained):
-        first = min(_first_shard_left(costs, directory, t) for t in untrained if (t.model, t.variant) == (model, variant))
+        first = min(
+            _first_shard_left(costs, directory, t) for t in untrained if (t.model, t.variant) == (model, variant)
+        )
         for shard in shards[first:]:
             flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
     for model, variant in dict.fromkeys((t.model, t.variant) for t in costs.targets):
@@ -141,8 +149,11 @@ def study_status(config: dict[str, Any], directory: Path, queue: Counter | None 
 
 def _first_shard_left(costs: StudyCosts, directory: Path, target: SaeTarget) -> int:
     """The first training shard the target's layer has not trained on (its chain's checkpoints)."""
-    finished = [s for s in range(len(costs.shards))
-                if (directory / layer_checkpoint_directory(target.model, target.variant, target.layer, s)).exists()]
+    finished = [
+        s
+        for s in range(len(costs.shards))
+        if (directory / layer_checkpoint_directory(target.model, target.variant, target.layer, s)).exists()
+    ]
     return max(finished, default=-1) + 1
 
 
@@ -156,15 +167,18 @@ def format_status(status: Status, gpus: int) -> str:
     for stage, states in status.stages.items():
         lines.append(f"{stage:<{width}}  " + "  ".join(f"{states[s]:>8}" for s in STATES))
     calibrated = ", ".join(f"{rule} ({n})" for rule, n in sorted(status.calibrated_rules.items())) or "none yet"
-    lines.append(f"GPU time left: {_duration(status.gpu_hours_left)}, about {_duration(status.gpu_hours_left / gpus)} "
-                 f"on {gpus} GPU{'s' if gpus > 1 else ''} (throughput measured on finished jobs of: {calibrated})")
+    lines.append(
+        f"GPU time left: {_duration(status.gpu_hours_left)}, about {_duration(status.gpu_hours_left / gpus)} "
+        f"on {gpus} GPU{'s' if gpus > 1 else ''} (throughput measured on finished jobs of: {calibrated})"
+    )
     if status.queue:
         by_state = Counter()
         for (_, state), jobs in status.queue.items():
             by_state[state] += jobs
         per_rule = ", ".join(f"{rule} {state} {jobs}" for (rule, state), jobs in sorted(status.queue.items()))
-        lines.append("Slurm: " + ", ".join(f"{jobs} {state}" for state, jobs in sorted(by_state.items()))
-                     + f" ({per_rule})")
+        lines.append(
+            "Slurm: " + ", ".join(f"{jobs} {state}" for state, jobs in sorted(by_state.items())) + f" ({per_rule})"
+        )
     return "\n".join(lines)
 
 

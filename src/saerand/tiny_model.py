@@ -38,7 +38,10 @@ def train_tokenizer(text_files: list[str], vocab_size: int, context_length: int)
     tokenizer.train(text_files, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=EOS,
+        bos_token=EOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
         model_max_length=context_length,
     )
 
@@ -93,12 +96,12 @@ def train_language_model(
     init.load_state_dict(model.state_dict())
 
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=training["lr"], betas=(0.9, 0.95),
+        model.parameters(),
+        lr=training["lr"],
+        betas=(0.9, 0.95),
         weight_decay=training["weight_decay"],
     )
-    schedule = get_cosine_schedule_with_warmup(
-        optimizer, training["warmup_steps"], training["steps"]
-    )
+    schedule = get_cosine_schedule_with_warmup(optimizer, training["warmup_steps"], training["steps"])
     sampler = np.random.default_rng(training["seed"])
     log = [{"step": 0, "eval_ce": mean_cross_entropy(model, eval_ids)}]
     progress = tqdm(range(1, training["steps"] + 1), desc="training subject model")
@@ -114,8 +117,7 @@ def train_language_model(
         optimizer.zero_grad(set_to_none=True)
         progress.set_postfix(loss=f"{loss.item():.3f}")
         if step % training["eval_every"] == 0 or step == training["steps"]:
-            log.append({"step": step, "train_loss": loss.item(),
-                        "eval_ce": mean_cross_entropy(model, eval_ids)})
+            log.append({"step": step, "train_loss": loss.item(), "eval_ce": mean_cross_entropy(model, eval_ids)})
             if not math.isfinite(log[-1]["eval_ce"]):
                 raise FloatingPointError(f"subject model diverged at step {step}: {log[-1]}")
     model.eval()

@@ -88,9 +88,7 @@ def load_variant(
     """Build one variant to read `split` (shard `shard` of it); returns it with the record that goes
     into provenance. `seed` re-samples the weights (the same model for every split and shard)."""
     revision = revision_for(model_cfg, variant)
-    model = load_causal_lm(
-        location, revision, n_layers=model_cfg["n_layers"], dtype=model_cfg["dtype"], device=device
-    )
+    model = load_causal_lm(location, revision, n_layers=model_cfg["n_layers"], dtype=model_cfg["dtype"], device=device)
     record = {"variant": variant, "revision": revision, "seed": seed}
     commit = fetched_commit(location, revision)
     if commit:  # what a moving revision name (main) meant when this was made
@@ -102,8 +100,11 @@ def load_variant(
     if variant == "control":
         noise_seed = control_noise_seed(seed, split, shard)
         record["control_inputs"] = {
-            "noise": "IID N(0, I) per position via inputs_embeds", "split": split, "shard": shard,
-            "noise_seed": noise_seed, "derivation": "SeedSequence((variant_seed, split index in "
+            "noise": "IID N(0, I) per position via inputs_embeds",
+            "split": split,
+            "shard": shard,
+            "noise_seed": noise_seed,
+            "derivation": "SeedSequence((variant_seed, split index in "
             f"{list(NOISE_SPLITS)}, shard)).generate_state(1, uint64)",
         }
     return SubjectModel(model, variant, noise_seed=noise_seed), record

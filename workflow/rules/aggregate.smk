@@ -8,7 +8,6 @@
 
 from saerand.config import main_hyperparameters, sae_directory, sweep_layers
 
-
 # [model, variant, layer, expansion, k] of every SAE of the study, sorted.
 AGGREGATED_SAES = sorted([list(target) for target in SAE_TARGETS])
 STUDY_HYPERPARAMETERS = dict(main_hyperparameters(config)._asdict())
@@ -27,16 +26,42 @@ SWEEP_SELECTION = (
 rule aggregate_metrics:
     input:
         metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in AGGREGATED_SAES],
-        autointerp=[f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_TARGETS for e in AUTOINTERP["explainers"]]
-        if AUTOINTERP
-        else [],
+        autointerp=(
+            [f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_TARGETS for e in AUTOINTERP["explainers"]]
+            if AUTOINTERP
+            else []
+        ),
     output:
-        table=report("results/metrics.csv", caption="../report/metrics_table.rst", category=SECTION3,
-                     subcategory="Tables", labels={"item": "metrics of every SAE"}),
-        provenance=report("results/metrics.provenance.json", caption="../report/provenance.rst", category=SECTION3,
-                          subcategory="Tables", labels={"item": "provenance of the metrics table"}),
-        figure=report("results/figures/sae_metrics.png", caption="../report/figure3.rst", category=SECTION3,
-                      subcategory="Figures", labels={"item": "Figure 3"}),
+        table=report(
+            "results/metrics.csv",
+            caption="../report/metrics_table.rst",
+            category=SECTION3,
+            subcategory="Tables",
+            labels={"item": "metrics of every SAE"},
+        ),
+        provenance=report(
+            "results/metrics.provenance.json",
+            caption="../report/provenance.rst",
+            category=SECTION3,
+            subcategory="Tables",
+            labels={"item": "provenance of the metrics table"},
+        ),
+        figure=report(
+            "results/figures/sae_metrics.png",
+            caption="../report/figure3.rst",
+            category=SECTION3,
+            subcategory="Figures",
+            labels={"item": "Figure 3"},
+        ),
+    log:
+        "logs/aggregate_metrics.log",
+    benchmark:
+        "benchmarks/aggregate_metrics.tsv"
+    conda:
+        "../../envs/aggregate.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
     params:
         deviations=DEVIATIONS,
         saes=AGGREGATED_SAES,
@@ -44,15 +69,6 @@ rule aggregate_metrics:
         explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
         study=STUDY_HYPERPARAMETERS,
         reading=config["evaluation"]["figure_reading"],
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
-    log:
-        "logs/aggregate_metrics.log",
-    benchmark:
-        "benchmarks/aggregate_metrics.tsv"
-    conda:
-        "../../envs/aggregate.yaml"
     script:
         "../scripts/aggregate_metrics.py"
 
@@ -61,21 +77,26 @@ rule plot_hyperparameter_sweep:
     input:
         table="results/metrics.csv",
     output:
-        report("results/figures/hyperparameter_sweep.png", caption="../report/figure11.rst", category=SECTION3,
-               subcategory="Figures", labels={"item": "Figure 11"}),
-    params:
-        deviations=DEVIATIONS,
-        sweep=SWEEP_SELECTION,
-        reading=config["evaluation"]["figure_reading"],
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
+        report(
+            "results/figures/hyperparameter_sweep.png",
+            caption="../report/figure11.rst",
+            category=SECTION3,
+            subcategory="Figures",
+            labels={"item": "Figure 11"},
+        ),
     log:
         "logs/plot_hyperparameter_sweep.log",
     benchmark:
         "benchmarks/plot_hyperparameter_sweep.tsv"
     conda:
         "../../envs/aggregate.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        deviations=DEVIATIONS,
+        sweep=SWEEP_SELECTION,
+        reading=config["evaluation"]["figure_reading"],
     script:
         "../scripts/plot_hyperparameter_sweep.py"
 
@@ -87,27 +108,33 @@ CLAIM_SAES = [list(t) for t in SAE_TARGETS if t.hyperparameters == main_hyperpar
 rule claims:
     input:
         metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in CLAIM_SAES],
-        autointerp=[f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_STUDY_TARGETS for e in AUTOINTERP["explainers"]]
-        if AUTOINTERP
-        else [],
+        autointerp=(
+            [f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_STUDY_TARGETS for e in AUTOINTERP["explainers"]]
+            if AUTOINTERP
+            else []
+        ),
     output:
-        table=report("results/claims.csv", caption="../report/claims.rst", category=CLAIMS,
-                     labels={"item": "the paper's claims"}),
+        table=report(
+            "results/claims.csv",
+            caption="../report/claims.rst",
+            category=CLAIMS,
+            labels={"item": "the paper's claims"},
+        ),
         provenance="results/claims.provenance.json",
-    params:
-        saes=CLAIM_SAES,
-        autointerp_saes=[list(t) for t in AUTOINTERP_STUDY_TARGETS],
-        explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
-        margins=config["evaluation"]["similarity_margins"],
-        reading=config["evaluation"]["figure_reading"],
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
     log:
         "logs/claims.log",
     benchmark:
         "benchmarks/claims.tsv"
     conda:
         "../../envs/aggregate.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        saes=CLAIM_SAES,
+        autointerp_saes=[list(t) for t in AUTOINTERP_STUDY_TARGETS],
+        explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
+        margins=config["evaluation"]["similarity_margins"],
+        reading=config["evaluation"]["figure_reading"],
     script:
         "../scripts/claims.py"

@@ -12,22 +12,22 @@ rule collect_latents:
         saes=autointerp_saes,
     output:
         directory("results/{model}/{variant}/autointerp/latents"),
-    params:
-        model=model_settings,
-        modules=autointerp_modules,
-        autointerp=LATENT_SETTINGS,
-        variant_seed=config["variant_seed"],
+    log:
+        "logs/collect_latents/{model}/{variant}.log",
+    benchmark:
+        BENCHMARKS["collect_latents"]
+    conda:
+        "../../envs/autointerp.yaml"
     threads: 2
     resources:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
-    log:
-        "logs/collect_latents/{model}/{variant}.log",
-    benchmark:
-        "benchmarks/collect_latents/{model}/{variant}.tsv"
-    conda:
-        "../../envs/autointerp.yaml"
+    params:
+        model=model_settings,
+        modules=autointerp_modules,
+        autointerp=LATENT_SETTINGS,
+        variant_seed=config["variant_seed"],
     script:
         "../scripts/collect_latents.py"
 
@@ -38,23 +38,23 @@ rule autointerp_tokens:
         latents="results/{model}/{variant}/autointerp/latents",
     output:
         directory(f"{SAE_DIR}/autointerp/tokens"),
-    # Latents were collected for the study's own SAEs, and with autointerp.sweep the sweep's.
-    wildcard_constraints:
-        expansion=AUTOINTERP_EXPANSIONS,
-        k=AUTOINTERP_KS,
-    params:
-        model=model_settings,
-        autointerp=LATENT_SETTINGS,
-    threads: 1
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
     log:
         "logs/autointerp_tokens/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
         "benchmarks/autointerp_tokens/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
+    # Latents were collected for the study's own SAEs, and with autointerp.sweep the sweep's.
+    wildcard_constraints:
+        expansion=AUTOINTERP_EXPANSIONS,
+        k=AUTOINTERP_KS,
     conda:
         "../../envs/autointerp.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        model=model_settings,
+        autointerp=LATENT_SETTINGS,
     script:
         "../scripts/autointerp_sae.py"
 
@@ -68,23 +68,23 @@ rule llm_server:
         weights=fetched(llm_artefact(config)),
     output:
         service("results/autointerp/servers/llm-{batch}.json"),
-    params:
-        python=AUTOINTERP_LLM.get("python"),
-        settings=lambda wildcards: json.dumps(AUTOINTERP_LLM),
-        src=SOURCE_DIRECTORY,
+    log:
+        "logs/llm_server/llm-{batch}.log",
+    benchmark:
+        "benchmarks/llm_server/llm-{batch}.tsv"
     group:
-        "autointerp_llm"
+        LLM_GROUP
+    conda:
+        "../../envs/vllm.yaml"
     threads: AUTOINTERP_LLM.get("cpus", 1)
     resources:
         gpu=AUTOINTERP_LLM.get("gpus", 1),
         mem_mb=AUTOINTERP_LLM.get("mem_mb", 1000),
         runtime=llm_server_runtime,
-    log:
-        "logs/llm_server/llm-{batch}.log",
-    benchmark:
-        "benchmarks/llm_server/llm-{batch}.tsv"
-    conda:
-        "../../envs/vllm.yaml"
+    params:
+        python=AUTOINTERP_LLM.get("python"),
+        settings=lambda wildcards: json.dumps(AUTOINTERP_LLM),
+        src=SOURCE_DIRECTORY,
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m saerand.autointerp.serve {output:q} {params.settings:q}"
         " {log:q} {input.weights:q} > {log:q} 2>&1"
@@ -97,41 +97,50 @@ use rule autointerp_tokens as autointerp_llm with:
         server=lambda wildcards: f"results/autointerp/servers/llm-{llm_batch(wildcards)}.json",
     output:
         directory(f"{SAE_DIR}/autointerp/llm"),
-    params:
-        model=model_settings,
-        autointerp={**LATENT_SETTINGS, "llm": AUTOINTERP_LLM},
-    group:
-        "autointerp_llm"
-    # Clients waiting on the server's answers: the group's cores are the server's, so it plans with
-    # any --cores (a plain dry run has 1).
-    threads: 0
     log:
         "logs/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
-        "benchmarks/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
+        BENCHMARKS["autointerp_llm"]
+    group:
+        LLM_GROUP
+    # Clients waiting on the server's answers: the group's cores are the server's, so it plans with
+    # any --cores (a plain dry run has 1).
+    threads: 0
+    params:
+        model=model_settings,
+        autointerp={**LATENT_SETTINGS, "llm": AUTOINTERP_LLM},
 
 
 rule autointerp_figures:
     input:
         lambda wc: [f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
     output:
-        roc=report("results/figures/roc_{model}_{explainer}.png", caption="../report/roc.rst", category=SECTION33,
-                   subcategory="{model}", labels={"item": "ROC curves", "explainer": "{explainer}"}),
-        examples=report("results/autointerp/examples_{model}_{explainer}.csv", caption="../report/examples.rst",
-                        category=SECTION33, subcategory="{model}",
-                        labels={"item": "latent examples", "explainer": "{explainer}"}),
-    params:
-        deviations=DEVIATIONS,
-        saes=lambda wc: [list(t) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
-        per_sae=5,
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
+        roc=report(
+            "results/figures/roc_{model}_{explainer}.png",
+            caption="../report/roc.rst",
+            category=SECTION33,
+            subcategory="{model}",
+            labels={"item": "ROC curves", "explainer": "{explainer}"},
+        ),
+        examples=report(
+            "results/autointerp/examples_{model}_{explainer}.csv",
+            caption="../report/examples.rst",
+            category=SECTION33,
+            subcategory="{model}",
+            labels={"item": "latent examples", "explainer": "{explainer}"},
+        ),
     log:
         "logs/autointerp_figures/{model}_{explainer}.log",
     benchmark:
         "benchmarks/autointerp_figures/{model}_{explainer}.tsv"
     conda:
         "../../envs/autointerp.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        deviations=DEVIATIONS,
+        saes=lambda wc: [list(t) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
+        per_sae=5,
     script:
         "../scripts/autointerp_figures.py"

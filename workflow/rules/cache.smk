@@ -14,6 +14,19 @@ rule cache_train_shard:
         scratch_lane=chain_before_finished,
     output:
         temp(directory("results/{model}/{variant}/cache/train/shard-{shard}.zarr")),
+    log:
+        "logs/cache_train_shard/{model}/{variant}/shard-{shard}.log",
+    benchmark:
+        BENCHMARKS["cache_train_shard"]
+    group:
+        SHARD_GROUP
+    conda:
+        "../../envs/cache.yaml"
+    threads: 2
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     params:
         model=model_settings,
         layers=cached_layers,
@@ -21,19 +34,6 @@ rule cache_train_shard:
         store=lambda wc: {"split": "train", "shard": int(wc.shard)},
         cache=config["cache"],
         variant_seed=config["variant_seed"],
-    threads: 2
-    group:
-        SHARD_GROUP
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
-        cpus_per_task=cluster_step_cpus,
-    log:
-        "logs/cache_train_shard/{model}/{variant}/shard-{shard}.log",
-    benchmark:
-        "benchmarks/cache_train_shard/{model}/{variant}/shard-{shard}.tsv"
-    conda:
-        "../../envs/cache.yaml"
     script:
         "../scripts/cache_activations.py"
 
@@ -44,6 +44,17 @@ rule cache_eval:
         tokens="results/{model}/tokens/eval.zarr",
     output:
         directory("results/{model}/{variant}/cache/eval.zarr"),
+    log:
+        "logs/cache_eval/{model}/{variant}.log",
+    benchmark:
+        BENCHMARKS["cache_eval"]
+    conda:
+        "../../envs/cache.yaml"
+    threads: 2
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     params:
         model=model_settings,
         layers=cached_layers,
@@ -51,17 +62,5 @@ rule cache_eval:
         store={"split": "eval", "shard": 0},
         cache=config["cache"],
         variant_seed=config["variant_seed"],
-    threads: 2
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
-        cpus_per_task=cluster_step_cpus,
-    log:
-        "logs/cache_eval/{model}/{variant}.log",
-    benchmark:
-        "benchmarks/cache_eval/{model}/{variant}.tsv"
-    conda:
-        "../../envs/cache.yaml"
     script:
         "../scripts/cache_activations.py"
-

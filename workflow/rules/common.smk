@@ -8,7 +8,8 @@ from pathlib import Path
 
 from saerand import retries
 from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
-from saerand.planner import FINISH_GROUP, FINISH_GROUP_RULES, SHARD_GROUP_RULES, group_components
+from saerand.layout import BENCHMARKS, FINISH_GROUP, FINISH_GROUP_RULES, LLM_GROUP, SHARD_GROUP, SHARD_GROUP_RULES
+from saerand.planner import group_components
 from saerand.config import (
     CORPUS_DIR,
     VARIANTS,
@@ -26,7 +27,6 @@ from saerand.config import (
 from saerand.fetch import RECORDS, llm_artefact, model_artefacts, hub_dataset, record_path, study_artefacts
 from saerand.report import deviations
 from saerand.toy.glove import glove_downloads, glove_hint
-
 
 COSTS = StudyCosts(config)
 TOY_DATASETS = COSTS.toy_datasets
@@ -122,11 +122,7 @@ def cluster_step_cpus(wildcards):
     return int(allocated) if workflow.remote_exec and allocated else None
 
 
-# Cluster job groups (ignored by local runs): a shard's caching and the training of every SAE on it
-# (one job per layer) form one job; finishing and evaluating SAEs are batched per (model, variant)
-# (profiles/slurm sets how many per job with group-components).
-SHARD_GROUP = "shard-{model}-{variant}-{shard}"
-FINISH_GROUP = "finish-{model}-{variant}"
+# Cluster job groups (saerand.layout) are SHARD_GROUP, FINISH_GROUP and LLM_GROUP.
 
 # One SAE's outputs: results/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/...
 SAE_DIR = sae_directory("{model}", "{variant}", "{layer}", "{expansion}", "{k}")
@@ -166,7 +162,9 @@ def chain_before_finished(wildcards):
 
 def previous_layer_checkpoint(wildcards):
     shard = int(wildcards.shard)
-    return layer_checkpoint_directory(wildcards.model, wildcards.variant, wildcards.layer, shard - 1) if shard > 0 else []
+    return (
+        layer_checkpoint_directory(wildcards.model, wildcards.variant, wildcards.layer, shard - 1) if shard > 0 else []
+    )
 
 
 def last_layer_checkpoint(wildcards):
@@ -177,21 +175,9 @@ def last_layer_checkpoint(wildcards):
 # model and SAE sizes; after a failed attempt saerand.retries raises time only after a time-out and
 # memory only after an out-of-memory kill, up to the site's caps.
 def sae_target(wildcards):
-    return SaeTarget(wildcards.model, wildcards.variant, int(wildcards.layer), int(wildcards.expansion), int(wildcards.k))
-
-
-JOB_COSTS = {
-    "cache_train_shard": lambda wc: COSTS.cache_train_shard(wc.model, int(wc.shard)),
-    "cache_eval": lambda wc: COSTS.cache_eval(wc.model),
-    "train_layer_shard": lambda wc: COSTS.train_layer_shard(wc.model, int(wc.layer), int(wc.shard)),
-    "train_sae": lambda wc: COSTS.train_sae(sae_target(wc)),
-    "evaluate_sae": lambda wc: COSTS.evaluate_sae(sae_target(wc)),
-    "collect_latents": lambda wc: COSTS.collect_latents(wc.model),
-    "toy_sweep": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
-    "toy_sweep_gpu": lambda wc: COSTS.toy_sweep(wc.toy_dataset),
-    # The SAEs of a group share one server at once: each takes as long as the group's work does.
-    "autointerp_llm": lambda wc: COSTS.autointerp_llm(sharing=LLM_BATCH / AUTOINTERP_LLM["gpus"]),
-}
+    return SaeTarget(
+        wildcards.model, wildcards.variant, int(wildcards.layer), int(wildcards.expansion), int(wildcards.k)
+    )
 
 
 # Jobs outside the cost model (corpus, tokenizer, tokenization, aggregation, plots): 4 GB and 2
@@ -202,10 +188,8 @@ FINISH_BATCH = group_components(FINISH_GROUP)
 
 
 def job_mem_mb(wildcards, attempt, rulename):
-    if rulename in JOB_COSTS:
-        base = estimated_mb(JOB_COSTS[rulename](wildcards))
-    else:
-        base = CPU_JOB_MB
+    cost = COSTS.job_cost(rulename, dict(wildcards.items()))
+    base = CPU_JOB_MB if cost is None else estimated_mb(cost)
     failures = retries.earlier_failures(rulename, wildcards, attempt)
     return retries.memory_mb(base, failures, on_gpu_partition(rulename))
 
@@ -226,16 +210,19 @@ def group_size(rulename, wildcards):
 
 def llm_server_runtime(wildcards):
     """The server runs as long as its SAEs (a group's limit is its longest member's)."""
-    return estimated_minutes(JOB_COSTS["autointerp_llm"](wildcards), rule_flops_per_second("autointerp_llm"))
+    return estimated_minutes(COSTS.job_cost("autointerp_llm", {}), rule_flops_per_second("autointerp_llm"))
 
 
 def job_runtime(wildcards, attempt, rulename):
-    if rulename in JOB_COSTS:
-        base = estimated_minutes(JOB_COSTS[rulename](wildcards), rule_flops_per_second(rulename))
-    else:
+    cost = COSTS.job_cost(rulename, dict(wildcards.items()))
+    if cost is None:
         base = CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
+    else:
+        base = estimated_minutes(cost, rule_flops_per_second(rulename))
     failures = retries.earlier_failures(rulename, wildcards, attempt)
-    return retries.runtime_minutes(base, failures, on_gpu_partition(rulename), group_size=group_size(rulename, wildcards))
+    return retries.runtime_minutes(
+        base, failures, on_gpu_partition(rulename), group_size=group_size(rulename, wildcards)
+    )
 
 
 # Section 3.3 (workflow/rules/autointerp.smk): the study's own SAEs, one per (model, variant, layer).
@@ -249,12 +236,14 @@ AUTOINTERP_KS = "|".join(sorted({str(t.k) for t in AUTOINTERP_TARGETS})) or "non
 # (Which SAEs, the sweep's too or not, is the `modules` param of collect_latents.)
 LATENT_SETTINGS = {key: value for key, value in (AUTOINTERP or {}).items() if key not in ("explainers", "llm", "sweep")}
 AUTOINTERP_LLM = (AUTOINTERP or {}).get("llm", {})
-SOURCE_DIRECTORY = str(Path(workflow.basedir) / "src")  # the server's launcher, run in vLLM's environment
+SOURCE_DIRECTORY = str(REPOSITORY / "src")  # the server's launcher, run in vLLM's environment
 # The study's SAEs in batches of saes_per_server, each served by one server. A batch's SAEs share its
 # server's job, so they form one connected job group of their own. (Snakemake's group-local
 # `{groupid}` services cannot be used: inside a cluster job the server's job is planned before its
 # consumers know the group id, and Snakemake stops with "service ... has no consumer".)
-LLM_BATCHES = {t: i // AUTOINTERP_LLM["saes_per_server"] for i, t in enumerate(AUTOINTERP_TARGETS)} if AUTOINTERP_LLM else {}
+LLM_BATCHES = (
+    {t: i // AUTOINTERP_LLM["saes_per_server"] for i, t in enumerate(AUTOINTERP_TARGETS)} if AUTOINTERP_LLM else {}
+)
 LLM_BATCH = AUTOINTERP_LLM.get("saes_per_server", 1)
 
 
@@ -286,8 +275,10 @@ def toy_inputs(wildcards):
         if spec["path"] in GLOVE_DOWNLOADS:
             return spec["path"]
         if not os.access(spec["path"], os.R_OK) or not Path(spec["path"]).is_file():
-            raise ValueError(f"config key '{spec['config_key']}': cannot read the GloVe file "
-                             f"{spec['path']}: {glove_hint(spec['config_key'])}")
+            raise ValueError(
+                f"config key '{spec['config_key']}': cannot read the GloVe file "
+                f"{spec['path']}: {glove_hint(spec['config_key'])}"
+            )
         return spec["path"]
     if spec["source"] == "embeddings":
         return subject_model_files(spec["model"])

@@ -8,17 +8,17 @@ rule prepare_corpus:
         train="resources/corpus/train.txt",
         eval="resources/corpus/eval.txt",
         provenance="resources/corpus/provenance.json",
-    params:
-        corpus=EMBEDDED.get("corpus"),
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
     log:
         "logs/prepare_corpus.log",
     benchmark:
         "benchmarks/prepare_corpus.tsv"
     conda:
         "../../envs/embedded_model.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        corpus=EMBEDDED.get("corpus"),
     script:
         "../scripts/prepare_corpus.py"
 
@@ -28,18 +28,18 @@ rule train_tokenizer:
         train="resources/corpus/train.txt",
     output:
         directory("resources/tokenizers/{embedded}"),
-    params:
-        vocab_size=EMBEDDED.get("tokenizer", {}).get("vocab_size"),
-        context_length=EMBEDDED.get("architecture", {}).get("context_length"),
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
     log:
         "logs/train_tokenizer/{embedded}.log",
     benchmark:
         "benchmarks/train_tokenizer/{embedded}.tsv"
     conda:
         "../../envs/embedded_model.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        vocab_size=EMBEDDED.get("tokenizer", {}).get("vocab_size"),
+        context_length=EMBEDDED.get("architecture", {}).get("context_length"),
     script:
         "../scripts/train_tokenizer.py"
 
@@ -51,17 +51,17 @@ rule train_embedded_model:
         eval="resources/corpus/eval.txt",
     output:
         directory("resources/models/{embedded}"),
-    params:
-        embedded=EMBEDDED,
-    threads: 2
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
     log:
         "logs/train_embedded_model/{embedded}.log",
     benchmark:
         "benchmarks/train_embedded_model/{embedded}.tsv"
     conda:
         "../../envs/embedded_model.yaml"
+    threads: 2
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        embedded=EMBEDDED,
     script:
         "../scripts/train_embedded_model.py"

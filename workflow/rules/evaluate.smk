@@ -9,25 +9,25 @@ rule evaluate_sae:
         cache="results/{model}/{variant}/cache/eval.zarr",
     output:
         f"{SAE_DIR}/metrics.json",
+    log:
+        "logs/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
+    benchmark:
+        BENCHMARKS["evaluate_sae"]
+    group:
+        FINISH_GROUP
+    conda:
+        "../../envs/sae.yaml"
+    # One thread: mostly start-up and small matrices, so two such jobs at once use two cores better
+    # than one job with two threads.
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     params:
         evaluation=config["evaluation"],
         model=model_settings,
         variant_seed=config["variant_seed"],
         seed=config["seed"],
-    # One thread: mostly start-up and small matrices, so two such jobs at once use two cores better
-    # than one job with two threads.
-    threads: 1
-    group:
-        FINISH_GROUP
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
-        cpus_per_task=cluster_step_cpus,
-    log:
-        "logs/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
-    benchmark:
-        "benchmarks/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
-    conda:
-        "../../envs/sae.yaml"
     script:
         "../scripts/evaluate_sae.py"

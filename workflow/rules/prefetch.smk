@@ -5,6 +5,7 @@
 # its config keys point, and removed. Every other job reads the hub offline (Snakefile) and has the
 # records of what it reads as inputs, so `snakemake prefetch` alone fetches the whole study's.
 
+
 localrules:
     prefetch,
     fetch_hub,
@@ -19,17 +20,17 @@ rule prefetch:
 rule fetch_hub:
     output:
         f"{FETCH_RECORDS}/{{artefact}}.json",
-    wildcard_constraints:
-        artefact="|".join(map(re.escape, HUB_ARTEFACTS)) or "no-hub-artefact",
-    # The artefact alone: download settings changing never refetch.
-    params:
-        artefact=lambda wc: dataclasses.asdict(HUB_ARTEFACTS[wc.artefact]),
     log:
         "logs/fetch_hub/{artefact}.log",
     benchmark:
         "benchmarks/fetch_hub/{artefact}.tsv"
+    wildcard_constraints:
+        artefact="|".join(map(re.escape, HUB_ARTEFACTS)) or "no-hub-artefact",
     conda:
         "../../envs/fetch.yaml"
+    # The artefact alone: download settings changing never refetch.
+    params:
+        artefact=lambda wc: dataclasses.asdict(HUB_ARTEFACTS[wc.artefact]),
     script:
         "../scripts/fetch_hub.py"
 
@@ -44,13 +45,13 @@ if GLOVE_DOWNLOADS:
         output:
             files=list(GLOVE_DOWNLOADS),
             record=f"{FETCH_RECORDS}/glove.6B.zip.json",
-        params:
-            files=GLOVE_DOWNLOADS,
         log:
             "logs/fetch_glove.log",
         benchmark:
             "benchmarks/fetch_glove.tsv"
         conda:
             "../../envs/fetch.yaml"
+        params:
+            files=GLOVE_DOWNLOADS,
         script:
             "../scripts/fetch_glove.py"

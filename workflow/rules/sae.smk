@@ -12,50 +12,50 @@ rule train_layer_shard:
         previous=previous_layer_checkpoint,
     output:
         temp(directory(LAYER_CHECKPOINT)),
+    log:
+        "logs/train_layer_shard/{model}/{variant}/layers.{layer}/shard-{shard}.log",
+    benchmark:
+        BENCHMARKS["train_layer_shard"]
+    # Training before caching further ahead keeps about two shards on disk.
+    priority: 10
+    group:
+        SHARD_GROUP
+    conda:
+        "../../envs/sae.yaml"
+    # One thread: small matrices, so two such jobs at once use two cores better than one job with
+    # two threads (the Slurm profile gives a GPU job all its CPUs).
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        cpus_per_task=cluster_step_cpus,
     params:
         sae=config["sae"],
         context_length=config["tokens"]["context_length"],
         train_tokens=config["tokens"]["train_tokens"],
-    # Training before caching further ahead keeps about two shards on disk.
-    priority: 10
-    # One thread: small matrices, so two such jobs at once use two cores better than one job with
-    # two threads (the Slurm profile gives a GPU job all its CPUs).
-    threads: 1
-    group:
-        SHARD_GROUP
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
-        cpus_per_task=cluster_step_cpus,
-    log:
-        "logs/train_layer_shard/{model}/{variant}/layers.{layer}/shard-{shard}.log",
-    benchmark:
-        "benchmarks/train_layer_shard/{model}/{variant}/layers.{layer}/shard-{shard}.tsv"
-    conda:
-        "../../envs/sae.yaml"
     script:
         "../scripts/train_layer_shard.py"
 
 
-rule train_sae:
+rule finalize_sae:
     input:
         last_layer_checkpoint,
     output:
         directory(f"{SAE_DIR}/sae"),
-    params:
-        sae=sae_settings,
-    threads: 1
+    log:
+        "logs/finalize_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
+    benchmark:
+        "benchmarks/finalize_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
     group:
         FINISH_GROUP
+    conda:
+        "../../envs/sae.yaml"
+    threads: 1
     resources:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
-    log:
-        "logs/train_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
-    benchmark:
-        "benchmarks/train_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
-    conda:
-        "../../envs/sae.yaml"
+    params:
+        sae=sae_settings,
     script:
-        "../scripts/train_sae.py"
+        "../scripts/finalize_sae.py"

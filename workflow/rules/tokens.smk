@@ -9,18 +9,18 @@ rule tokenize_text:
         text_inputs,
     output:
         directory("results/{model}/tokens/{split}.zarr"),
-    params:
-        model=model_settings,
-        text=lambda wc: token_split(config, wc.split),
-        context_length=config["tokens"]["context_length"],
-    resources:
-        mem_mb=job_mem_mb,
-        runtime=job_runtime,
     log:
         "logs/tokenize_text/{model}/{split}.log",
     benchmark:
         "benchmarks/tokenize_text/{model}/{split}.tsv"
     conda:
         "../../envs/cache.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        model=model_settings,
+        text=lambda wc: token_split(config, wc.split),
+        context_length=config["tokens"]["context_length"],
     script:
         "../scripts/tokenize_text.py"

@@ -15,6 +15,10 @@ if params.explainers:
 record = provenance(sources=list(snakemake.input), saes=params.saes, study=dict(params.study))
 write_text(output.table, table.to_csv(index=False))
 write_json(output.provenance, record)
-figure3(main_study(table, **params.study), output.figure,
-        provenance(table=output.table, study=dict(params.study), reading=params.reading), params.reading)
+figure3(
+    main_study(table, **params.study),
+    output.figure,
+    provenance(table=output.table, study=dict(params.study), reading=params.reading),
+    params.reading,
+)
 print(table.to_string())

@@ -8,5 +8,12 @@ start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
 explainer = Path(snakemake.output[0]).name  # autointerp/tokens or autointerp/llm
 target = SaeTarget(wildcards.model, wildcards.variant, int(wildcards.layer), int(wildcards.expansion), int(wildcards.k))
-score_sae(f"{snakemake.input.latents}/delphi", target.autointerp_module, params.model, params.autointerp,
-          snakemake.output[0], explainer=explainer, server_file=snakemake.input.get("server"))
+score_sae(
+    f"{snakemake.input.latents}/delphi",
+    target.autointerp_module,
+    params.model,
+    params.autointerp,
+    snakemake.output[0],
+    explainer=explainer,
+    server_file=snakemake.input.get("server"),
+)

@@ -15,9 +15,19 @@ subject, variant_record = load_variant(
     model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, **params.store
 )
 write_activation_cache(
-    snakemake.output[0], subject, sequences, params.layers,
-    batch_sequences=cache["batch_sequences"], dtype=cache["dtype"],
-    chunk_rows=cache["chunk_rows"], compressor=cache["compressor"],
-    attrs=provenance(model=wildcards.model, model_config=model, token_store=snakemake.input.tokens,
-                     sequences=[start, start + len(sequences)], **variant_record),
+    snakemake.output[0],
+    subject,
+    sequences,
+    params.layers,
+    batch_sequences=cache["batch_sequences"],
+    dtype=cache["dtype"],
+    chunk_rows=cache["chunk_rows"],
+    compressor=cache["compressor"],
+    attrs=provenance(
+        model=wildcards.model,
+        model_config=model,
+        token_store=snakemake.input.tokens,
+        sequences=[start, start + len(sequences)],
+        **variant_record,
+    ),
 )

@@ -14,6 +14,14 @@ results = {sae: replicates_of(sae, params.explainers if sae in interpreted else 
 metrics = dict(READINGS[params.reading]) | {f"fuzz_auroc_{e}": f"fuzz_auroc_{e}" for e in params.explainers}
 table = claims_table(results, metrics, params.margins)
 write_text(output.table, table.to_csv(index=False))
-write_json(output.provenance, provenance(sources=list(snakemake.input), saes=params.saes, margins=dict(params.margins),
-                                         reading=params.reading, explainers=list(params.explainers)))
+write_json(
+    output.provenance,
+    provenance(
+        sources=list(snakemake.input),
+        saes=params.saes,
+        margins=dict(params.margins),
+        reading=params.reading,
+        explainers=list(params.explainers),
+    ),
+)
 print(table.to_string())

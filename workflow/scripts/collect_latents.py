@@ -12,17 +12,34 @@ params, wildcards = snakemake.params, snakemake.wildcards
 model, settings = params.model, params.autointerp
 device = resolve_device(settings["device"])
 sequences = load_token_store(snakemake.input.tokens)
-subject, variant_record = load_variant(model["location"], model, wildcards.variant, seed=params.variant_seed,
-                                       device=device, split="autointerp")
-saes = {module: (layer, SparseCoder.load_from_disk(path, device=device))
-        for (module, layer), path in zip(params.modules, snakemake.input.saes)}
+subject, variant_record = load_variant(
+    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, split="autointerp"
+)
+saes = {
+    module: (layer, SparseCoder.load_from_disk(path, device=device))
+    for (module, layer), path in zip(params.modules, snakemake.input.saes)
+}
 # delphi's raw directory inside the output, where Snakemake's own timestamp file does not land.
-selections = write_latent_cache(f"{snakemake.output[0]}/delphi", subject, sequences, saes, settings, provenance(
-    # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
-    model_name=model["location"], cache_ctx_len=int(sequences.shape[1]), n_tokens=int(sequences.size),
-    dataset_repo=snakemake.input.tokens, model=wildcards.model, autointerp=settings,
-    saes={module: path for (module, _), path in zip(params.modules, snakemake.input.saes)}, **variant_record,
-))
+selections = write_latent_cache(
+    f"{snakemake.output[0]}/delphi",
+    subject,
+    sequences,
+    saes,
+    settings,
+    provenance(
+        # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
+        model_name=model["location"],
+        cache_ctx_len=int(sequences.shape[1]),
+        n_tokens=int(sequences.size),
+        dataset_repo=snakemake.input.tokens,
+        model=wildcards.model,
+        autointerp=settings,
+        saes={module: path for (module, _), path in zip(params.modules, snakemake.input.saes)},
+        **variant_record,
+    ),
+)
 for module, selection in selections.items():
-    print(f"{module}: {len(selection.selected)} latents kept of {selection.drawn} drawn "
-          f"({selection.dead} dead, {selection.too_rare} with fewer than {settings['min_examples']} examples)")
+    print(
+        f"{module}: {len(selection.selected)} latents kept of {selection.drawn} drawn "
+        f"({selection.dead} dead, {selection.too_rare} with fewer than {settings['min_examples']} examples)"
+    )

@@ -23,23 +23,49 @@ cache = ActivationCache(snakemake.input.cache)
 special_token_ids = load_tokenizer(model["location"], model["revision"]).all_special_ids
 # Every SAE resamples the same held-out sequences with the same seed: replicates pair across SAEs.
 intervals = {"resamples": evaluation["bootstrap_resamples"], "seed": params.seed}
-metrics, replicates = evaluate_sae(sae, cache, layer, batch_rows=evaluation["batch_tokens"],
-                                   special_token_ids=special_token_ids, device=device, **intervals)
+metrics, replicates = evaluate_sae(
+    sae,
+    cache,
+    layer,
+    batch_rows=evaluation["batch_tokens"],
+    special_token_ids=special_token_ids,
+    device=device,
+    **intervals,
+)
 # The held-out store's noise stream: the control's CE/KL scores read no training inputs.
 subject, variant_record = load_variant(
     model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
 )
-scores, score_replicates = downstream_scores(subject, sae, layer, cache.tokens(),
-                                             batch_sequences=evaluation["batch_sequences"], **intervals)
+scores, score_replicates = downstream_scores(
+    subject, sae, layer, cache.tokens(), batch_sequences=evaluation["batch_sequences"], **intervals
+)
 metrics |= scores
 print(metrics)
-write_json(snakemake.output[0], provenance(
-    model=wildcards.model, variant=wildcards.variant, layer=layer, metrics=metrics,
-    sae={"num_latents": sae.num_latents, "expansion_factor": sae.num_latents // sae.d_in,
-         "k": sae.cfg.k, "d_in": sae.d_in},
-    sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
-    evaluation=evaluation, eval_cache=cache.attrs, variant_record=variant_record,
-    special_token_ids=special_token_ids,
-    bootstrap=intervals | {"unit": "held-out sequence", "replicates": {
-        name: [round(value, 7) for value in values.tolist()] for name, values in (replicates | score_replicates).items()}},
-))
+write_json(
+    snakemake.output[0],
+    provenance(
+        model=wildcards.model,
+        variant=wildcards.variant,
+        layer=layer,
+        metrics=metrics,
+        sae={
+            "num_latents": sae.num_latents,
+            "expansion_factor": sae.num_latents // sae.d_in,
+            "k": sae.cfg.k,
+            "d_in": sae.d_in,
+        },
+        sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
+        evaluation=evaluation,
+        eval_cache=cache.attrs,
+        variant_record=variant_record,
+        special_token_ids=special_token_ids,
+        bootstrap=intervals
+        | {
+            "unit": "held-out sequence",
+            "replicates": {
+                name: [round(value, 7) for value in values.tolist()]
+                for name, values in (replicates | score_replicates).items()
+            },
+        },
+    ),
+)

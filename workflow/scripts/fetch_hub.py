@@ -10,5 +10,7 @@ settings = snakemake.config["prefetch"]
 # The one kind of job that uses the network (every other job reads the hub offline).
 os.environ.update(job_environment(settings["hf_home"], online=True))
 record = fetch_hub(HubArtefact(**snakemake.params.artefact), settings["hf_home"], settings["attempts"])
-print(f"{record['repo_id']}@{record['revision']}: commit {record['commit']}, {len(record['files'])} files, "
-      f"{record['bytes']:,} bytes, verified")
+print(
+    f"{record['repo_id']}@{record['revision']}: commit {record['commit']}, {len(record['files'])} files, "
+    f"{record['bytes']:,} bytes, verified"
+)

@@ -13,6 +13,7 @@ sweep = sweep_study(pd.read_csv(snakemake.input.table), **selection)
 if sweep.empty:
     raise ValueError(f"no SAE of the sweep {selection} in {snakemake.input.table}")
 reading = snakemake.params.reading
-figure11(sweep, snakemake.output[0], provenance(table=snakemake.input.table, sweep=dict(selection), reading=reading),
-         reading)
+figure11(
+    sweep, snakemake.output[0], provenance(table=snakemake.input.table, sweep=dict(selection), reading=reading), reading
+)
 print(sweep.to_string())

@@ -1,8 +1,8 @@
 from saerand.atomic import write_json, write_text
+from saerand.config import toy_latent_counts
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.provenance import provenance
-from saerand.config import toy_latent_counts
 from saerand.toy.sweep import dataset_kinds, sweep, toy_dataset
 
 start_job(snakemake.log[0], snakemake.threads)
@@ -12,8 +12,17 @@ inputs, ground_truth = toy_dataset(params.dataset, seed)
 kinds = dataset_kinds(inputs, seed, params.gaussian_control, device)
 table = sweep(kinds, toy_latent_counts(params.dataset, inputs.shape[1]), params.sae, seed, ground_truth, device)
 table.insert(0, "dataset", snakemake.wildcards.toy_dataset)
-write_json(snakemake.output.provenance, provenance(
-    dataset=params.dataset, sae=params.sae, gaussian_control=params.gaussian_control, seed=seed, device=device,
-    samples=len(inputs), n_dims=inputs.shape[1]))
+write_json(
+    snakemake.output.provenance,
+    provenance(
+        dataset=params.dataset,
+        sae=params.sae,
+        gaussian_control=params.gaussian_control,
+        seed=seed,
+        device=device,
+        samples=len(inputs),
+        n_dims=inputs.shape[1],
+    ),
+)
 write_text(snakemake.output.table, table.to_csv(index=False))
 print(table.to_string())

@@ -28,6 +28,8 @@ print(summary)
 with atomic_directory(snakemake.output[0]) as staging:
     for revision, model in (("step0", init), ("main", trained)):
         save_revision(model, tokenizer, staging / revision)
-        write_json(staging / revision / "provenance.json",
-                   provenance(embedded_model=embedded, revision=revision, seed=embedded["training"]["seed"]))
+        write_json(
+            staging / revision / "provenance.json",
+            provenance(embedded_model=embedded, revision=revision, seed=embedded["training"]["seed"]),
+        )
     write_json(staging / "training_log.json", summary)

@@ -13,9 +13,26 @@ cache = ActivationCache(snakemake.input.shard)
 # Every SAE of the layer, from the config rather than a param: a sweep point dropped from the config
 # must not rerun the other SAEs' chains (a changed param would, even where they are finished).
 points = sorted(sae_hyperparameters(snakemake.config, wildcards.model, layer))
-trainers = train_layer_shard(cache, layer, shard, settings, points,
-                             params.context_length, params.train_tokens, previous=snakemake.input.previous or None)
-save_layer_checkpoint(snakemake.output[0], trainers, provenance(
-    model=wildcards.model, variant=wildcards.variant, layer=layer, shard=shard, seed=params.sae["seed"],
-    cache=cache.attrs, buffer_order_seed=buffer_order_seed(settings, shard),
-))
+trainers = train_layer_shard(
+    cache,
+    layer,
+    shard,
+    settings,
+    points,
+    params.context_length,
+    params.train_tokens,
+    previous=snakemake.input.previous or None,
+)
+save_layer_checkpoint(
+    snakemake.output[0],
+    trainers,
+    provenance(
+        model=wildcards.model,
+        variant=wildcards.variant,
+        layer=layer,
+        shard=shard,
+        seed=params.sae["seed"],
+        cache=cache.attrs,
+        buffer_order_seed=buffer_order_seed(settings, shard),
+    ),
+)

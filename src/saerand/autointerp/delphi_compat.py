@@ -31,8 +31,10 @@ _VLLM_NAMES = {
 
 
 def _vllm_missing(*_args: Any, **_kwargs: Any):
-    raise ImportError("vLLM is not installed in this environment: delphi's offline client needs it; the workflow "
-                      "talks to a vLLM server in its own environment instead (envs/vllm.yaml)")
+    raise ImportError(
+        "vLLM is not installed in this environment: delphi's offline client needs it; the workflow "
+        "talks to a vLLM server in its own environment instead (envs/vllm.yaml)"
+    )
 
 
 def import_delphi() -> None:

@@ -57,8 +57,15 @@ class _LayerLatents:
 
 
 @torch.no_grad()
-def collect_latents(subject: SubjectModel, sequences: np.ndarray, saes: dict[str, tuple[int, SparseCoder]], *,
-                    draw: int, seed: int, batch_sequences: int) -> dict[str, _LayerLatents]:
+def collect_latents(
+    subject: SubjectModel,
+    sequences: np.ndarray,
+    saes: dict[str, tuple[int, SparseCoder]],
+    *,
+    draw: int,
+    seed: int,
+    batch_sequences: int,
+) -> dict[str, _LayerLatents]:
     """Non-zero activations of each SAE's first `draw` latents (seeded order) over `sequences`;
     `saes` maps a module name to (layer, SAE)."""
     states = {}
@@ -66,8 +73,9 @@ def collect_latents(subject: SubjectModel, sequences: np.ndarray, saes: dict[str
         candidates = draw_order(sae.num_latents, seed)[:draw]
         mask = torch.zeros(sae.num_latents, dtype=torch.bool, device=sae.device)
         mask[torch.from_numpy(candidates).to(sae.device)] = True
-        states[module] = _LayerLatents(layer, sae, candidates, mask, [], [],
-                                       torch.zeros(sae.num_latents, dtype=torch.long, device=sae.device))
+        states[module] = _LayerLatents(
+            layer, sae, candidates, mask, [], [], torch.zeros(sae.num_latents, dtype=torch.long, device=sae.device)
+        )
     device = next(subject.model.parameters()).device
     for start in tqdm(range(0, len(sequences), batch_sequences), desc="latents"):
         batch = torch.as_tensor(sequences[start : start + batch_sequences], dtype=torch.long, device=device)
@@ -81,14 +89,23 @@ def collect_latents(subject: SubjectModel, sequences: np.ndarray, saes: dict[str
             keep = fired & state.is_candidate[encoded.top_indices]
             rows, slots = keep.nonzero(as_tuple=True)
             positions = rows.cpu().numpy()
-            state.locations.append(np.stack([start + positions // batch.shape[1], positions % batch.shape[1],
-                                             encoded.top_indices[rows, slots].cpu().numpy()], axis=1))
+            state.locations.append(
+                np.stack(
+                    [
+                        start + positions // batch.shape[1],
+                        positions % batch.shape[1],
+                        encoded.top_indices[rows, slots].cpu().numpy(),
+                    ],
+                    axis=1,
+                )
+            )
             state.activations.append(encoded.top_acts[rows, slots].float().cpu().numpy())
     return states
 
 
-def select_latents(state: _LayerLatents, n_latents: int, min_examples: int, context_length: int,
-                   example_context: int) -> tuple[LatentSelection, np.ndarray, np.ndarray]:
+def select_latents(
+    state: _LayerLatents, n_latents: int, min_examples: int, context_length: int, example_context: int
+) -> tuple[LatentSelection, np.ndarray, np.ndarray]:
     """The first `n_latents` drawn latents with enough activating example windows, their
     locations and activations."""
     locations = np.concatenate(state.locations) if state.locations else np.zeros((0, 3), np.int64)
@@ -112,33 +129,57 @@ def select_latents(state: _LayerLatents, n_latents: int, min_examples: int, cont
     return selection, locations[keep], activations[keep]
 
 
-def save_latents(raw_dir: str | Path, module: str, tokens: np.ndarray, locations: np.ndarray,
-                 activations: np.ndarray, selection: LatentSelection, cache_config: dict[str, Any]) -> None:
+def save_latents(
+    raw_dir: str | Path,
+    module: str,
+    tokens: np.ndarray,
+    locations: np.ndarray,
+    activations: np.ndarray,
+    selection: LatentSelection,
+    cache_config: dict[str, Any],
+) -> None:
     """One module (SAE) of a delphi latent cache: one split covering every latent index."""
     directory = Path(raw_dir) / module
     directory.mkdir(parents=True, exist_ok=True)
     small = locations.max(initial=0) < 2**16 and selection.num_latents <= 2**16
     # safetensors writes an array's memory as it lies: only C order reads back as written.
-    arrays = {"locations": locations.astype(np.uint16 if small else np.uint32),
-              "activations": activations.astype(np.float16), "tokens": tokens.astype(np.int64)}
-    save_file({name: np.ascontiguousarray(array) for name, array in arrays.items()},
-              directory / f"0_{selection.num_latents - 1}.safetensors")
+    arrays = {
+        "locations": locations.astype(np.uint16 if small else np.uint32),
+        "activations": activations.astype(np.float16),
+        "tokens": tokens.astype(np.int64),
+    }
+    save_file(
+        {name: np.ascontiguousarray(array) for name, array in arrays.items()},
+        directory / f"0_{selection.num_latents - 1}.safetensors",
+    )
     (directory / "config.json").write_text(json.dumps(cache_config, indent=2))
     (directory / "selection.json").write_text(json.dumps(asdict(selection), indent=2))
 
 
-def write_latent_cache(raw_dir: str | Path, subject: SubjectModel, sequences: np.ndarray,
-                       saes: dict[str, tuple[int, SparseCoder]], settings: dict[str, Any],
-                       cache_config: dict[str, Any]) -> dict[str, LatentSelection]:
+def write_latent_cache(
+    raw_dir: str | Path,
+    subject: SubjectModel,
+    sequences: np.ndarray,
+    saes: dict[str, tuple[int, SparseCoder]],
+    settings: dict[str, Any],
+    cache_config: dict[str, Any],
+) -> dict[str, LatentSelection]:
     """Every SAE's sampled latents in one delphi raw directory (one module each, named by the keys
     of `saes`, which map to (layer, SAE)), published at once; returns each module's selection."""
-    states = collect_latents(subject, sequences, saes, draw=settings["draw"], seed=settings["seed"],
-                             batch_sequences=settings["batch_sequences"])
+    states = collect_latents(
+        subject,
+        sequences,
+        saes,
+        draw=settings["draw"],
+        seed=settings["seed"],
+        batch_sequences=settings["batch_sequences"],
+    )
     selections = {}
     with atomic_directory(raw_dir) as staging:
         for module, state in states.items():
             selection, locations, activations = select_latents(
-                state, settings["latents"], settings["min_examples"], sequences.shape[1], settings["example_context"])
+                state, settings["latents"], settings["min_examples"], sequences.shape[1], settings["example_context"]
+            )
             save_latents(staging, module, sequences, locations, activations, selection, cache_config)
             selections[module] = selection
     return selections

@@ -78,15 +78,18 @@ class Server:
         not ready within `timeout` seconds raises ServerUnavailable."""
         if self.host != socket.gethostname():
             # A service job runs on its consumers' node: this file is stale (its run was killed).
-            raise ServerUnavailable(f"{self.describe()} is on node {self.host}, not on {socket.gethostname()}: "
-                                    "its service file was left by an earlier run; remove it and rerun")
+            raise ServerUnavailable(
+                f"{self.describe()} is on node {self.host}, not on {socket.gethostname()}: "
+                "its service file was left by an earlier run; remove it and rerun"
+            )
         start = time.monotonic()
         while not self.healthy():
             if not self.alive():
                 raise ServerUnavailable(f"{self.describe()} exited before it was ready")
             if time.monotonic() - start > timeout:
-                raise ServerUnavailable(f"{self.describe()} was not ready after {timeout:.0f} s "
-                                        "(config key autointerp.llm.start_timeout)")
+                raise ServerUnavailable(
+                    f"{self.describe()} was not ready after {timeout:.0f} s (config key autointerp.llm.start_timeout)"
+                )
             time.sleep(poll)
         return time.monotonic() - start
 
@@ -109,7 +112,8 @@ class ServerWatch:
         elif self.in_a_row >= self.stuck_after:
             self.error = ServerUnavailable(
                 f"{self.server.describe()} is stuck: {self.in_a_row} requests in a row got no answer "
-                f"(last: {type(error).__name__}: {error}; config keys autointerp.llm.request_timeout, stuck_after)")
+                f"(last: {type(error).__name__}: {error}; config keys autointerp.llm.request_timeout, stuck_after)"
+            )
 
     def raise_if_unavailable(self) -> None:
         if self.error is not None:
@@ -127,9 +131,12 @@ class VllmClient(Client):
         self.unanswered: list[str] = []
 
     async def generate(self, prompt, **kwargs: Any) -> Response:
-        body: dict[str, Any] = {"model": self.model, "messages": prompt,
-                                "max_tokens": kwargs.get("max_tokens", self.max_tokens),
-                                "temperature": kwargs.get("temperature", 0.0)}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": prompt,
+            "max_tokens": kwargs.get("max_tokens", self.max_tokens),
+            "temperature": kwargs.get("temperature", 0.0),
+        }
         if kwargs.get("logprobs"):
             body.update(logprobs=True, top_logprobs=kwargs.get("top_logprobs", 5))
         if kwargs.get("regex"):
@@ -151,10 +158,16 @@ def token_logprobs(logprobs: dict | None) -> list[SimpleNamespace] | None:
     """OpenAI-style logprobs as delphi reads them: `.token` and `.top_logprobs` (`.token`, `.logprob`)."""
     if not logprobs or logprobs.get("content") is None:
         return None
-    return [SimpleNamespace(token=entry["token"], logprob=entry["logprob"],
-                            top_logprobs=[SimpleNamespace(token=top["token"], logprob=top["logprob"])
-                                          for top in entry.get("top_logprobs", [])])
-            for entry in logprobs["content"]]
+    return [
+        SimpleNamespace(
+            token=entry["token"],
+            logprob=entry["logprob"],
+            top_logprobs=[
+                SimpleNamespace(token=top["token"], logprob=top["logprob"]) for top in entry.get("top_logprobs", [])
+            ],
+        )
+        for entry in logprobs["content"]
+    ]
 
 
 def answer_formats(settings: dict[str, Any]) -> tuple[dict, dict]:
@@ -163,28 +176,38 @@ def answer_formats(settings: dict[str, Any]) -> tuple[dict, dict]:
     if not settings["structured_outputs"]:
         return {}, {}
     n = settings["examples_per_prompt"]
-    return ({"regex": r"\[EXPLANATION\]: [A-Za-z ,\"']{1,80}"},
-            {"regex": r"\[[01](,[01]){%d}\]" % (n - 1)})
+    return ({"regex": r"\[EXPLANATION\]: [A-Za-z ,\"']{1,80}"}, {"regex": r"\[[01](,[01]){" + str(n - 1) + r"}\]"})
 
 
-async def score_with_llm(record, http: httpx.AsyncClient, watch: ServerWatch,
-                         settings: dict[str, Any]) -> dict[str, Any]:
+async def score_with_llm(
+    record, http: httpx.AsyncClient, watch: ServerWatch, settings: dict[str, Any]
+) -> dict[str, Any]:
     """One latent explained by delphi's DefaultExplainer and scored by its fuzzing and detection
     scorers (log_prob=True), all through the served LLM."""
     llm = settings["llm"]
     client = VllmClient(http, watch, llm["max_tokens"])
     explain_format, score_format = answer_formats(llm)
-    explainer = DefaultExplainer(client, threshold=settings["highlight_threshold"],
-                                 activations=settings["show_activations"], temperature=0.0,
-                                 generation_kwargs=explain_format)
+    explainer = DefaultExplainer(
+        client,
+        threshold=settings["highlight_threshold"],
+        activations=settings["show_activations"],
+        temperature=0.0,
+        generation_kwargs=explain_format,
+    )
     try:
         record.explanation = (await explainer(record)).explanation
     except httpx.TransportError as error:
         raise NoAnswer(f"the explanation request got no answer: {type(error).__name__}: {error}") from error
     rows = {}
     for name, scorer in SCORERS.items():
-        result = await scorer(client, n_examples_shown=llm["examples_per_prompt"], log_prob=True, temperature=0.0,
-                              **scorer_options(name, settings), **score_format)(record)
+        result = await scorer(
+            client,
+            n_examples_shown=llm["examples_per_prompt"],
+            log_prob=True,
+            temperature=0.0,
+            **scorer_options(name, settings),
+            **score_format,
+        )(record)
         rows[name] = [(output.activating, output.probability, output.distance) for output in result.score]
     if client.unanswered:
         raise NoAnswer(f"{len(client.unanswered)} scoring requests got no answer: {client.unanswered[-1]}")

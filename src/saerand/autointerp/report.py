@@ -15,6 +15,7 @@ from ..aggregate import autointerp_directory
 from ..config import SaeTarget
 from ..plots import VARIANT_STYLE, plt, save_figure
 
+
 def roc_figure(saes: Sequence[SaeTarget], explainer: str, scorer: str, path: str | Path, provenance: dict) -> None:
     """One panel per variant, one ROC curve per layer, pooled over the SAE's latents (as delphi
     pools them)."""
@@ -47,8 +48,17 @@ def examples_table(saes: Sequence[SaeTarget], explainer: str, per_sae: int) -> p
     for sae in saes:
         lines = Path(autointerp_directory(sae, explainer), "latents.jsonl").read_text().splitlines()
         for entry in [json.loads(line) for line in lines if "failed" not in line][:per_sae]:
-            rows.append({"model": sae.model, "variant": sae.variant, "layer": sae.layer, "latent": entry["latent"],
-                         "explanation": entry["explanation"], "fuzz_auroc": entry["fuzz_auroc"],
-                         "detection_auroc": entry["detection_auroc"], "entropy_nats": entry["entropy_nats"],
-                         "example": entry["shown"][0] if entry["shown"] else ""})
+            rows.append(
+                {
+                    "model": sae.model,
+                    "variant": sae.variant,
+                    "layer": sae.layer,
+                    "latent": entry["latent"],
+                    "explanation": entry["explanation"],
+                    "fuzz_auroc": entry["fuzz_auroc"],
+                    "detection_auroc": entry["detection_auroc"],
+                    "entropy_nats": entry["entropy_nats"],
+                    "example": entry["shown"][0] if entry["shown"] else "",
+                }
+            )
     return pd.DataFrame(rows)

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import httpx
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -29,15 +29,25 @@ import_delphi()
 from delphi.config import ConstructorConfig, SamplerConfig  # noqa: E402
 from delphi.latents import LatentDataset  # noqa: E402
 
+
 def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[str, Any]) -> tuple[LatentDataset, dict]:
     selection = json.loads((Path(raw_dir) / module / "selection.json").read_text())
     dataset = LatentDataset(
         raw_dir,
-        SamplerConfig(n_examples_train=settings["explanation_examples"], n_examples_test=settings["test_examples"],
-                      n_quantiles=settings["quantiles"], train_type=settings["explanation_sampling"]),
-        ConstructorConfig(example_ctx_len=settings["example_context"], min_examples=settings["min_examples"],
-                          n_non_activating=settings["non_activating"]),
-        tokenizer=tokenizer, modules=[module], latents={module: torch.tensor(selection["selected"], dtype=torch.long)},
+        SamplerConfig(
+            n_examples_train=settings["explanation_examples"],
+            n_examples_test=settings["test_examples"],
+            n_quantiles=settings["quantiles"],
+            train_type=settings["explanation_sampling"],
+        ),
+        ConstructorConfig(
+            example_ctx_len=settings["example_context"],
+            min_examples=settings["min_examples"],
+            n_non_activating=settings["non_activating"],
+        ),
+        tokenizer=tokenizer,
+        modules=[module],
+        latents={module: torch.tensor(selection["selected"], dtype=torch.long)},
     )
     return dataset, selection
 
@@ -65,11 +75,14 @@ async def score_latents(records: list, score, log: LatentLog, concurrency: int, 
     progress.close()
 
 
-async def score_with(explainer: str, records: list, log: LatentLog, tokenizer, settings: dict[str, Any],
-                     server_file: str | Path | None) -> None:
+async def score_with(
+    explainer: str, records: list, log: LatentLog, tokenizer, settings: dict[str, Any], server_file: str | Path | None
+) -> None:
     if explainer == "tokens":
+
         async def null(record):
             return score_with_null(record, tokenizer, settings)
+
         await score_latents(records, null, log, concurrency=1)
         return
     llm = settings["llm"]
@@ -79,12 +92,24 @@ async def score_with(explainer: str, records: list, log: LatentLog, tokenizer, s
     watch = ServerWatch(server, llm["stuck_after"])
     transport = httpx.AsyncHTTPTransport(uds=server.socket)
     async with httpx.AsyncClient(transport=transport, base_url="http://llm", timeout=llm["request_timeout"]) as http:
-        await score_latents(records, lambda record: score_with_llm(record, http, watch, settings), log,
-                            concurrency=llm["concurrency"], check=watch.raise_if_unavailable)
+        await score_latents(
+            records,
+            lambda record: score_with_llm(record, http, watch, settings),
+            log,
+            concurrency=llm["concurrency"],
+            check=watch.raise_if_unavailable,
+        )
 
 
-def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings: dict[str, Any],
-              output: str | Path, explainer: str, server_file: str | Path | None = None) -> dict[str, Any]:
+def score_sae(
+    raw_dir: str | Path,
+    module: str,
+    model: dict[str, Any],
+    settings: dict[str, Any],
+    output: str | Path,
+    explainer: str,
+    server_file: str | Path | None = None,
+) -> dict[str, Any]:
     """Explain and score one SAE's sampled latents with `explainer` ('tokens': the null explainer;
     'llm': the served LLM named by `server_file`) and publish its outputs at once."""
     tokenizer = DelphiTokenizer(load_tokenizer(model["location"], revision_for(model, "trained")))
@@ -103,9 +128,14 @@ def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings:
     entries = [log.done[latent] for latent in selection["selected"] if latent in log.done]
     scored = [entry for entry in entries if "failed" not in entry]
     summary: dict[str, Any] = {
-        "explainer": explainer, "module": module, "selected": len(selection["selected"]),
-        "drawn": selection["drawn"], "dead": selection["dead"], "too_rare": selection["too_rare"],
-        "scored": len(scored), "failed": len(entries) - len(scored),
+        "explainer": explainer,
+        "module": module,
+        "selected": len(selection["selected"]),
+        "drawn": selection["drawn"],
+        "dead": selection["dead"],
+        "too_rare": selection["too_rare"],
+        "scored": len(scored),
+        "failed": len(entries) - len(scored),
         "not_constructed": len(selection["selected"]) - len(entries),
         "explanations_unparsed": sum(entry.get("explanation_parsed") is False for entry in scored),
         **{f"{scorer}_unparsed": sum(entry[f"{scorer}_unparsed"] for entry in scored) for scorer in SCORERS},
@@ -114,12 +144,15 @@ def score_sae(raw_dir: str | Path, module: str, model: dict[str, Any], settings:
     replicates = {}
     for offset, column in enumerate(columns):
         values = np.array([entry[column] for entry in scored], dtype=float)
-        summary[column], replicates[column] = bootstrap_mean(values, settings["bootstrap_resamples"],
-                                                             settings["seed"] + offset)
+        summary[column], replicates[column] = bootstrap_mean(
+            values, settings["bootstrap_resamples"], settings["seed"] + offset
+        )
     summary = with_intervals(summary, replicates)
-    summary["bootstrap"] = {"unit": "sampled latent", "resamples": settings["bootstrap_resamples"],
-                            "replicates": {name: [round(v, 7) for v in values.tolist()]
-                                           for name, values in replicates.items()}}
+    summary["bootstrap"] = {
+        "unit": "sampled latent",
+        "resamples": settings["bootstrap_resamples"],
+        "replicates": {name: [round(v, 7) for v in values.tolist()] for name, values in replicates.items()},
+    }
     samples = pd.DataFrame([{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]])
     with atomic_directory(output) as staging:
         with open(staging / "latents.jsonl", "w") as handle:

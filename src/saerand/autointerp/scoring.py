@@ -51,8 +51,12 @@ def token_entropy(totals: dict[int, float], examples) -> dict[str, float]:
     nats = float(-(p := mass / mass.sum()) @ np.log(p)) if len(mass) else float("nan")
     positions = sum(int((example.activations > 0).sum()) for example in examples)
     normalised = nats / math.log(positions) if positions > 1 else 0.0
-    return {"entropy_nats": nats, "entropy_normalised": normalised, "activating_positions": positions,
-            "distinct_tokens": len(mass)}
+    return {
+        "entropy_nats": nats,
+        "entropy_normalised": normalised,
+        "activating_positions": positions,
+        "distinct_tokens": len(mass),
+    }
 
 
 def scorer_options(scorer: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -144,21 +148,31 @@ def latent_entry(record, explanation: str, rows: dict[str, list[tuple]]) -> dict
     """One latent's result from any explainer: its explanation, token entropy, the examples shown,
     and per scorer its AUROC, how many samples got no probability (an answer that did not parse),
     and the scored samples (activating, probability, quantile)."""
-    entry: dict[str, Any] = {"latent": record.latent.latent_index, "explanation": explanation,
-                             **token_entropy(token_activation(record.train), record.train),
-                             "shown": ["".join(example.str_tokens) for example in record.train], "samples": []}
+    entry: dict[str, Any] = {
+        "latent": record.latent.latent_index,
+        "explanation": explanation,
+        **token_entropy(token_activation(record.train), record.train),
+        "shown": ["".join(example.str_tokens) for example in record.train],
+        "samples": [],
+    }
     for scorer, scored in rows.items():
         parsed = [row for row in scored if row[1] is not None]
         entry[f"{scorer}_auroc"] = auroc([a for a, _, _ in parsed], [p for _, p, _ in parsed])
         entry[f"{scorer}_unparsed"] = len(scored) - len(parsed)
-        entry["samples"] += [{"scorer": scorer, "activating": bool(a), "probability": p, "quantile": d}
-                             for a, p, d in parsed]
+        entry["samples"] += [
+            {"scorer": scorer, "activating": bool(a), "probability": p, "quantile": d} for a, p, d in parsed
+        ]
     return entry
 
 
 def score_with_null(record, tokenizer, settings: dict[str, Any]) -> dict[str, Any]:
     """One latent, explained and scored by the null explainer."""
     explainer = NullExplainer(record, tokenizer)
-    rows = {scorer: [(sample.data.activating, explainer.probability(sample, scorer), sample.data.distance)
-                     for sample in samples(record, scorer, settings)] for scorer in SCORERS}
+    rows = {
+        scorer: [
+            (sample.data.activating, explainer.probability(sample, scorer), sample.data.distance)
+            for sample in samples(record, scorer, settings)
+        ]
+        for scorer in SCORERS
+    }
     return latent_entry(record, explainer.explanation(), rows)

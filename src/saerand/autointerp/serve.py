@@ -29,11 +29,27 @@ SERVED_MODEL = "explainer"  # the name consumers ask for, whatever weights are s
 
 def server_command(settings: dict[str, Any], socket_path: str) -> list[str]:
     """The vLLM server's command line for the `autointerp.llm` settings (this interpreter's vLLM)."""
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", settings.get("weights") or settings["model"],
-               "--served-model-name", SERVED_MODEL, "--uds", socket_path,
-               "--tensor-parallel-size", str(settings["gpus"]), "--max-model-len", str(settings["max_model_len"]),
-               "--gpu-memory-utilization", str(settings["gpu_memory_utilization"]), "--dtype", settings["dtype"],
-               "--seed", str(settings["seed"])]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        settings.get("weights") or settings["model"],
+        "--served-model-name",
+        SERVED_MODEL,
+        "--uds",
+        socket_path,
+        "--tensor-parallel-size",
+        str(settings["gpus"]),
+        "--max-model-len",
+        str(settings["max_model_len"]),
+        "--gpu-memory-utilization",
+        str(settings["gpu_memory_utilization"]),
+        "--dtype",
+        settings["dtype"],
+        "--seed",
+        str(settings["seed"]),
+    ]
     if settings.get("revision") and not settings.get("weights"):
         command += ["--revision", settings["revision"]]
     return command + [str(arg) for arg in settings.get("server_args", [])]
@@ -64,8 +80,10 @@ def main(service_file: str, settings_json: str, log: str = "", record: str = "")
     private = tempfile.mkdtemp(prefix="saerand-llm-")
     socket_path = os.path.join(private, "vllm.sock")
     command = server_command(settings, socket_path)
-    write_service_file(service_file, {"socket": socket_path, "host": socket.gethostname(), "pid": os.getpid(),
-                                      "model": SERVED_MODEL, "log": log})
+    write_service_file(
+        service_file,
+        {"socket": socket_path, "host": socket.gethostname(), "pid": os.getpid(), "model": SERVED_MODEL, "log": log},
+    )
     os.environ.update({key: str(value) for key, value in settings.get("environment", {}).items()})
     sys.stdout.flush()
     os.execvp(command[0], command)  # same pid: the address file names the server's own process

@@ -23,7 +23,10 @@ def unit_hypersphere(n_points: int, n_dims: int, rng: np.random.Generator) -> np
 
 
 def sharkey_coefficients(
-    n_samples: int, n_features: int, expected_active: float, decay: float,
+    n_samples: int,
+    n_features: int,
+    expected_active: float,
+    decay: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Sparse, correlated ground-truth feature coefficients (n_samples x n_features).
@@ -44,12 +47,12 @@ def sharkey_coefficients(
     equally frequent.
     """
     _require_positive(
-        n_samples=n_samples, n_features=n_features, expected_active=expected_active,
+        n_samples=n_samples,
+        n_features=n_features,
+        expected_active=expected_active,
     )
     if expected_active > n_features:
-        raise ValueError(
-            f"expected_active ({expected_active}) cannot exceed n_features ({n_features})"
-        )
+        raise ValueError(f"expected_active ({expected_active}) cannot exceed n_features ({n_features})")
     if decay < 0:
         raise ValueError(f"decay must be non-negative, got {decay}")
     mixing = rng.standard_normal((n_features, n_features))
@@ -63,8 +66,12 @@ def sharkey_coefficients(
 
 
 def sharkey_data(
-    n_samples: int, n_features: int = 512, n_dims: int = 256, expected_active: float = 5,
-    decay: float = 0.99, seed: int = 0,
+    n_samples: int,
+    n_features: int = 512,
+    n_dims: int = 256,
+    expected_active: float = 5,
+    decay: float = 0.99,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Superposed toy data of Sharkey et al. (2022) as in the paper's Appendix C.1 / Figure 12.
 
@@ -88,8 +95,12 @@ def sharkey_data(
 
 
 def lomax_2d(
-    n_samples: int = 10_000, n_features: int = 3, n_dims: int = 2, alpha: float = 1.0,
-    scale: float = 1.0, seed: int = 0,
+    n_samples: int = 10_000,
+    n_features: int = 3,
+    n_dims: int = 2,
+    alpha: float = 1.0,
+    scale: float = 1.0,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Figure 4 example: n_s IID Lomax(alpha, scale) features projected to n_d dimensions.
 
@@ -100,7 +111,11 @@ def lomax_2d(
     Returns (data, projection): data is n_samples x n_dims, projection is D (n_dims x n_features).
     """
     _require_positive(
-        n_samples=n_samples, n_features=n_features, n_dims=n_dims, alpha=alpha, scale=scale,
+        n_samples=n_samples,
+        n_features=n_features,
+        n_dims=n_dims,
+        alpha=alpha,
+        scale=scale,
     )
     rng = np.random.default_rng(seed)
     projection = rng.standard_normal((n_dims, n_features))
@@ -140,6 +155,7 @@ def embedding_matrix(location: str, revision: str, n_layers: int) -> np.ndarray:
     weight = model.get_input_embeddings().weight
     n_tokens = len(load_tokenizer(location, revision))
     if n_tokens > len(weight):
-        raise ValueError(f"{location}@{revision}: the tokenizer has {n_tokens} tokens but the "
-                         f"embedding only {len(weight)} rows")
+        raise ValueError(
+            f"{location}@{revision}: the tokenizer has {n_tokens} tokens but the embedding only {len(weight)} rows"
+        )
     return weight[:n_tokens].detach().to(torch.float32).numpy().copy()

@@ -11,25 +11,34 @@ GLOVE_URL = "https://nlp.stanford.edu/projects/glove/"
 GLOVE_CONFIG_KEY = "toy.word_vectors.glove"
 # The files of glove.6B.zip (prefetch.glove) and their sizes unzipped, for the planner: a
 # configured path named like one is fetched there.
-GLOVE_ARCHIVE_FILES = {"glove.6B.50d.txt": 171_350_079, "glove.6B.100d.txt": 347_116_733,
-                       "glove.6B.200d.txt": 693_432_828, "glove.6B.300d.txt": 1_037_962_819}
+GLOVE_ARCHIVE_FILES = {
+    "glove.6B.50d.txt": 171_350_079,
+    "glove.6B.100d.txt": 347_116_733,
+    "glove.6B.200d.txt": 693_432_828,
+    "glove.6B.300d.txt": 1_037_962_819,
+}
 
 
 def glove_hint(config_key: str = GLOVE_CONFIG_KEY) -> str:
     """Where GloVe comes from: a file on disk, or one the workflow fetches."""
-    return (f"set the config key {config_key} to a GloVe text file on disk, or to a path ending in one of "
-            f"glove.6B.zip's files ({', '.join(GLOVE_ARCHIVE_FILES)}), which rule fetch_glove downloads "
-            f"there ({GLOVE_URL})")
+    return (
+        f"set the config key {config_key} to a GloVe text file on disk, or to a path ending in one of "
+        f"glove.6B.zip's files ({', '.join(GLOVE_ARCHIVE_FILES)}), which rule fetch_glove downloads "
+        f"there ({GLOVE_URL})"
+    )
 
 
 def glove_downloads(paths: list[str]) -> dict[str, str]:
     """path -> file of glove.6B.zip, for the configured GloVe paths not on disk that the zip holds."""
-    return {path: Path(path).name for path in paths
-            if not Path(path).exists() and Path(path).name in GLOVE_ARCHIVE_FILES}
+    return {
+        path: Path(path).name for path in paths if not Path(path).exists() and Path(path).name in GLOVE_ARCHIVE_FILES
+    }
 
 
 def glove_vectors(
-    path: str | Path, limit: int | None = None, config_key: str = GLOVE_CONFIG_KEY,
+    path: str | Path,
+    limit: int | None = None,
+    config_key: str = GLOVE_CONFIG_KEY,
 ) -> tuple[list[str], np.ndarray]:
     """Read a GloVe text file ("word f_1 ... f_d" per line) into (words, n_words x d float32).
 
@@ -57,8 +66,7 @@ def glove_vectors(
                 n_values = len(values) if n_values is None else n_values
                 if len(values) != n_values or n_values == 0:
                     raise ValueError(
-                        f"{path}, line {line_number}: expected a word and {n_values} numbers, "
-                        f"got {len(values)} numbers"
+                        f"{path}, line {line_number}: expected a word and {n_values} numbers, got {len(values)} numbers"
                     )
                 try:
                     rows.append(np.array(values, dtype=np.float32))

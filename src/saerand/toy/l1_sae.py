@@ -103,8 +103,11 @@ class L1Sae(nn.Module):
 
 
 def l1_sae_loss(
-    inputs: torch.Tensor, reconstructions: torch.Tensor, codes: torch.Tensor,
-    l1_coefficient: float, loss: str = SUMMED_SQUARED_ERROR,
+    inputs: torch.Tensor,
+    reconstructions: torch.Tensor,
+    codes: torch.Tensor,
+    l1_coefficient: float,
+    loss: str = SUMMED_SQUARED_ERROR,
 ) -> torch.Tensor:
     """The training loss of one batch under convention `loss` (see the module docstring)."""
     if loss == SUMMED_SQUARED_ERROR:
@@ -126,7 +129,9 @@ def l1_coefficients(low: float = 1e-3, high: float = 100.0, n: int = 21) -> list
 
 @torch.no_grad()
 def evaluate(
-    model: L1Sae, data: torch.Tensor, ground_truth_features: torch.Tensor | None = None,
+    model: L1Sae,
+    data: torch.Tensor,
+    ground_truth_features: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Explained variance, the sparsity measures and (given ground truth) MMCS on `data`."""
     reconstructions, codes = model(data)
@@ -139,9 +144,7 @@ def evaluate(
         "hoyer": metrics.hoyer(codes),
     }
     if ground_truth_features is not None:
-        results["mmcs"] = metrics.mean_max_cosine_similarity(
-            ground_truth_features.to(data.device), model.dictionary
-        )
+        results["mmcs"] = metrics.mean_max_cosine_similarity(ground_truth_features.to(data.device), model.dictionary)
     return results
 
 
@@ -153,7 +156,9 @@ class L1SaeResult:
 
 
 def split_validation(
-    n_samples: int, validation_fraction: float, seed: int,
+    n_samples: int,
+    validation_fraction: float,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train indices, validation indices); the validation split has at least one row."""
     if not 0 < validation_fraction < 1:
@@ -166,9 +171,17 @@ def split_validation(
 
 
 def train_l1_sae(
-    data: np.ndarray, n_latents: int, l1_coefficient: float, epochs: int = 100,
-    batch_size: int = 256, lr: float = 1e-3, seed: int = 0, validation_fraction: float = 0.1,
-    device: str = "cpu", ground_truth_features: np.ndarray | None = None, progress: bool = True,
+    data: np.ndarray,
+    n_latents: int,
+    l1_coefficient: float,
+    epochs: int = 100,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    device: str = "cpu",
+    ground_truth_features: np.ndarray | None = None,
+    progress: bool = True,
     loss: str = SUMMED_SQUARED_ERROR,
 ) -> L1SaeResult:
     """Train an `L1Sae` on `data` (n_samples x n_d) with Adam under loss convention `loss` and

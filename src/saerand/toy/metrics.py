@@ -73,14 +73,15 @@ def hoyer(codes: torch.Tensor) -> float:
 def mean_max_cosine_similarity(features: torch.Tensor, dictionary: torch.Tensor) -> float:
     """For each ground-truth feature (row of `features`) its largest cosine similarity with any
     dictionary element (row of `dictionary`, i.e. decoder column), averaged over features."""
-    cosines = torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(
-        dictionary, dim=1
-    ).T
+    cosines = torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(dictionary, dim=1).T
     return float(cosines.max(dim=1).values.mean())
 
 
 def pareto_frontier(
-    table: pd.DataFrame, x: str, y: str, minimize_x: bool = True,
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    minimize_x: bool = True,
 ) -> pd.DataFrame:
     """Rows of `table` not dominated by another row with higher `y` (explained variance) and
     lower `x` (sparsity measure; higher if not `minimize_x`), sorted from sparsest to densest."""
@@ -90,16 +91,16 @@ def pareto_frontier(
 
 
 def sparsity_at_explained_variance(
-    table: pd.DataFrame, measure: str, explained_variance: float,
+    table: pd.DataFrame,
+    measure: str,
+    explained_variance: float,
 ) -> float:
     """The sparsity `measure` that the Pareto frontier of `table` reaches at the given explained
     variance, interpolated linearly between frontier points (NaN outside the frontier's range).
 
     This makes "sparser at a given level of explained variance" (Section 4.2) a number: compare
     it between a dataset and its Gaussian control."""
-    frontier = pareto_frontier(
-        table, measure, "explained_variance", minimize_x=LOWER_IS_SPARSER[measure]
-    )
+    frontier = pareto_frontier(table, measure, "explained_variance", minimize_x=LOWER_IS_SPARSER[measure])
     variances = frontier["explained_variance"].to_numpy()
     if not variances.min() <= explained_variance <= variances.max():
         return math.nan

@@ -32,7 +32,10 @@ def random_mlp(n_dims: int, seed: int = 0) -> nn.Sequential:
 
 @torch.no_grad()
 def mlp_outputs(
-    data: np.ndarray, mlp: nn.Module, batch_size: int = 65_536, device: str = "cpu",
+    data: np.ndarray,
+    mlp: nn.Module,
+    batch_size: int = 65_536,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Pass `data` (n_samples x n_d) through `mlp` in batches; returns float32 n_samples x n_d."""
     mlp = mlp.to(device)

@@ -52,9 +52,7 @@ def figure4(panels: Mapping[str, np.ndarray], path: str | Path, provenance: Mapp
     the paper's pairs "inputs (4a and 4b)" and "outputs (4d and 4c)" face each other."""
     missing = set(FIGURE4_PANELS) - set(panels)
     if missing:
-        raise ValueError(
-            f"figure4 needs panels {sorted(FIGURE4_PANELS)}, missing {sorted(missing)}"
-        )
+        raise ValueError(f"figure4 needs panels {sorted(FIGURE4_PANELS)}, missing {sorted(missing)}")
     fig = plt.figure(figsize=(16, 4.2))
     for index, (key, title) in enumerate(FIGURE4_PANELS.items(), start=1):
         points = np.asarray(panels[key])
@@ -75,8 +73,14 @@ def figure5(table: pd.DataFrame, path: str | Path, provenance: Mapping) -> None:
     """MMCS against L1 coefficient (log x), one line per latent count, mean ± SE over seeds."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sns.lineplot(
-        data=table, x="l1_coefficient", y="mmcs", hue="n_latents", palette="viridis",
-        marker="o", errorbar="se", ax=ax,
+        data=table,
+        x="l1_coefficient",
+        y="mmcs",
+        hue="n_latents",
+        palette="viridis",
+        marker="o",
+        errorbar="se",
+        ax=ax,
     )
     ax.set(xscale="log", xlabel="L1 Coefficient", ylabel="MMCS", ylim=(0, 1.02))
     ax.legend(title="Latents")
@@ -92,27 +96,28 @@ def _seed_means(table: pd.DataFrame, measure: str) -> pd.DataFrame:
 
 
 def pareto_figure(
-    table: pd.DataFrame, sparsity_measures: str | Sequence[str], path: str | Path,
+    table: pd.DataFrame,
+    sparsity_measures: str | Sequence[str],
+    path: str | Path,
     provenance: Mapping,
 ) -> None:
     """Pareto frontiers of explained variance against each sparsity measure (one row each), one
     column per latent count, one line per `kind`; each point is an L1 coefficient, with standard
     errors over seeds as error bars in both directions."""
-    measures = (
-        [sparsity_measures] if isinstance(sparsity_measures, str) else list(sparsity_measures)
-    )
+    measures = [sparsity_measures] if isinstance(sparsity_measures, str) else list(sparsity_measures)
     unknown = set(measures) - set(MEASURE_LABELS)
     if unknown:
-        raise ValueError(
-            f"unknown sparsity measures {sorted(unknown)}; known: {list(MEASURE_LABELS)}"
-        )
+        raise ValueError(f"unknown sparsity measures {sorted(unknown)}; known: {list(MEASURE_LABELS)}")
     datasets = table["dataset"].unique()
     if len(datasets) != 1:
         raise ValueError(f"pareto_figure draws one dataset, got {list(datasets)}")
     latent_counts = sorted(table["n_latents"].unique())
     fig, axes = plt.subplots(
-        len(measures), len(latent_counts), figsize=(4.5 * len(latent_counts), 3.3 * len(measures)),
-        squeeze=False, sharey=True,
+        len(measures),
+        len(latent_counts),
+        figsize=(4.5 * len(latent_counts), 3.3 * len(measures)),
+        squeeze=False,
+        sharey=True,
     )
     for row, measure in enumerate(measures):
         for column, n_latents in enumerate(latent_counts):
@@ -122,17 +127,22 @@ def pareto_figure(
                 if runs.empty:
                     continue
                 frontier = pareto_frontier(
-                    _seed_means(runs, measure), measure, "explained_variance",
+                    _seed_means(runs, measure),
+                    measure,
+                    "explained_variance",
                     minimize_x=LOWER_IS_SPARSER[measure],
                 )
-                label = (
-                    kind.replace("gaussian", "Gaussian") if kind.startswith("gaussian")
-                    else f"{datasets[0]} {kind}"
-                )
+                label = kind.replace("gaussian", "Gaussian") if kind.startswith("gaussian") else f"{datasets[0]} {kind}"
                 ax.errorbar(
-                    frontier[measure], frontier["explained_variance"],
-                    xerr=frontier[f"{measure}_se"], yerr=frontier["explained_variance_se"],
-                    color=KIND_COLOURS[kind], marker="o", markersize=4, capsize=2, label=label,
+                    frontier[measure],
+                    frontier["explained_variance"],
+                    xerr=frontier[f"{measure}_se"],
+                    yerr=frontier["explained_variance_se"],
+                    color=KIND_COLOURS[kind],
+                    marker="o",
+                    markersize=4,
+                    capsize=2,
+                    label=label,
                 )
             ax.set_xlabel(MEASURE_LABELS[measure])
             # As in the paper, show explained variance from 0 to 1: SAEs worse than predicting

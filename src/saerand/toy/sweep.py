@@ -28,15 +28,19 @@ GAUSSIAN_CONTROLS = ("per_dimension", "scalar")
 def toy_dataset(spec: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(data, ground-truth features or None) for one dataset spec of the workflow config."""
     if spec["source"] == SUPERPOSITION:
-        return sharkey_data(spec["n_samples"], spec["n_features"], spec["n_dims"], spec["expected_active"],
-                            spec["decay"], seed=seed)
+        return sharkey_data(
+            spec["n_samples"], spec["n_features"], spec["n_dims"], spec["expected_active"], spec["decay"], seed=seed
+        )
     if spec["source"] == "glove":
         return glove_vectors(spec["path"], spec.get("limit"), config_key=spec["config_key"])[1], None
     return embedding_matrix(spec["location"], spec["revision"], spec["n_layers"]), None
 
 
 def dataset_kinds(
-    inputs: np.ndarray, seed: int, control: str, device: str = "cpu",
+    inputs: np.ndarray,
+    seed: int,
+    control: str,
+    device: str = "cpu",
 ) -> dict[str, np.ndarray]:
     """The four datasets of every Pareto figure: the inputs, their Gaussian control (same mean and
     standard deviation, per dimension or one scalar each: `control`), and both passed through the
@@ -45,13 +49,21 @@ def dataset_kinds(
         raise ValueError(f"control must be one of {', '.join(GAUSSIAN_CONTROLS)}, got {control!r}")
     gaussian = gaussian_control(inputs, seed=seed, per_dimension=control == "per_dimension")
     mlp = random_mlp(inputs.shape[1], seed=seed)
-    return dict(zip(KINDS, (inputs, gaussian, mlp_outputs(inputs, mlp, device=device),
-                            mlp_outputs(gaussian, mlp, device=device))))
+    return dict(
+        zip(
+            KINDS,
+            (inputs, gaussian, mlp_outputs(inputs, mlp, device=device), mlp_outputs(gaussian, mlp, device=device)),
+        )
+    )
 
 
 def sweep(
-    kinds: dict[str, np.ndarray], latent_counts: list[int], sae: dict[str, Any], seed: int,
-    ground_truth: np.ndarray | None = None, device: str = "cpu",
+    kinds: dict[str, np.ndarray],
+    latent_counts: list[int],
+    sae: dict[str, Any],
+    seed: int,
+    ground_truth: np.ndarray | None = None,
+    device: str = "cpu",
 ) -> pd.DataFrame:
     """Train an L1 SAE for every (kind, latent count, L1 coefficient); one row of validation
     metrics each (MMCS on the inputs when the ground truth is known)."""
@@ -60,12 +72,20 @@ def sweep(
     rows = []
     for kind, n_latents, coefficient in tqdm(grid, desc=f"L1 SAEs (seed {seed})"):
         result = train_l1_sae(
-            kinds[kind], n_latents, coefficient, epochs=sae["epochs"], batch_size=sae["batch_size"],
-            lr=sae["lr"], seed=seed, validation_fraction=sae["validation_fraction"], device=device,
-            ground_truth_features=ground_truth if kind == "inputs" else None, progress=False,
+            kinds[kind],
+            n_latents,
+            coefficient,
+            epochs=sae["epochs"],
+            batch_size=sae["batch_size"],
+            lr=sae["lr"],
+            seed=seed,
+            validation_fraction=sae["validation_fraction"],
+            device=device,
+            ground_truth_features=ground_truth if kind == "inputs" else None,
+            progress=False,
             loss=sae["loss"],
         )
-        rows.append({"kind": kind, "n_latents": n_latents, "l1_coefficient": coefficient, "seed": seed,
-                     **result.metrics})
+        rows.append(
+            {"kind": kind, "n_latents": n_latents, "l1_coefficient": coefficient, "seed": seed, **result.metrics}
+        )
     return pd.DataFrame(rows)
-

@@ -1,0 +1,31 @@
+"""The study's layout, stated once: job groups and the benchmark files of the rules the cost model
+times. The rules (workflow/rules), the cost model's calibration and the planner read them from here;
+profiles/slurm names the groups in its group-components (tests/test_slurm_profile.py checks them)."""
+
+from __future__ import annotations
+
+# Cluster job groups (local runs ignore them): a (model, variant, shard)'s caching and the training
+# of every SAE on it (one job per layer) form one cluster job; finishing and evaluating SAEs are
+# batched per (model, variant), group-components of them per cluster job; a vLLM server and the
+# auto-interp jobs of the SAEs it serves run at once in one.
+SHARD_GROUP = "shard-{model}-{variant}-{shard}"
+SHARD_GROUP_RULES = ("cache_train_shard", "train_layer_shard")
+FINISH_GROUP = "finish-{model}-{variant}"
+FINISH_GROUP_RULES = ("finalize_sae", "evaluate_sae")
+LLM_GROUP = "autointerp_llm"
+LLM_GROUP_RULES = ("llm_server", "autointerp_llm")
+
+# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs.
+LOCAL_RULES = ("fetch_hub", "fetch_glove")
+
+# The benchmark file of each job whose time the cost model predicts (saerand.costs), as its rule
+# writes it; the planner and saerand.status calibrate the model from them.
+BENCHMARKS = {
+    "cache_train_shard": "benchmarks/cache_train_shard/{model}/{variant}/shard-{shard}.tsv",
+    "cache_eval": "benchmarks/cache_eval/{model}/{variant}.tsv",
+    "train_layer_shard": "benchmarks/train_layer_shard/{model}/{variant}/layers.{layer}/shard-{shard}.tsv",
+    "evaluate_sae": "benchmarks/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv",
+    "collect_latents": "benchmarks/collect_latents/{model}/{variant}.tsv",
+    "toy_sweep_gpu": "benchmarks/toy_sweep_gpu/{toy_dataset}/seed-{seed}.tsv",
+    "autointerp_llm": "benchmarks/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv",
+}
