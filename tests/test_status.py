@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from saerand.config import load_config
+from saerand.config import layer_checkpoint_directory, load_config
 from saerand.costs import StudyCosts
 from saerand.planner import SCHEMA, plan
 from saerand.status import format_status, incomplete_outputs, main, slurm_queue, study_status
@@ -48,9 +48,16 @@ def test_done_running_and_waiting_are_read_from_outputs_and_snakemakes_marks(tmp
     _mark_incomplete(tmp_path, f"{targets[1].directory}/metrics.json")
     _mark_incomplete(tmp_path, f"{targets[3].directory}/sae", max_len=20)
     assert f"{targets[3].directory}/sae" in incomplete_outputs(tmp_path)
+    # A layer's shard job running: every SAE of that layer (the study's and the sweep's) is training.
+    layer_mates = [
+        t
+        for t in targets[4:]
+        if (t.model, t.variant, t.layer) == (targets[4].model, targets[4].variant, targets[4].layer)
+    ]
+    _mark_incomplete(tmp_path, layer_checkpoint_directory(targets[4].model, targets[4].variant, targets[4].layer, 1))
     status = study_status(config, tmp_path, queue=Counter({("train_layer_shard", "running"): 2}))
     n = len(targets)
-    assert status.stages["training"] == Counter(done=3, running=1, waiting=n - 4)
+    assert status.stages["training"] == Counter(done=3, running=1 + len(layer_mates), waiting=n - 4 - len(layer_mates))
     assert status.stages["evaluation"] == Counter(done=1, running=1, waiting=n - 2)
     assert 0 < status.gpu_hours_left < fresh.gpu_hours_left  # three SAEs' layers need no more training jobs
     text = format_status(status, gpus=2)

@@ -91,17 +91,22 @@ class MetricAccumulator:
             "l0": active.sum(-1).double(),
             "l1": latent_acts.abs().double().sum(-1),
         }
-        units = units.cpu()
+        # Summed per unit where the batch is (a GPU): only the per-unit sums ever cross to the host.
+        self.sums = {name: values.to(x.device) for name, values in self.sums.items()}
+        self.offset = self.offset.to(x.device)
+        units = units.to(x.device)
         for name, values in rows.items():
-            self.sums[name].index_add_(0, units, values.cpu())
-        self.offset.index_add_(0, units, (x - mean).cpu())
+            self.sums[name].index_add_(0, units, values)
+        self.offset.index_add_(0, units, x - mean)
         self.fired[latent_indices[active].cpu()] = True
 
     def result(self, resamples: int = 1, seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """Every metric with its 95% interval (`<metric>_low`, `_high`) over units, and the replicates."""
         if not self.sums["n"].sum():
             raise ValueError("no held-out tokens were evaluated")
-        per_unit = {name: values.numpy() for name, values in self.sums.items()} | {"offset": self.offset.numpy()}
+        per_unit = {name: values.cpu().numpy() for name, values in self.sums.items()} | {
+            "offset": self.offset.cpu().numpy()
+        }
         points, replicates = bootstrap(per_unit, STATISTICS, resamples, seed)
         metrics = with_intervals(points, replicates)
         metrics |= {

@@ -83,24 +83,31 @@ def study_status(config: dict[str, Any], directory: Path, queue: Counter | None 
     def exists(path: str) -> bool:
         return (directory / path).exists()
 
-    def count(stage: str, targets: list[SaeTarget], output) -> list[SaeTarget]:
-        """Tally `stage` over `targets`; the targets whose stage is still to run."""
+    def count(stage: str, targets: list[SaeTarget], output, working=lambda target: False) -> list[SaeTarget]:
+        """Tally `stage` over `targets` (running: its output, or what `working` names, marked
+        incomplete); the targets whose stage is still to run."""
         states = Counter({state: 0 for state in STATES})
         left = []
         for target in targets:
             path = output(target)
-            state = (
-                "done"
-                if exists(path) and not _running(path, incomplete)
-                else ("running" if _running(path, incomplete) else "waiting")
-            )
+            running = _running(path, incomplete) or working(target)
+            state = "running" if running else ("done" if exists(path) else "waiting")
             states[state] += 1
             if state != "done":
                 left.append(target)
         status.stages[stage] = states
         return left
 
-    untrained = count("training", costs.targets, lambda t: f"{t.directory}/sae")
+    # An SAE trains in its layer's shard jobs: a layer checkpoint being written counts as training.
+    untrained = count(
+        "training",
+        costs.targets,
+        lambda t: f"{t.directory}/sae",
+        lambda t: any(
+            _running(layer_checkpoint_directory(t.model, t.variant, t.layer, shard), incomplete)
+            for shard in range(len(costs.shards))
+        ),
+    )
     unevaluated = count("evaluation", costs.targets, lambda t: f"{t.directory}/metrics.json")
     for explainer in explainers:
         count(
