@@ -118,10 +118,9 @@ def study_status(config: dict[str, Any], directory: Path, queue: Counter | None 
     # GPU jobs still to run, with the planner's FLOPs.
     flops: Counter = Counter()
     shards = range(len(costs.shards))
-    for model, variant, layer in dict.fromkeys((t.model, t.variant, t.layer) for t in untrained):
-        finished = [s for s in shards if exists(layer_checkpoint_directory(model, variant, layer, s))]
-        for shard in shards[max(finished, default=-1) + 1 :]:
-            flops["train_layer_shard"] += costs.train_layer_shard(model, layer, shard).flops
+    for target in {(t.model, t.variant, t.layer): t for t in untrained}.values():  # one per layer
+        for shard in shards[_first_shard_left(costs, directory, target) :]:
+            flops["train_layer_shard"] += costs.train_layer_shard(target.model, target.layer, shard).flops
     for model, variant in dict.fromkeys((t.model, t.variant) for t in untrained):
         first = min(
             _first_shard_left(costs, directory, t) for t in untrained if (t.model, t.variant) == (model, variant)
