@@ -8,6 +8,8 @@ from snakemake.utils import min_version
 
 from saerand.config import load_config, validate_config
 from saerand.fetch import job_environment
+from saerand.layout import LOCAL_RULES
+from saerand.settings import study_settings
 
 min_version("9.0")
 
@@ -27,10 +29,13 @@ if config:
     config.update(validate_config(config, SCHEMA))
 else:
     config.update(load_config(REPOSITORY / "config" / "config.yaml", SCHEMA))
+# Typed, for the rules' own use; jobs get sections of `config` as params (their repr is what
+# Snakemake compares to decide a rerun) and type them in their scripts.
+SETTINGS = study_settings(config)
 
 
 # Jobs read the hub offline from the download cache; only the fetch rules (prefetch.smk) go online.
-os.environ.update(job_environment(config["prefetch"]["hf_home"]))
+os.environ.update(job_environment(SETTINGS.prefetch.hf_home))
 
 
 include: "workflow/rules/common.smk"
@@ -57,3 +62,8 @@ rule all:
         [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],
+
+
+# Run where Snakemake runs, never as cluster jobs (saerand.layout says which and why). The
+# `localrules:` directive takes literal names only; this is the call it compiles to.
+workflow.localrules(*(rule.name for rule in workflow.rules if rule.name in LOCAL_RULES))

@@ -23,6 +23,7 @@ from saerand.data import token_sequences
 from saerand.metrics import evaluate_sae
 from saerand.models import load_causal_lm, load_tokenizer
 from saerand.sae_training import train_sae
+from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
 
@@ -46,16 +47,16 @@ def main(argv=None) -> int:
     layers = list(range(depth))
     train_ids = token_sequences(text_file_dataset(args.text / "train.txt"), tokenizer, args.context, args.train_tokens)
     eval_ids = token_sequences(text_file_dataset(args.text / "eval.txt"), tokenizer, args.context, args.eval_tokens)
-    settings = {
-        "expansion_factor": args.expansion,
-        "k": args.k,
-        "batch_size": args.batch_size,
-        "optimizer": args.optimizer,
-        "seed": 0,
-        "buffer_shuffle": False,
-        "buffer_window_chunks": 8,
-        "buffer_block_rows": 16,
-    }
+    settings = section_settings(
+        SaeSettings,
+        "sae",
+        expansion_factor=args.expansion,
+        k=args.k,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        buffer_shuffle=False,
+        device="cpu",
+    )
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

@@ -33,10 +33,12 @@ import json, sys
 from saerand.cache import ActivationCache
 from saerand.config import SaeHyperparameters
 from saerand.sae_training import train_layer_shard
+from saerand.settings import SaeSettings, section_settings
 args = json.loads(sys.argv[1])
+settings = section_settings(SaeSettings, "sae", **args["settings"])
 cache = ActivationCache(args["store"])
 for group in args["groups"]:
-    train_layer_shard(cache, 0, 0, args["settings"], [SaeHyperparameters(*p) for p in group],
+    train_layer_shard(cache, 0, 0, settings, [SaeHyperparameters(*p) for p in group],
                       args["context"], cache.n_tokens)
 """
 
@@ -61,14 +63,14 @@ def main(argv=None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     points = [[int(v) for v in point.split(":")] for point in args.points]
+    # The config's `sae` section for the runs (the schema's defaults for the rest); each SAE's
+    # expansion and k come from its point.
     settings = {
+        "expansion_factor": 1,
+        "k": 1,
         "batch_size": args.batch_size,
         "optimizer": "adam",
         "lr_warmup_steps": 10,
-        "seed": 0,
-        "buffer_shuffle": True,
-        "buffer_window_chunks": 8,
-        "buffer_block_rows": 16,
         "device": "cpu",
     }
     sae_tokens = args.tokens * len(points)

@@ -32,6 +32,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from saerand.cache import ActivationCache, write_activation_cache
 from saerand.models import resolve_device
 from saerand.sae_training import SaeTrainer, training_batches
+from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
 SIZES = {  # Pythia's published architectures (hidden, layers, heads)
@@ -85,14 +86,16 @@ def storage_write_bytes_per_s(folder: str, total_bytes: int, block_bytes: int = 
 
 def sae_step_memory(device: str, d_in: int, num_latents: int, k: int, batch_tokens: int) -> float | None:
     """Peak GPU GiB of one Adam step of the SAE (None without CUDA: the step still runs)."""
-    settings = {
-        "expansion_factor": num_latents // d_in,
-        "k": k,
-        "batch_size": 1,
-        "optimizer": "adam",
-        "device": device,
-        "lr_warmup_steps": 10,
-    }
+    settings = section_settings(
+        SaeSettings,
+        "sae",
+        expansion_factor=num_latents // d_in,
+        k=k,
+        batch_size=1,
+        optimizer="adam",
+        device=device,
+        lr_warmup_steps=10,
+    )
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -125,18 +128,17 @@ def main(argv=None) -> dict[str, float]:
     n_sequences = max(args.batch_sequences, args.tokens // args.context)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (n_sequences, args.context)).astype(np.int32)
     tokens = ids.size
-    settings = {
-        "expansion_factor": args.expansion,
-        "k": args.k,
-        "batch_size": args.batch_sequences,
-        "optimizer": "signum",
-        "device": device,
-        "seed": 0,
-        # The buffer mixed as the paper's config trains (bench/buffer_read.py: the read orders).
-        "buffer_shuffle": True,
-        "buffer_window_chunks": 8,
-        "buffer_block_rows": 16,
-    }
+    # The buffer mixed as the paper's config trains (bench/buffer_read.py: the read orders).
+    settings = section_settings(
+        SaeSettings,
+        "sae",
+        expansion_factor=args.expansion,
+        k=args.k,
+        batch_size=args.batch_sequences,
+        optimizer="signum",
+        device=device,
+        buffer_shuffle=True,
+    )
     results: dict[str, float] = {}
 
     def bare_forward():

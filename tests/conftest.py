@@ -9,10 +9,30 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from saerand.config import SCHEMA, load_config, validate_section
+from saerand.dag import study_jobs
+
 from .workflow_runs import run_watching_shards
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="session")
+def paper() -> dict:
+    """The paper's study, config/config.yaml, validated."""
+    return load_config(REPO / "config" / "config.yaml", SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def paper_jobs(paper) -> list:
+    """Snakemake's own jobs for the paper's study (a dry run: their counts are checked in
+    tests/test_workflow.py)."""
+    return study_jobs(paper)
+
+
+def dataset_spec(**keys) -> dict:
+    """A `datasets.train` entry with the schema's defaults, as a validated config holds it."""
+    return validate_section("datasets", {"train": keys})["train"]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from saerand.config import validate_section
+
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 # One line, no system-prompt logic: enough for vLLM's chat endpoint and delphi's message lists.
@@ -40,8 +42,8 @@ def make_tiny_llama(directory: str | Path, tokenizer) -> Path:
 
 
 def llm_settings(model_dir: str | Path, **overrides) -> dict:
-    """`autointerp.llm` for the double on this CPU."""
-    return {
+    """`autointerp.llm` for the double on this CPU, the schema's defaults for the rest."""
+    llm = {
         "model": str(model_dir),
         "python": str(VLLM_PYTHON),
         "gpus": 1,
@@ -60,6 +62,7 @@ def llm_settings(model_dir: str | Path, **overrides) -> dict:
         "structured_outputs": True,
         **overrides,
     }
+    return validate_section("autointerp", {"llm": llm})["llm"]
 
 
 def vllm_available() -> bool:

@@ -3,9 +3,9 @@ import copy
 import pytest
 import yaml
 
-from saerand.config import ConfigError, load_config, sae_targets, selected_layers, token_split, validate_config
+from saerand.config import SCHEMA, ConfigError, load_config, sae_targets, selected_layers, token_split, validate_config
 
-from .conftest import REPO, SCHEMA
+from .conftest import REPO
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,7 @@
 import pytest
 
-from saerand.config import ConfigError, SaeTarget, load_config
+from saerand.config import ConfigError, SaeTarget
 from saerand.costs import JobCost, ModelSize, StudyCosts, estimated_mb, estimated_minutes, sae_train_gpu_bytes
-
-from .conftest import REPO, SCHEMA
-
-
-@pytest.fixture(scope="module")
-def paper():
-    return load_config(REPO / "config" / "config.yaml", SCHEMA)
 
 
 @pytest.mark.parametrize(("model", "published"), [("pythia-160m", 162_322_944), ("pythia-6.9b", 6_857_302_016)])
@@ -54,9 +47,9 @@ def test_a_scratch_budget_orders_the_chains_in_lanes(paper):
     """Two 10M-token shards of 8 layers of Pythia-6.9B in fp16 are 1.31 TB: 5 TB holds three chains."""
     costs = StudyCosts({**paper, "scratch_budget": 5 * 10**12})
     assert costs.chain_scratch_bytes("pythia-6.9b") == 2 * 10_010_624 * 8 * 4096 * 2
-    assert costs.lanes == 3 and len(costs.chains) == 25
-    assert costs.chain_before(*costs.chains[2]) is None
-    assert costs.chain_before(*costs.chains[3]) == costs.chains[0]
-    assert StudyCosts(paper).lanes is None and StudyCosts(paper).chain_before(*costs.chains[24]) is None
+    assert costs.lanes == 3 and len(costs.study.chains) == 25
+    assert costs.chain_before(*costs.study.chains[2]) is None
+    assert costs.chain_before(*costs.study.chains[3]) == costs.study.chains[0]
+    assert StudyCosts(paper).lanes is None and StudyCosts(paper).chain_before(*costs.study.chains[24]) is None
     with pytest.raises(ConfigError, match="config key 'scratch_budget': 1000000000000 bytes is less than"):
         StudyCosts({**paper, "scratch_budget": 10**12})

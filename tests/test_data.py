@@ -7,6 +7,8 @@ import pytest
 from saerand.corpus import kjv_chapters, text_file_dataset, write_split_corpus
 from saerand.data import token_sequences
 
+from .conftest import dataset_spec
+
 
 def test_token_sequences_from_a_local_text_file(pydoc_text_file, small_tokenizer):
     spec = text_file_dataset(pydoc_text_file)
@@ -62,7 +64,7 @@ def sorted_by_source(tmp_path_factory) -> dict:
                 out.write(
                     json.dumps({"text": f"{source}marker {i} {body} {source}marker", "meta": {"source": source}}) + "\n"
                 )
-    return {"path": "json", "data_files": str(folder / "*.jsonl"), "split": "train"}
+    return dataset_spec(path="json", data_files=str(folder / "*.jsonl"), split="train")
 
 
 def _sources(sequences: np.ndarray, tokenizer) -> set[str]:
@@ -138,4 +140,4 @@ def test_a_script_dataset_is_refused_at_job_time_with_what_to_write(tmp_path, sm
     script_dir.mkdir()
     (script_dir / "redpajama_sample.py").write_text("# a datasets loading script\n")
     with pytest.raises(RuntimeError, match="is a loading script.*path: json or parquet"):
-        token_sequences({"path": str(script_dir), "split": "train"}, small_tokenizer, 32, 64)
+        token_sequences(dataset_spec(path=str(script_dir), split="train"), small_tokenizer, 32, 64)

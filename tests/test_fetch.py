@@ -25,6 +25,7 @@ from saerand.fetch import (
 )
 from saerand.models import load_causal_lm, load_tokenizer
 
+from .conftest import dataset_spec
 from .hub_double import HubDouble
 
 REPO_ID = "owner/tiny-neox"
@@ -136,7 +137,7 @@ def test_hub_data_files_are_read_from_their_fetched_copy(hub, tmp_path, monkeypa
         (data / f"{source}.jsonl").write_text("".join(json.dumps({"text": f"{source} {i}"}) + "\n" for i in range(3)))
     (data / "README.md").write_text("not data\n")
     hub.add_repo("dataset", "owner/sample", "main", data)
-    spec = {"path": "json", "data_files": "hf://datasets/owner/sample/*.jsonl", "split": "train"}
+    spec = dataset_spec(path="json", data_files="hf://datasets/owner/sample/*.jsonl", split="train")
     artefact = hub_dataset(spec)
     assert (artefact.repo_type, artefact.repo_id, artefact.revision, artefact.pattern) == (
         "dataset",

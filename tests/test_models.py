@@ -69,10 +69,10 @@ def test_control_noise_differs_per_store_and_is_recorded(local_model):
 
 
 def test_auto_dtype_is_bfloat16_on_a_gpu_and_float32_on_a_cpu(local_model):
-    from saerand.config import load_config
+    from saerand.config import SCHEMA, load_config
     from saerand.models import resolve_dtype
 
-    from .conftest import REPO, SCHEMA
+    from .conftest import REPO
 
     assert resolve_dtype("auto", "cuda") == torch.bfloat16 and resolve_dtype("auto", "cuda:1") == torch.bfloat16
     assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("float16", "cuda") == torch.float16

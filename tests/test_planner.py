@@ -1,54 +1,36 @@
+from collections import Counter
+
 import pytest
 
-from saerand.config import load_config
+from saerand.config import SCHEMA, load_config
 from saerand.planner import format_plan, main, plan
 
-from .conftest import REPO, SCHEMA
+from .conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def paper():
-    return load_config(REPO / "config" / "config.yaml", SCHEMA)
-
-
-def test_jobs_per_rule_match_the_workflow(paper):
-    """The same counts as the dry run of config/config.yaml (tests/test_workflow.py)."""
-    study = plan(paper)
-    assert {name: rule.jobs for name, rule in study.rules.items()} == {
-        "tokenize_text": 15,
-        "cache_eval": 25,
-        "cache_train_shard": 250,
-        "train_layer_shard": 2300,
-        "finalize_sae": 650,
-        "evaluate_sae": 650,
-        "aggregate_metrics": 1,
-        "claims": 1,
-        "plot_hyperparameter_sweep": 1,
-        # Section 3.3: one latent pass per (model, variant); per SAE (the sweep's too) the null
-        # explainer, and the LLM, one server per 10 SAEs; figures per model and explainer.
-        "collect_latents": 25,
-        "autointerp_tokens": 650,
-        "autointerp_llm": 650,
-        "llm_server": 65,
-        "autointerp_figures": 10,
-        # Section 4: 10 seeds of superposed data, 4 GloVe files and 5 embedding matrices at one seed.
-        "toy_figure4": 1,
-        "toy_sweep": 10,
-        "toy_sweep_gpu": 4 + 5,
-        "toy_aggregate": 1 + 4 + 5,
-        # On the login node: 5 models at 2 revisions, the dataset, the LLM; glove.6B.zip.
-        "fetch_hub": 12,
-        "fetch_glove": 1,
-    }
+def test_jobs_per_rule_are_snakemakes_and_local_rules_are_no_cluster_jobs(paper, paper_jobs):
+    study = plan(paper, jobs=paper_jobs)
+    assert {name: rule.jobs for name, rule in study.rules.items()} == Counter(job.rule for job in paper_jobs)
+    assert study.rules["train_layer_shard"].jobs == 2300 and "all" not in study.rules
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), a server
-    # and its 10 SAEs, the rest alone.
-    toy, autointerp = 1 + 19 + 10, 25 + 650 + 65 + 10
-    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + 3 + toy + autointerp == 1133
-    assert plan(paper, finish_batch=1).cluster_jobs == 250 + 650 + 15 + 25 + 3 + toy + autointerp
+    # and its 10 SAEs, the rest alone; the fetches, aggregations and plots on the login node.
+    toy, autointerp = 10 + 9, 25 + 650 + 65
+    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + toy + autointerp == 1109
+    assert plan(paper, finish_batch=1, jobs=paper_jobs).cluster_jobs == 250 + 650 + 15 + 25 + toy + autointerp
 
 
-def test_gpu_hours_and_disk(paper):
-    study = plan(paper)
+def test_the_plan_follows_the_workflow_when_the_config_changes(paper):
+    """No sweep, no auto-interp, no toy study: the dry run drops their jobs, the plan their hours."""
+    config = {key: value for key, value in paper.items() if key not in ("sweep", "autointerp", "toy")}
+    study = plan(config)
+    assert study.rules["finalize_sae"].jobs == 230 and study.rules["train_layer_shard"].jobs == 2300
+    assert not {"autointerp_llm", "collect_latents", "toy_sweep", "plot_hyperparameter_sweep"} & set(study.rules)
+    # No auto-interp split to tokenize: 2 token stores per model, not 3.
+    assert study.cluster_jobs == 250 + 5 * (1 + 1 + 1 + 1 + 1) + 10 + 25
+
+
+def test_gpu_hours_and_disk(paper, paper_jobs):
+    study = plan(paper, jobs=paper_jobs)
     assert study.rules["tokenize_text"].gpu_hours is None  # CPU rule
     assert study.rules["train_layer_shard"].gpu_hours > study.rules["cache_train_shard"].gpu_hours > 0
     # Two 10M-token shards per (model, variant) at most, fp16, every cached layer.
@@ -64,10 +46,10 @@ def test_gpu_hours_and_disk(paper):
     assert study.largest_sae.model == "pythia-6.9b" and study.layer_step_gpu_bytes < 80e9
 
 
-def test_downloads_and_their_disk(paper, tmp_path):
+def test_downloads_and_their_disk(paper, paper_jobs, tmp_path):
     """Pythia in float16 at each revision (6.9B: about 14 GB each), the 70B AWQ LLM (about 37 GiB),
     GloVe's 822 MiB zip, unzipped to its four files; an embedded study fetches nothing."""
-    study = plan(paper)
+    study = plan(paper, jobs=paper_jobs)
     downloads = study.downloads
     assert downloads["models--EleutherAI--pythia-6.9b@main"][0] == downloads["models--EleutherAI--pythia-6.9b@step0"][0]
     assert 13e9 < downloads["models--EleutherAI--pythia-6.9b@main"][0] < 14.5e9
@@ -79,14 +61,14 @@ def test_downloads_and_their_disk(paper, tmp_path):
     assert 75e9 < study.disk["downloads (hf_home, GloVe)"] < 85e9  # RedPajama's sample about 5 GB of it
     assert "fetched on the login node (snakemake prefetch)" in format_plan(study)
     demo = plan(load_config(REPO / "config" / "demo.yaml", SCHEMA))
-    assert demo.downloads == {} and demo.rules["fetch_hub"].jobs == 0
+    assert demo.downloads == {} and "fetch_hub" not in demo.rules
 
 
-def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper):
+def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper, paper_jobs):
     """100 latents per SAE (650: the sweep's too): an explanation prompt of 40 examples of 32 tokens,
     and per scorer 150 samples in prompts of 5; 2 FLOPs per parameter and token of a 70.6B model
     at 200 TFLOP/s."""
-    study = plan(paper)
+    study = plan(paper, jobs=paper_jobs)
     explain = 640 + 40 * 32 * 2.5
     score = 30 * (670 + 5 * 32 * 1.25)
     tokens = explain + 2 * score + (1 + 60) * 60
@@ -95,30 +77,33 @@ def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper):
     assert study.rules["autointerp_llm"].gpu_hours == pytest.approx(hours) and 700 < hours < 800
 
 
-def test_benchmark_files_calibrate_throughput(paper, tmp_path):
-    assumed = plan(paper)
+def test_benchmark_files_calibrate_throughput(paper, paper_jobs, tmp_path):
+    assumed = plan(paper, jobs=paper_jobs)
     bench = tmp_path / "benchmarks" / "train_layer_shard" / "pythia-70m" / "trained" / "layers.0"
     bench.mkdir(parents=True)
     job_flops = 6 * 512 * 512 * 64 * 10_010_624  # one shard of a 70M SAE
     (bench / "shard-0.tsv").write_text(f"s\th:m:s\tmax_rss\n{job_flops / 10e12:.3f}\t0:0:1\t100\n")
-    measured = plan(paper, tmp_path / "benchmarks")
+    measured = plan(paper, tmp_path / "benchmarks", jobs=paper_jobs)
     rule = measured.rules["train_layer_shard"]
     assert rule.calibrated_from == 1 and rule.flops_per_second == pytest.approx(10e12, rel=1e-3)
     assert rule.gpu_hours == pytest.approx(assumed.rules["train_layer_shard"].gpu_hours * 5, rel=1e-3)
     assert measured.rules["cache_eval"].calibrated_from == 0
 
 
-def test_command_prints_the_plan(capsys, tmp_path):
+def test_command_prints_the_plan(capsys, tmp_path, paper_jobs, monkeypatch):
+    monkeypatch.setattr("saerand.planner.study_jobs", lambda config: paper_jobs)
     main(["--configfile", str(REPO / "config" / "config.yaml"), "--benchmarks", str(tmp_path)])
     out = capsys.readouterr().out
     assert "train_layer_shard" in out and "2300" in out and "cluster jobs (Slurm groups)" in out
     assert "training activations (temporary)" in out and "TB" in out
-    assert out.strip() == format_plan(plan(load_config(REPO / "config" / "config.yaml", SCHEMA))).strip()
+    assert (
+        out.strip() == format_plan(plan(load_config(REPO / "config" / "config.yaml", SCHEMA), jobs=paper_jobs)).strip()
+    )
 
 
-def test_a_scratch_budget_bounds_the_activations_and_lengthens_training(paper):
-    free = plan(paper)
-    budget = plan({**paper, "scratch_budget": 5 * 10**12})
+def test_a_scratch_budget_bounds_the_activations_and_lengthens_training(paper, paper_jobs):
+    free = plan(paper, jobs=paper_jobs)
+    budget = plan({**paper, "scratch_budget": 5 * 10**12}, jobs=paper_jobs)
     six_point_nine = 2 * 10_010_624 * 8 * 4096 * 2
     assert budget.disk["training activations (temporary)"] == 3 * six_point_nine <= 5 * 10**12
     assert free.disk["training activations (temporary)"] > 14e12

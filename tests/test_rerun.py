@@ -19,9 +19,10 @@ from PIL import Image
 
 from saerand.aggregate import study_table
 from saerand.config import SaeTarget, sae_directory
+from saerand.dag import planned_jobs
 
 from .conftest import REPO
-from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, start_from_built_model
+from .workflow_runs import MINI, SNAKEMAKE, start_from_built_model
 
 # No --profile: what `snakemake` does by itself (it still loads profiles/default).
 PLAIN = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]

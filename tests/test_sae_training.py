@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from datasets import Dataset
@@ -7,19 +9,28 @@ from sparsify import SaeConfig, SparseCoder, TrainConfig, Trainer
 from saerand.cache import ActivationCache, write_activation_cache
 from saerand.metrics import evaluate_sae
 from saerand.sae_training import default_lr, save_sae, train_sae
+from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
 # Stored order: sparsify's Trainer reads its dataset in order, which the parity tests need.
-SETTINGS = {
-    "expansion_factor": 4,
-    "k": 4,
-    "batch_size": 4,
-    "optimizer": "signum",
-    "seed": 0,
-    "buffer_shuffle": False,
-    "buffer_window_chunks": 8,
-    "buffer_block_rows": 16,
-}
+SETTINGS = section_settings(
+    SaeSettings, "sae", expansion_factor=4, k=4, batch_size=4, optimizer="signum", buffer_shuffle=False, device="cpu"
+)
+
+
+def _resumed_settings(optimizer: str, buffer_shuffle: bool) -> SaeSettings:
+    """Settings that exercise every piece of state a checkpoint carries: warm-up, AuxK's dead-latent
+    counters, a mixed buffer of small windows."""
+    return replace(
+        SETTINGS,
+        optimizer=optimizer,
+        lr_warmup_steps=2,
+        auxk_alpha=0.03125,
+        dead_feature_threshold=100,
+        buffer_shuffle=buffer_shuffle,
+        buffer_window_chunks=2,
+        buffer_block_rows=4,
+    )
 
 
 @pytest.fixture()
@@ -43,7 +54,7 @@ def test_training_reduces_fvu_and_keeps_decoder_rows_unit_norm(cache):
 @pytest.mark.parametrize("optimizer", ["signum", "adam"])
 def test_matches_sparsify_trainer_bit_for_bit(tmp_path, cache, tiny_neox, token_ids, optimizer):
     """The cached-activation loop and sparsify's online Trainer give the same weights."""
-    settings = SETTINGS | {"optimizer": optimizer, "lr_warmup_steps": 2}
+    settings = replace(SETTINGS, optimizer=optimizer, lr_warmup_steps=2)
     ours, _ = train_sae(cache, 1, settings, context_length=32)
 
     config = TrainConfig(
@@ -99,15 +110,7 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(
     buffer mixed, one pass over the same shards' mixed batches)."""
     from saerand.sae_training import SaeTrainer, save_layer_checkpoint, training_batches
 
-    settings = SETTINGS | {
-        "optimizer": optimizer,
-        "lr_warmup_steps": 2,
-        "auxk_alpha": 0.03125,
-        "dead_feature_threshold": 100,
-        "buffer_shuffle": buffer_shuffle,
-        "buffer_window_chunks": 2,
-        "buffer_block_rows": 4,
-    }
+    settings = _resumed_settings(optimizer, buffer_shuffle=buffer_shuffle)
     shards = []
     for index, part in enumerate((token_ids[:8], token_ids[8:16], token_ids[16:])):
         path = tmp_path / f"shard-{index}.zarr"
@@ -141,7 +144,7 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(
 def test_mixed_buffer_changes_the_batches_but_not_their_content(cache):
     from saerand.sae_training import buffer_order_seed, training_batches
 
-    mixed = SETTINGS | {"buffer_shuffle": True, "buffer_window_chunks": 4, "buffer_block_rows": 1}
+    mixed = replace(SETTINGS, buffer_shuffle=True, buffer_window_chunks=4, buffer_block_rows=1)
     stored = torch.cat(list(training_batches(cache, 1, SETTINGS, 32)))
     shuffled = torch.cat(list(training_batches(cache, 1, mixed, 32, shard=3)))
     assert not torch.equal(stored, shuffled)
@@ -174,15 +177,7 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
     from saerand.config import SaeHyperparameters
     from saerand.sae_training import SaeTrainer, save_layer_checkpoint, train_layer_shard
 
-    settings = SETTINGS | {
-        "optimizer": optimizer,
-        "lr_warmup_steps": 2,
-        "auxk_alpha": 0.03125,
-        "dead_feature_threshold": 100,
-        "buffer_shuffle": True,
-        "buffer_window_chunks": 2,
-        "buffer_block_rows": 4,
-    }
+    settings = _resumed_settings(optimizer, buffer_shuffle=True)
     points = [SaeHyperparameters(2, 4), SaeHyperparameters(4, 4), SaeHyperparameters(4, 8)]
     shards = _shards(tmp_path, tiny_neox, token_ids)
 
@@ -199,10 +194,10 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
     for point in points:
         alone = chain([point], f"alone-{point.label}")
         ours, summary = SaeTrainer.from_checkpoint(
-            together / point.label, settings | {"k": point.k, "expansion_factor": point.expansion_factor}
+            together / point.label, replace(settings, k=point.k, expansion_factor=point.expansion_factor)
         ).finish()
         theirs, _ = SaeTrainer.from_checkpoint(
-            alone / point.label, settings | {"k": point.k, "expansion_factor": point.expansion_factor}
+            alone / point.label, replace(settings, k=point.k, expansion_factor=point.expansion_factor)
         ).finish()
         assert (
             summary["steps"] == 6

@@ -2,14 +2,18 @@
 shapes of a real GPU cluster: a GPU partition, and a CPU partition whose MaxTime is 2 minutes (as
 SAERAND_SLURM_MAX_RUNTIME says); GPU jobs that ask for 1 CPU on a node that shows them 2.
 
-One study of tests/configs/mini.yaml (the trained variant alone, no auto-interp) goes through `snakemake --profile` three times:
-- run 1: Figure 4's job hangs (SIGSTOP) twice: killed at its 1-minute limit, retried with 2
-  minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the same
-  memory (no other job waits for it, so the 3 minutes overlap the study's); one layer of a shard group cannot write its checkpoint, so that group fails after its
-  other members finished.
-- run 2: the same command redoes only what run 1 left undone; the aggregation is killed for
-  memory on every attempt, its memory raised 1.5x each time and its time limit kept.
-- run 3: the aggregation gets its default memory; the results equal those of the local run.
+One study of tests/configs/mini.yaml (the trained variant alone, no auto-interp, one seed of
+superposed toy data) goes through `snakemake --profile` three times:
+- run 1: the toy sweep's CPU job hangs (SIGSTOP) twice: killed at its 1-minute limit, retried with
+  2 minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the same
+  memory (only the local toy aggregation waits for it, so the 3 minutes overlap the study's); one
+  layer of a shard group cannot write its checkpoint, so that group fails after its other members
+  finished.
+- run 2: the same command redoes only what run 1 left undone, and the toy sweep whose results
+  were deleted; that sweep is killed for memory on every attempt, its memory raised 1.5x each time and
+  its time limit kept.
+- run 3: the sweep gets its default memory; the results equal those of the local run.
+The aggregations and plots are local rules: they run in Snakemake's own process, never on Slurm.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from saerand.dag import planned_jobs
+from saerand.layout import FINISH_GROUP_RULES, LOCAL_RULES, SHARD_GROUP_RULES
+
 from .conftest import REPO
 from .slurm_cluster import SlurmCluster
-from .workflow_runs import MINI, SNAKEMAKE, planned_jobs
+from .workflow_runs import MINI, SNAKEMAKE
 
 VARIANTS = ["trained"]  # one chain: the failed group and its rerun are the test; a second only adds minutes
 # "... submitted with SLURM jobid 12 (log: .../slurm_logs/rule_cache_eval/mini-neox_control/12.log)"
@@ -40,11 +47,15 @@ SITE = {
     "SAERAND_SLURM_MAX_RUNTIME": "2",
     "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1",
 }
-HUNG_RULE = "toy_figure4"
+HUNG_RULE = "toy_sweep"
+HUNG_OUTPUT = Path("results/toy/superposition/seed-0.csv")
+# Deleted after run 1 (the seed's table and the aggregation over it, which would otherwise stand in
+# for it): run 2 has the sweep to redo.
+TOY_RESULTS = Path("results/toy/superposition")
 # The layer whose SAEs' shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
 BLOCKED = Path("results/mini-neox/trained/layers.1/checkpoints")
-# The workflow's own limits (saerand.retries) from smaller first values: the hung job 1 minute; the
-# aggregation in run 2 1 minute and 100 MB, far below what Python with pandas needs.
+# The workflow's own limits (saerand.retries) from smaller first values: the hung job 1 minute; in
+# run 2 1 minute and 100 MB, far below what Python with torch needs.
 RETRIES = "__import__('saerand.retries', fromlist=['r'])"
 
 
@@ -59,9 +70,9 @@ def _can_run_slurm() -> bool:
 pytestmark = pytest.mark.skipif(not _can_run_slurm(), reason="needs Slurm installed, or root and apt-get to install it")
 
 
-def _profile(directory: Path, small_aggregation: bool = False) -> Path:
+def _profile(directory: Path, small_memory: bool = False) -> Path:
     """profiles/slurm plus the test overlay: fast status polling by squeue (no slurmdbd here), the
-    hung job's 1-minute first limit and, in run 2, the small aggregation."""
+    hung job's 1-minute first limit and, in run 2, its small memory."""
     settings = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     settings.update(
         {
@@ -73,11 +84,8 @@ def _profile(directory: Path, small_aggregation: bool = False) -> Path:
         }
     )
     overlay = {HUNG_RULE: {"runtime": _limit("runtime_minutes", HUNG_RULE, 1)}}
-    if small_aggregation:
-        overlay["aggregate_metrics"] = {
-            "runtime": _limit("runtime_minutes", "aggregate_metrics", 1),
-            "mem_mb": _limit("memory_mb", "aggregate_metrics", 100),
-        }
+    if small_memory:
+        overlay[HUNG_RULE]["mem_mb"] = _limit("memory_mb", HUNG_RULE, 100)
     settings["set-resources"] = {**settings["set-resources"], **overlay}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(yaml.safe_dump(settings))
@@ -85,15 +93,18 @@ def _profile(directory: Path, small_aggregation: bool = False) -> Path:
 
 
 def _hang(workdir: Path, process: subprocess.Popen, times: int) -> int:
-    """SIGSTOP the first `times` processes running HUNG_RULE's script in `workdir`, one attempt
-    after the other, as a hung job would be; returns how many it stopped."""
+    """SIGSTOP the first `times` processes running HUNG_RULE's script in `workdir` on the CPU
+    partition (toy_sweep_gpu runs the same script on the GPU one), one attempt after the other, as
+    a hung job would be; returns how many it stopped."""
     stopped: set[int] = set()
     while process.poll() is None and len(stopped) < times:
         for proc in Path("/proc").iterdir():
             try:
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
                 pid = int(proc.name)
-                if pid not in stopped and f".{HUNG_RULE}.py" in cmdline and Path(os.readlink(proc / "cwd")) == workdir:
+                on_cpu = f"SLURM_JOB_PARTITION={CPU_PARTITION}".encode() in (proc / "environ").read_bytes().split(b"\0")
+                here = Path(os.readlink(proc / "cwd")) == workdir
+                if pid not in stopped and f".{HUNG_RULE}.py" in cmdline and here and on_cpu:
                     os.kill(pid, signal.SIGSTOP)
                     stopped.add(pid)
             except (OSError, ValueError):
@@ -104,11 +115,13 @@ def _hang(workdir: Path, process: subprocess.Popen, times: int) -> int:
 
 def _study_config(workdir: Path) -> Path:
     """tests/configs/mini.yaml without auto-interp (its jobs' partitions are checked by
-    tests/test_slurm_profile.py; here they would add minutes of per-job Slurm overhead)."""
+    tests/test_slurm_profile.py; here they would add minutes of per-job Slurm overhead), and one
+    toy sweep on the CPU partition: the one that hangs."""
     path = workdir.parent / "study.yaml"
     if not path.exists():
         config = yaml.safe_load(MINI.read_text())
         config.pop("autointerp")
+        config["toy"]["superposition"]["seeds"] = 1
         path.write_text(yaml.safe_dump(config))
     return path
 
@@ -168,9 +181,10 @@ def slurm_study(tmp_path_factory, mini_run):
         runs = {"first": _run(cluster, workdir, _profile(root / "run1"), hang=2)}
         after_first = _outputs(workdir)
         (workdir / BLOCKED).unlink()
-        runs["second"] = _run(cluster, workdir, _profile(root / "run2", small_aggregation=True))
+        shutil.rmtree(workdir / TOY_RESULTS)
+        runs["second"] = _run(cluster, workdir, _profile(root / "run2", small_memory=True))
         failed_state = {
-            "metrics_table": (workdir / "results" / "metrics.csv").exists(),
+            "sweep_table": (workdir / HUNG_OUTPUT).exists(),
             "partial_files": [str(p) for p in workdir.rglob(".*partial*")],
         }
         runs["third"] = _run(cluster, workdir, _profile(root / "run3"))
@@ -186,11 +200,18 @@ def slurm_study(tmp_path_factory, mini_run):
 
 def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
     assert [slurm_study[run][0] != 0 for run in ("first", "second", "third")] == [True, True, False]
-    # Nothing ran outside Slurm but the target rule `all`.
+    # Nothing ran outside Slurm but the target rule `all` and the aggregations and plots.
     # (show-failed-logs copies a failed group's own log, whose jobs ran locally inside it, into the
     # run's output: those are the grouped rules.)
     local = re.findall(r"^localrule (\w+):", "".join(slurm_study["logs"].values()), re.MULTILINE)
-    assert set(local) - {"cache_train_shard", "train_layer_shard", "finalize_sae", "evaluate_sae"} <= {"all"}
+    assert set(local) - {"cache_train_shard", "train_layer_shard", "finalize_sae", "evaluate_sae"} == {
+        "all",
+        "aggregate_metrics",
+        "claims",
+        "plot_hyperparameter_sweep",
+        "toy_aggregate",
+        "toy_figure4",
+    } and set(local) - {"all"} <= set(LOCAL_RULES) | set(SHARD_GROUP_RULES) | set(FINISH_GROUP_RULES)
     jobs = [job for run in ("first", "second", "third") for job in slurm_study[run][1]]
     # A group's log folder is named after the group and its rules: group_<group>_<rule>_<rule>.
     named = [(name.split("_")[0] if name.startswith(("shard-", "finish-")) else name, record) for name, record in jobs]
@@ -207,12 +228,7 @@ def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
         "train_tokenizer",
         "train_embedded_model",
         "tokenize_text",
-        "toy_figure4",
         "toy_sweep",
-        "toy_aggregate",
-        "aggregate_metrics",
-        "claims",
-        "plot_hyperparameter_sweep",
     }
 
 
@@ -261,20 +277,17 @@ def test_a_failed_group_keeps_what_its_finished_members_wrote(slurm_study):
 
 
 def test_an_oom_kill_is_retried_with_more_memory_and_the_same_time(slurm_study):
-    aggregations = [record for name, record in slurm_study["second"][1] if name == "aggregate_metrics"]
-    assert len(aggregations) == 3 and {r["JobState"] for r in aggregations} <= {"FAILED", "OUT_OF_MEMORY"}
-    assert [re.search(r"mem=(\d+)M", r["Tres"]).group(1) for r in aggregations] == ["100", "150", "225"]
-    assert [r["TimeLimit"] for r in aggregations] == ["1", "1", "1"]
+    sweeps = [record for name, record in slurm_study["second"][1] if name == HUNG_RULE]
+    assert len(sweeps) == 3 and {r["JobState"] for r in sweeps} <= {"FAILED", "OUT_OF_MEMORY"}
+    assert [re.search(r"mem=(\d+)M", r["Tres"]).group(1) for r in sweeps] == ["100", "150", "225"]
+    assert [r["TimeLimit"] for r in sweeps] == ["1", "1", "1"]
     # A failed job leaves no output that looks complete.
-    assert slurm_study["failed_state"] == {"metrics_table": False, "partial_files": []}
+    assert slurm_study["failed_state"] == {"sweep_table": False, "partial_files": []}
 
 
 def test_the_last_run_finishes_and_matches_a_local_run(slurm_study):
     third = slurm_study["third"][1]
-    assert [(name, r["JobState"]) for name, r in third] == [
-        ("aggregate_metrics", "COMPLETED"),
-        ("plot_hyperparameter_sweep", "COMPLETED"),
-    ]
+    assert [(name, r["JobState"]) for name, r in third] == [(HUNG_RULE, "COMPLETED")]
     on_slurm = pd.read_csv(slurm_study["workdir"] / "results" / "metrics.csv")
     local = pd.read_csv(slurm_study["reference"] / "results" / "metrics.csv")
     local = local[local["variant"].isin(VARIANTS)].reset_index(drop=True)[on_slurm.columns]

@@ -40,7 +40,7 @@ def results() -> pd.DataFrame:
                             "n_latents": n_latents,
                             "l1_coefficient": coefficient,
                             "seed": seed,
-                            "explained_variance": 0.3 * strength - 0.05 * offset + rng.normal(0, 0.02),
+                            "one_minus_nre": 0.3 * strength - 0.05 * offset + rng.normal(0, 0.02),
                             "l0": 5 * strength**2 * (1 + offset / 4) + rng.normal(0, 0.5),
                             "l1": strength + rng.normal(0, 0.1),
                             "l1_over_sqrt_l2": 2 * strength + rng.normal(0, 0.1),

@@ -50,21 +50,21 @@ def _one_torch_thread():
 def test_metrics_known_answers():
     inputs = torch.tensor([[1.0, 2.0], [3.0, 0.0], [2.0, 4.0]])
     # 1 - sum ||x - x_hat||^2 / sum ||x||^2 with sum ||x||^2 = 5 + 9 + 20 = 34.
-    assert metrics.explained_variance(inputs, inputs) == 1.0
-    assert metrics.explained_variance(inputs, torch.zeros_like(inputs)) == 0.0
+    assert metrics.one_minus_nre(inputs, inputs) == 1.0
+    assert metrics.one_minus_nre(inputs, torch.zeros_like(inputs)) == 0.0
     # Dropping one coordinate of the first and last rows: residual 4 + 0 + 4 = 8.
     dropped = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
-    assert metrics.explained_variance(inputs, dropped) == pytest.approx(1 - 8 / 34)
+    assert metrics.one_minus_nre(inputs, dropped) == pytest.approx(1 - 8 / 34)
     # Not centred: the mean (2, 2) leaves residual 1 + 5 + 4 = 10, so it explains 24/34, not 0.
     mean = inputs.mean(0).expand_as(inputs)
-    assert metrics.explained_variance(inputs, mean) == pytest.approx(1 - 10 / 34)
+    assert metrics.one_minus_nre(inputs, mean) == pytest.approx(1 - 10 / 34)
     # Worse than nothing is negative: x_hat = -x leaves 4 * 34.
-    assert metrics.explained_variance(inputs, -inputs) == pytest.approx(-3.0)
+    assert metrics.one_minus_nre(inputs, -inputs) == pytest.approx(-3.0)
     # Centred: relative to sum ||x - mean||^2 = 1 + 5 + 4 = 10, so the mean itself scores 0.
-    assert metrics.explained_variance_centered(inputs, inputs) == 1.0
-    assert metrics.explained_variance_centered(inputs, mean) == pytest.approx(0.0)
-    assert metrics.explained_variance_centered(inputs, dropped) == pytest.approx(1 - 8 / 10)
-    assert metrics.explained_variance_centered(inputs, torch.zeros_like(inputs)) == pytest.approx(1 - 34 / 10)
+    assert metrics.explained_variance(inputs, inputs) == 1.0
+    assert metrics.explained_variance(inputs, mean) == pytest.approx(0.0)
+    assert metrics.explained_variance(inputs, dropped) == pytest.approx(1 - 8 / 10)
+    assert metrics.explained_variance(inputs, torch.zeros_like(inputs)) == pytest.approx(1 - 34 / 10)
 
     codes = torch.tensor([[0.0, 3.0, 0.0, 4.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     assert metrics.l0(codes) == pytest.approx(1.0)  # (2 + 1 + 0) / 3
@@ -80,14 +80,14 @@ def test_metrics_known_answers():
     assert metrics.hoyer(codes[:1]) == pytest.approx(0.6)
 
 
-def test_centered_explained_variance_discounts_a_large_mean():
+def test_centered_one_minus_nre_discounts_a_large_mean():
     """Data far from the origin: reconstructing the mean and half of each deviation from it leaves
     a quarter of the variance about the mean (centred EV 0.75) but almost none of the squared norm."""
     deviations = torch.randn(500, 8, generator=torch.manual_seed(0))
     inputs = 10.0 + deviations
     half_way = inputs.mean(0) + 0.5 * (inputs - inputs.mean(0))
-    assert metrics.explained_variance_centered(inputs, half_way) == pytest.approx(0.75)
-    assert metrics.explained_variance(inputs, half_way) > 0.997
+    assert metrics.explained_variance(inputs, half_way) == pytest.approx(0.75)
+    assert metrics.one_minus_nre(inputs, half_way) > 0.997
 
 
 def test_mean_max_cosine_similarity():
@@ -105,16 +105,16 @@ def test_pareto_frontier_and_interpolated_sparsity():
     table = pd.DataFrame(
         {
             "l0": [1.0, 2.0, 3.0, 2.5, 4.0, 5.0],
-            "explained_variance": [0.2, 0.5, 0.8, 0.4, 0.7, 0.9],
+            "one_minus_nre": [0.2, 0.5, 0.8, 0.4, 0.7, 0.9],
         }
     )
-    frontier = metrics.pareto_frontier(table, "l0", "explained_variance")
+    frontier = metrics.pareto_frontier(table, "l0", "one_minus_nre")
     assert frontier["l0"].tolist() == [1.0, 2.0, 3.0, 5.0]  # (2.5, .4) and (4, .7) dominated
-    assert metrics.sparsity_at_explained_variance(table, "l0", 0.65) == pytest.approx(2.5)
-    assert math.isnan(metrics.sparsity_at_explained_variance(table, "l0", 0.95))
+    assert metrics.sparsity_at_one_minus_nre(table, "l0", 0.65) == pytest.approx(2.5)
+    assert math.isnan(metrics.sparsity_at_one_minus_nre(table, "l0", 0.95))
     # Hoyer: higher is sparser.
     hoyer = table.rename(columns={"l0": "hoyer"})
-    assert metrics.pareto_frontier(hoyer, "hoyer", "explained_variance", minimize_x=False)["hoyer"].tolist() == [5.0]
+    assert metrics.pareto_frontier(hoyer, "hoyer", "one_minus_nre", minimize_x=False)["hoyer"].tolist() == [5.0]
 
 
 def test_l1_coefficients_are_log_spaced_over_the_papers_range():
@@ -169,8 +169,8 @@ def test_training_normalises_decoder_reduces_loss_and_is_seeded():
     assert len(result.epoch_losses) == 8
     assert result.epoch_losses[-1] < 0.5 * result.epoch_losses[0]
     assert set(result.metrics) == {
+        "one_minus_nre",
         "explained_variance",
-        "explained_variance_centered",
         "l0",
         "l1",
         "l1_over_sqrt_l2",
@@ -226,16 +226,16 @@ def test_standardized_sae_metrics_are_on_the_input_scale():
     explained variance credits and the centred one does not."""
     rows = torch.from_numpy(sharkey_data(300, N_FEATURES, N_DIMS, seed=0)[0]) * 3 + 5
     exact = evaluate(_identity_sae(N_DIMS, standardize=True), rows)
-    assert exact["explained_variance"] == pytest.approx(1.0, abs=1e-5)
-    assert exact["explained_variance_centered"] == pytest.approx(1.0, abs=1e-4)
+    assert exact["one_minus_nre"] == pytest.approx(1.0, abs=1e-5)
+    assert exact["explained_variance"] == pytest.approx(1.0, abs=1e-4)
     silent = _identity_sae(N_DIMS, standardize=True)
     with torch.no_grad():
         silent.decoder.weight.zero_()
     row_means = rows.mean(1, keepdim=True).expand_as(rows)
     scores = evaluate(silent, rows)
+    assert scores["one_minus_nre"] == pytest.approx(metrics.one_minus_nre(rows, row_means))
+    assert scores["one_minus_nre"] > 0.9
     assert scores["explained_variance"] == pytest.approx(metrics.explained_variance(rows, row_means))
-    assert scores["explained_variance"] > 0.9
-    assert scores["explained_variance_centered"] == pytest.approx(metrics.explained_variance_centered(rows, row_means))
 
 
 @pytest.mark.parametrize("loss, peak", [(SUMMED_SQUARED_ERROR, 0.95), (STANDARDIZED_MEAN_SQUARED_ERROR, 0.94)])
@@ -323,12 +323,12 @@ def _control_over_data(
     frontiers: pd.DataFrame,
     stage: str,
     measure: str,
-    explained_variance: float,
+    one_minus_nre: float,
 ) -> float:
     """How much denser the Gaussian control is than the data at the given explained variance."""
 
     def at(kind: str) -> float:
-        return metrics.sparsity_at_explained_variance(frontiers[frontiers["kind"] == kind], measure, explained_variance)
+        return metrics.sparsity_at_one_minus_nre(frontiers[frontiers["kind"] == kind], measure, one_minus_nre)
 
     return at(f"gaussian {stage}") / at(stage)
 
@@ -342,7 +342,7 @@ def test_superposed_inputs_are_much_sparser_than_their_gaussian_control(frontier
 
 def test_mlp_outputs_mean_alone_explains_less_than_the_comparison_level():
     outputs = torch.from_numpy(_datasets()["outputs"])
-    mean_only = metrics.explained_variance(outputs, outputs.mean(0).expand_as(outputs))
+    mean_only = metrics.one_minus_nre(outputs, outputs.mean(0).expand_as(outputs))
     assert 0.6 < mean_only < MLP_COMPARISON_AT - 0.05  # measured 0.755 (seeds 1, 2: 0.797, 0.720)
 
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 import yaml
 
-from saerand.config import ConfigError, validate_config
+from saerand.config import SCHEMA, ConfigError, validate_config
+from saerand.settings import ToySaeSettings, ToySettings, section_settings
 from saerand.toy.data import sharkey_data
 from saerand.toy.sweep import KINDS, dataset_kinds, sweep
 
-from .conftest import REPO, SCHEMA
+from .conftest import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -56,24 +57,19 @@ def test_dataset_kinds_rejects_an_unknown_control():
         dataset_kinds(_inputs(), seed=0, control="diagonal")
 
 
-def _sae(loss: str) -> dict:
-    return {
-        "epochs": 2,
-        "batch_size": 64,
-        "lr": 3e-3,
-        "validation_fraction": 0.1,
-        "loss": loss,
-        "l1_coefficients": {"low": 0.1, "high": 0.1, "n": 1},
-    }
+def _sae(loss: str) -> ToySaeSettings:
+    coefficients = {"low": 0.1, "high": 0.1, "n": 1}
+    sae = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "loss": loss, "l1_coefficients": coefficients}
+    return section_settings(ToySettings, "toy", sae=sae).sae
 
 
-def test_sweep_trains_under_the_configured_loss_and_reports_both_explained_variances():
+def test_sweep_trains_under_the_configured_loss_and_reports_one_minus_nre_and_explained_variance():
     inputs, features = sharkey_data(300, n_features=16, n_dims=8, seed=0)
     kinds = {"inputs": inputs}
     summed = sweep(kinds, [16], _sae("summed_squared_error"), seed=0, ground_truth=features)
     standardized = sweep(kinds, [16], _sae("standardized_mean_squared_error"), seed=0, ground_truth=features)
     for table in (summed, standardized):
-        assert {"explained_variance", "explained_variance_centered", "mmcs"} <= set(table.columns)
+        assert {"one_minus_nre", "explained_variance", "mmcs"} <= set(table.columns)
     assert summed["l1"].iloc[0] != pytest.approx(standardized["l1"].iloc[0], rel=0.01)
 
 

@@ -18,10 +18,11 @@ import yaml
 from safetensors.torch import load_file
 
 from saerand.cache import ActivationCache
+from saerand.dag import planned_jobs
 
 from .conftest import REPO
 from .llm_double import write_llm_config
-from .workflow_runs import MINI, SNAKEMAKE, planned_jobs, run_watching_shards, snakemake, start_from_built_model
+from .workflow_runs import MINI, SNAKEMAKE, run_watching_shards, snakemake, start_from_built_model
 
 
 def test_lint_is_clean():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -29,19 +28,6 @@ def snakemake(*args, cwd=REPO, check=True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
-
-
-def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job in a dry run's output."""
-    jobs = []
-    # Jobs of a group are printed indented under "Group job ...".
-    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", output):
-        header = re.match(r"\s*(?:local)?rule (\w+):", block)
-        if header:
-            found = re.search(r"wildcards: (.*)", block)
-            wildcards = dict(kv.split("=", 1) for kv in found.group(1).split(", ")) if found else {}
-            jobs.append((header.group(1), wildcards))
-    return jobs
 
 
 def run_watching_shards(workdir: Path, *args, configfile: Path = MINI) -> tuple[int, int]:

@@ -18,6 +18,7 @@ VARIANTS = (
     "step0",
     "control",
 )
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_MODELS_DIR = Path("resources/models")
 CORPUS_DIR = Path("resources/corpus")
 
@@ -69,6 +70,19 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         raise ConfigError(message)
     _check_cross_fields(config)
     return config
+
+
+def validate_section(section: str, values: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """One config section alone, validated and with its defaults filled in: for code that runs
+    outside a study (benchmarks, tests)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = {**schema, "properties": {section: schema["properties"][section]}, "required": [section]}
+    config = {section: copy.deepcopy(values)}
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"config key '{_key_path(error.absolute_path)}': {error.message}")
+    return config[section]
 
 
 def _check_cross_fields(config: dict[str, Any]) -> None:
@@ -228,7 +242,8 @@ def _check_toy(config: dict[str, Any]) -> None:
             f"config key 'toy.superposition.expected_active': {data['expected_active']} "
             f"exceeds n_features = {data['n_features']}"
         )
-    for name in toy.get("word_vectors", {}).get("embeddings", []):
+    words = toy.get("word_vectors")
+    for name in words["embeddings"] if words else []:
         if name not in config["models"]:
             raise ConfigError(
                 f"config key 'toy.word_vectors.embeddings': '{name}' is not one of the models "
@@ -388,17 +403,17 @@ def toy_datasets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "latents": spec["latents"],
             **{key: spec[key] for key in ("n_samples", "n_features", "n_dims", "expected_active", "decay")},
         }
-    words = toy.get("word_vectors") or {}
+    words = toy.get("word_vectors") or {"glove": {}, "embeddings": []}
     shared = {"seeds": [0], "latent_multiples": words.get("latent_multiples")}
-    for name, path in words.get("glove", {}).items():
+    for name, path in words["glove"].items():
         datasets[name] = {
             "source": "glove",
             "path": path,
-            "limit": words.get("limit"),
+            "limit": words.get("limit"),  # optional: every row
             "config_key": f"toy.word_vectors.glove.{name}",
             **shared,
         }
-    for model in words.get("embeddings", []):
+    for model in words["embeddings"]:
         spec = config["models"][model]
         datasets[f"embeddings-{model}"] = {
             "source": "embeddings",

@@ -16,19 +16,16 @@ from saerand.config import (
     ConfigError,
     SaeHyperparameters,
     SaeTarget,
-    main_hyperparameters,
     sae_hyperparameters,
-    sae_targets,
     selected_layers,
     sweep_layers,
-    toy_datasets,
     toy_latent_counts,
-    train_shards,
 )
+from saerand.layout import GPU_RULES
+from saerand.study import Study
 
 SCORERS = ("fuzz", "detection")  # delphi's, both run per latent (saerand.autointerp.scoring)
-# Pythia's padded vocabulary; models can say otherwise with `vocab_size`.
-DEFAULT_VOCAB = 50304
+PYTHIA_VOCAB = 50304  # padded; hub and local models are Pythias, the embedded model has its own
 CACHE_BYTES = {"float32": 4, "float16": 2}
 # "auto" is bfloat16 on the GPU nodes the cost model plans for.
 MODEL_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2}
@@ -45,15 +42,6 @@ SAE_STARTUP_MINUTES = 2
 # SAE (1024 latents, 256 dims, 100 epochs in 40-57 s on this project's 2-core machine); those of
 # large matrices (toy.gpu_sources: GloVe, embeddings) would take thousands of core-hours and keep a
 # GPU (rule toy_sweep_gpu).
-GPU_RULES = (
-    "cache_train_shard",
-    "cache_eval",
-    "train_layer_shard",
-    "evaluate_sae",
-    "collect_latents",
-    "toy_sweep_gpu",
-    "autointerp_llm",
-)
 CPU_CORE_FLOPS = 57e9
 # Toy SAEs on a GPU take small optimizer steps that are bound by kernel launches, not FLOPs: about
 # 1 ms each, counted as FLOPs at the assumed throughput.
@@ -82,10 +70,9 @@ class ModelSize:
     dtype: str
 
     @classmethod
-    def of(cls, model: dict[str, Any]) -> ModelSize:
-        return cls(
-            model["n_layers"], model["d_model"], model.get("vocab_size", DEFAULT_VOCAB), model.get("dtype", "float32")
-        )
+    def of(cls, model: dict[str, Any], vocab: int = PYTHIA_VOCAB) -> ModelSize:
+        """A `models` entry's shapes (its vocabulary is given only for the embedded model)."""
+        return cls(model["n_layers"], model["d_model"], vocab, model["dtype"])
 
     def block_params(self) -> int:
         # GPT-NeoX block: fused QKV + output projection (4 d^2) and a 4x MLP (8 d^2).
@@ -134,37 +121,25 @@ class JobCost:
 class StudyCosts:
     """Per-job costs of one validated study configuration."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], study: Study | None = None):
         self.config = config
+        self.study = Study.of(config) if study is None else study
         self.context = config["tokens"]["context_length"]
-        self.shards = train_shards(config)
-        self.targets = list(sae_targets(config))
         self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
         self.cache_bytes = CACHE_BYTES[config["cache"]["dtype"]]
-        self.toy_datasets = toy_datasets(config)
-        # Every (model, variant) that trains SAEs, in config order: one chain of shards each.
-        self.chains = list(dict.fromkeys((t.model, t.variant) for t in self.targets))
-        # The SAEs auto-interpreted (Section 3.3): the study's own, one per (model, variant, layer),
-        # and with autointerp.sweep the Figure 11 sweep's too.
-        main, autointerp = main_hyperparameters(config), config.get("autointerp") or {}
-        self.autointerp_targets = (
-            [t for t in self.targets if autointerp.get("sweep") or t.hyperparameters == main] if autointerp else []
-        )
-        # Every (model, variant, layer) whose SAEs train together: one job per shard each.
-        self.training_layers = list(dict.fromkeys((t.model, t.variant, t.layer) for t in self.targets))
         self.lanes = self._scratch_lanes()
 
     def chain_scratch_bytes(self, model: str) -> int:
         """Temporary activations one (model, variant) holds at once: two shards (the lookahead)."""
-        shards = range(len(self.shards))
+        shards = range(len(self.study.shards))
         return min(2, len(shards)) * max((self.cache_train_shard(model, s).disk_bytes for s in shards), default=0)
 
     def _scratch_lanes(self) -> int | None:
         """How many chains may hold training activations at once within `scratch_budget`."""
-        budget = self.config.get("scratch_budget")
-        if budget is None or not self.chains:
+        budget = self.config["scratch_budget"]
+        if budget is None or not self.study.chains:
             return None
-        largest = max(self.chain_scratch_bytes(model) for model, _ in self.chains)
+        largest = max(self.chain_scratch_bytes(model) for model, _ in self.study.chains)
         if budget < largest:
             raise ConfigError(
                 f"config key 'scratch_budget': {budget} bytes is less than one (model, variant) "
@@ -175,17 +150,18 @@ class StudyCosts:
     def chain_before(self, model: str, variant: str) -> tuple[str, str] | None:
         """The chain that must finish training before this one caches its first shard: the one
         `lanes` places earlier, so at most `lanes` chains hold activations at once (None: no wait)."""
-        index = self.chains.index((model, variant))
-        return self.chains[index - self.lanes] if self.lanes and index >= self.lanes else None
+        index = self.study.chains.index((model, variant))
+        return self.study.chains[index - self.lanes] if self.lanes and index >= self.lanes else None
 
     def size(self, model: str) -> ModelSize:
-        return ModelSize.of(self.config["models"][model])
+        spec, embedded = self.config["models"][model], self.config.get("embedded_model")
+        return ModelSize.of(spec, embedded["tokenizer"]["vocab_size"]) if spec.get("embedded") else ModelSize.of(spec)
 
     def cached_layers(self, model: str) -> list[int]:
         return sorted(set(selected_layers(self.config["models"][model])) | set(sweep_layers(self.config, model)))
 
     def shard_tokens(self, shard: int) -> int:
-        start, stop = self.shards[shard]
+        start, stop = self.study.shards[shard]
         return (stop - start) * self.context
 
     def _model_host_bytes(self, model: str) -> int:
@@ -258,7 +234,7 @@ class StudyCosts:
     def collect_latents(self, model: str) -> JobCost:
         """One pass over the auto-interp tokens, each auto-interpreted SAE encoding its layer."""
         size, tokens = self.size(model), self.config["autointerp"]["tokens"]
-        saes = {(t.layer, t.expansion_factor) for t in self.autointerp_targets if t.model == model}
+        saes = {(t.layer, t.expansion_factor) for t in self.study.autointerp_targets if t.model == model}
         encode = sum(2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
         weights = sum(4 * 2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
         last_layer = max(layer for layer, _ in saes)
@@ -292,7 +268,7 @@ class StudyCosts:
 
     def toy_shape(self, dataset: str) -> tuple[int, int]:
         """(samples, dimensions) of a toy dataset, without reading it."""
-        spec = self.toy_datasets[dataset]
+        spec = self.study.toy_datasets[dataset]
         if spec["source"] == "superposition":
             return spec["n_samples"], spec["n_dims"]
         if spec["source"] == "embeddings":
@@ -300,16 +276,16 @@ class StudyCosts:
             return size.vocab, size.d_model
         path = Path(spec["path"])
         dims = len(path.open().readline().split()) - 1 if path.is_file() else GLOVE_DIMS
-        return spec.get("limit") or GLOVE_ROWS, dims
+        return spec["limit"] or GLOVE_ROWS, dims
 
     def toy_on_gpu(self, dataset: str) -> bool:
-        return self.toy_datasets[dataset]["source"] in self.config["toy"]["gpu_sources"]
+        return self.study.toy_datasets[dataset]["source"] in self.config["toy"]["gpu_sources"]
 
     def toy_sweep(self, dataset: str) -> JobCost:
         """One seed of a toy dataset: an L1 SAE per (kind, latent count, L1 coefficient)."""
         samples, dims = self.toy_shape(dataset)
         sae = self.config["toy"]["sae"]
-        latents = toy_latent_counts(self.toy_datasets[dataset], dims)
+        latents = toy_latent_counts(self.study.toy_datasets[dataset], dims)
         saes_per_latent_count = TOY_KINDS * sae["l1_coefficients"]["n"]
         train = samples * (1 - sae["validation_fraction"])
         steps = saes_per_latent_count * len(latents) * sae["epochs"] * math.ceil(train / sae["batch_size"])
@@ -351,7 +327,7 @@ class StudyCosts:
         return None
 
     def token_store_bytes(self, model: str) -> int:
-        train = self.shards[-1][1] * self.context if self.shards else 0
+        train = self.study.shards[-1][1] * self.context if self.study.shards else 0
         return 4 * (train + self.eval_tokens)
 
 

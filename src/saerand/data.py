@@ -23,7 +23,7 @@ SCRIPT_DATASET_ERROR = "Dataset scripts are no longer supported"
 
 
 def load_text_dataset(spec: dict[str, Any]):
-    """One code path for hub data (RedPajama's JSON-lines files, read from their prefetched copy)
+    """A validated `datasets.train`/`eval` spec's text. One code path for hub data (RedPajama's JSON-lines files, read from their prefetched copy)
     and local files (the offline default)."""
     spec = local_dataset_spec(spec)
     try:
@@ -33,7 +33,7 @@ def load_text_dataset(spec: dict[str, Any]):
             revision=spec.get("revision"),
             data_files=spec.get("data_files"),
             split=spec["split"],
-            **spec.get("load_kwargs", {}),
+            **spec["load_kwargs"],
         )
     except RuntimeError as err:
         if SCRIPT_DATASET_ERROR not in str(err):
@@ -64,7 +64,7 @@ def token_sequences(
     same stream, so disjoint [skip, skip + n) ranges of it are disjoint sets of text.
     """
     dataset = load_text_dataset(spec)
-    text_column = spec.get("text_column", "text")
+    text_column = spec["text_column"]
     if text_column not in dataset.column_names:
         raise ValueError(
             f"dataset {spec['path']!r} has no column {text_column!r} (columns: {dataset.column_names}); set text_column"

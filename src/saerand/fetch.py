@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_file, write_json
 from .config import revision_for
-from .costs import ModelSize
+from .costs import MODEL_BYTES, PYTHIA_VOCAB, ModelSize
 from .provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ def model_artefacts(config: dict[str, Any], name: str, variant: str | None = Non
     if model.get("embedded") or "hub_id" not in model:
         return []
     revisions = dict.fromkeys([model["revision"], *([revision_for(model, variant)] if variant else [])])
-    size = 2 * ModelSize.of(model).params()  # Pythia's checkpoints are float16
+    checkpoint = ModelSize(model["n_layers"], model["d_model"], PYTHIA_VOCAB, "float16")  # as Pythia stores them
+    size = MODEL_BYTES[checkpoint.dtype] * checkpoint.params()
     return [HubArtefact(model["hub_id"], revision, "model", None, size) for revision in revisions]
 
 

@@ -15,8 +15,19 @@ FINISH_GROUP_RULES = ("finalize_sae", "evaluate_sae")
 LLM_GROUP = "autointerp_llm"
 LLM_GROUP_RULES = ("llm_server", "autointerp_llm")
 
-# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs.
-LOCAL_RULES = ("fetch_hub", "fetch_glove")
+# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs. The fetches need
+# the network that compute nodes lack; the aggregations and plots take seconds, less than a cluster
+# job's queueing. (The Snakefile declares them; the planner counts them apart.)
+LOCAL_RULES = (
+    "fetch_hub",
+    "fetch_glove",
+    "aggregate_metrics",
+    "plot_hyperparameter_sweep",
+    "claims",
+    "autointerp_figures",
+    "toy_aggregate",
+    "toy_figure4",
+)
 
 # The benchmark file of each job whose time the cost model predicts (saerand.costs), as its rule
 # writes it; the planner and saerand.status calibrate the model from them.
@@ -29,3 +40,6 @@ BENCHMARKS = {
     "toy_sweep_gpu": "benchmarks/toy_sweep_gpu/{toy_dataset}/seed-{seed}.tsv",
     "autointerp_llm": "benchmarks/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv",
 }
+# The GPU jobs (profiles/slurm sends them to the GPU partition; tests/test_slurm_profile.py checks):
+# the ones the cost model times in GPU-hours, calibrated from their benchmark files.
+GPU_RULES = tuple(BENCHMARKS)

@@ -1,5 +1,7 @@
 """Plan a study before anything runs: jobs per rule, GPU-hours per stage, disk high-water marks.
 
+Jobs are Snakemake's own (a dry run of the workflow, saerand.dag), each costed by saerand.costs.
+
     python -m saerand.planner --configfile config/config.yaml [--benchmarks benchmarks]
 
 GPU-hours come from the FLOP model in saerand.costs at an assumed throughput, replaced per rule by
@@ -20,14 +22,23 @@ from typing import Any
 import yaml
 from snakemake.io import glob_wildcards
 
-from saerand.config import SaeTarget, glove_paths, load_config
-from saerand.costs import DEFAULT_GPU_FLOPS, GPU_RULES, StudyCosts, rule_flops_per_second
+from saerand.config import SCHEMA, SaeTarget, glove_paths, load_config
+from saerand.costs import DEFAULT_GPU_FLOPS, StudyCosts, rule_flops_per_second
+from saerand.dag import PlannedJob, study_jobs
 from saerand.fetch import study_artefacts
-from saerand.layout import BENCHMARKS, FINISH_GROUP, FINISH_GROUP_RULES, LLM_GROUP_RULES, LOCAL_RULES, SHARD_GROUP_RULES
+from saerand.layout import (
+    BENCHMARKS,
+    FINISH_GROUP,
+    FINISH_GROUP_RULES,
+    GPU_RULES,
+    LLM_GROUP_RULES,
+    LOCAL_RULES,
+    SHARD_GROUP,
+    SHARD_GROUP_RULES,
+)
 from saerand.toy.glove import GLOVE_ARCHIVE_FILES
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 
 
@@ -83,7 +94,7 @@ def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[
             wildcards = dict(zip(found._fields, values))
             path = benchmarks / pattern.removeprefix("benchmarks/").format(**wildcards)
             known = (
-                wildcards["toy_dataset"] in costs.toy_datasets
+                wildcards["toy_dataset"] in costs.study.toy_datasets
                 if rule == "toy_sweep_gpu"
                 else wildcards["model"] in costs.config["models"]
             )
@@ -111,16 +122,25 @@ def group_components(group: str, profile: Path = SLURM_PROFILE) -> int:
     return int(settings.get("group-components", {}).get(group, 1))
 
 
-def cluster_jobs(targets: list[SaeTarget], rules: dict[str, RulePlan], finish_batch: int) -> int:
+def cluster_jobs(jobs: list[PlannedJob], finish_batch: int) -> int:
     """Slurm jobs: one per shard group, one per batch of finished SAEs, one per LLM server (with its
-    SAEs), one per ungrouped job."""
-    saes_per_variant = Counter((t.model, t.variant) for t in targets)
-    shard_groups = rules["cache_train_shard"].jobs
-    finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_variant.values())
-    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES
-    ungrouped = sum(rule.jobs for name, rule in rules.items() if name not in grouped + LOCAL_RULES)
-    llm_groups = rules["llm_server"].jobs if "llm_server" in rules else 0
-    return shard_groups + finish_groups + llm_groups + ungrouped
+    SAEs), one per ungrouped job; none for the local rules."""
+    shard_groups = {SHARD_GROUP.format(**job.wildcards) for job in jobs if job.rule in SHARD_GROUP_RULES}
+    saes_per_finish_group = Counter(FINISH_GROUP.format(**job.wildcards) for job in jobs if job.rule == "finalize_sae")
+    finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_finish_group.values())
+    llm_groups = sum(1 for job in jobs if job.rule == "llm_server")
+    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES + LOCAL_RULES
+    ungrouped = sum(1 for job in jobs if job.rule not in grouped)
+    return len(shard_groups) + finish_groups + llm_groups + ungrouped
+
+
+def job_flops(costs: StudyCosts, job: PlannedJob) -> float:
+    """FLOPs of a job's own work (0 outside the cost model). An LLM job's cost is its server's work
+    while the SAEs of that server share it; its own work is one SAE's."""
+    if job.rule == "autointerp_llm":
+        return costs.autointerp_llm().flops
+    cost = costs.job_cost(job.rule, job.wildcards)
+    return cost.flops if cost else 0.0
 
 
 def plan(
@@ -128,87 +148,47 @@ def plan(
     benchmarks: Path | None = None,
     gpu_flops: float = DEFAULT_GPU_FLOPS,
     finish_batch: int | None = None,
+    jobs: list[PlannedJob] | None = None,
 ) -> Plan:
+    """The study's plan; `jobs` are Snakemake's own for `config` (a dry run, saerand.dag), by
+    default planned here."""
     costs = StudyCosts(config)
+    jobs = study_jobs(config) if jobs is None else jobs
     rules: dict[str, RulePlan] = defaultdict(RulePlan)
-    models, variants, shards = list(config["models"]), config["variants"], range(len(costs.shards))
-    if "embedded_model" in config:
-        for rule in ("prepare_corpus", "train_tokenizer", "train_embedded_model"):
-            rules[rule].jobs += 1
-    rules["tokenize_text"].jobs = (3 if config.get("autointerp") else 2) * len(models)
-    for model in models:
-        for _ in variants:
-            rules["cache_eval"].jobs += 1
-            rules["cache_eval"].flops += costs.cache_eval(model).flops
-            for shard in shards:
-                rules["cache_train_shard"].jobs += 1
-                rules["cache_train_shard"].flops += costs.cache_train_shard(model, shard).flops
-    for model, _, layer in costs.training_layers:
-        for shard in shards:
-            rules["train_layer_shard"].jobs += 1
-            rules["train_layer_shard"].flops += costs.train_layer_shard(model, layer, shard).flops
-    for target in costs.targets:
-        rules["finalize_sae"].jobs += 1
-        rules["evaluate_sae"].jobs += 1
-        rules["evaluate_sae"].flops += costs.evaluate_sae(target).flops
-    for model, _variant in dict.fromkeys((t.model, t.variant) for t in costs.autointerp_targets):
-        rules["collect_latents"].jobs += 1
-        rules["collect_latents"].flops += costs.collect_latents(model).flops
-    explainers = config.get("autointerp", {}).get("explainers", [])
-    if "tokens" in explainers:
-        rules["autointerp_tokens"].jobs += len(costs.autointerp_targets)
-    if "llm" in explainers:
-        rules["autointerp_llm"].jobs += len(costs.autointerp_targets)
-        rules["autointerp_llm"].flops += len(costs.autointerp_targets) * costs.autointerp_llm().flops
-        rules["llm_server"].jobs += math.ceil(
-            len(costs.autointerp_targets) / config["autointerp"]["llm"]["saes_per_server"]
-        )
+    for job in jobs:
+        rules[job.rule].jobs += 1
+        rules[job.rule].flops += job_flops(costs, job)
+    if "llm_server" in rules:
         rules["llm_server"].counted_in = "autointerp_llm"
-    rules["autointerp_figures"].jobs += len({t.model for t in costs.autointerp_targets}) * len(
-        config.get("autointerp", {}).get("explainers", [])
-    )
-    rules["aggregate_metrics"].jobs = 1
-    rules["claims"].jobs = 1
-    if "sweep" in config:
-        rules["plot_hyperparameter_sweep"].jobs = 1
-    if "toy" in config:
-        rules["toy_figure4"].jobs = 1
-        for dataset, spec in costs.toy_datasets.items():
-            rule = "toy_sweep_gpu" if costs.toy_on_gpu(dataset) else "toy_sweep"
-            rules[rule].jobs += len(spec["seeds"])
-            rules[rule].flops += len(spec["seeds"]) * costs.toy_sweep(dataset).flops
-            rules["toy_aggregate"].jobs += 1
-
     measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
-    for rule in GPU_RULES:
+    for rule in [rule for rule in GPU_RULES if rule in rules]:
         rules[rule].flops_per_second, rules[rule].calibrated_from = measured.get(
             rule, (rule_flops_per_second(rule, gpu_flops), 0)
         )
 
-    pairs = [(model, variant) for model in models for variant in variants]
+    models = list(config["models"])
+    pairs = [(model, variant) for model in models for variant in config["variants"]]
     disk = {
         "tokens": sum(costs.token_store_bytes(model) for model in models),
         # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
         # once, or as many as the scratch budget lets train together (the largest ones).
         "training activations (temporary)": sum(
-            sorted((costs.chain_scratch_bytes(model) for model, _ in costs.chains), reverse=True)[: costs.lanes]
+            sorted((costs.chain_scratch_bytes(model) for model, _ in costs.study.chains), reverse=True)[: costs.lanes]
         ),
         "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
         # A shard's job reads one checkpoint and writes the next; older ones are deleted.
         "training checkpoints (temporary)": sum(
-            2 * costs.train_layer_shard(model, layer, 0).disk_bytes for model, _, layer in costs.training_layers
+            2 * costs.train_layer_shard(model, layer, 0).disk_bytes for model, _, layer in costs.study.training_layers
         ),
-        "SAEs": sum(costs.finalize_sae(t).disk_bytes for t in costs.targets),
+        "SAEs": sum(costs.finalize_sae(t).disk_bytes for t in costs.study.targets),
     }
     downloads = downloads_of(config)
-    rules["fetch_hub"].jobs = len(downloads) - ("glove.6B.zip" in downloads)
-    rules["fetch_glove"].jobs = int("glove.6B.zip" in downloads)
     disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads.values())
-    largest = max(costs.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
-    step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.training_layers)
+    largest = max(costs.study.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
+    step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.study.training_layers)
     batch = group_components(FINISH_GROUP) if finish_batch is None else finish_batch
     hours = chain_hours(costs, rules)
-    lanes = costs.lanes or len(costs.chains)
+    lanes = costs.lanes or len(costs.study.chains)
     # Chain i follows chain i - lanes (common.smk, chain_before_finished): lanes run side by side.
     in_budget = max((sum(list(hours.values())[lane::lanes]) for lane in range(lanes)), default=0.0)
     return Plan(
@@ -216,8 +196,8 @@ def plan(
         disk=disk,
         largest_sae=largest,
         layer_step_gpu_bytes=step_gpu_bytes,
-        cluster_jobs=cluster_jobs(costs.targets, rules, batch),
-        chains=len(costs.chains),
+        cluster_jobs=cluster_jobs(jobs, batch),
+        chains=len(costs.study.chains),
         lanes=costs.lanes,
         training_hours=max(hours.values(), default=0.0),
         training_hours_in_budget=in_budget,
@@ -242,10 +222,10 @@ def downloads_of(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
 def chain_hours(costs: StudyCosts, rules: dict[str, RulePlan]) -> dict[tuple[str, str], float]:
     """GPU-hours of caching and training one (model, variant), its shards one after the other."""
     hours = {}
-    for model, variant in costs.chains:
-        layers = [layer for m, v, layer in costs.training_layers if (m, v) == (model, variant)]
+    for model, variant in costs.study.chains:
+        layers = [layer for m, v, layer in costs.study.training_layers if (m, v) == (model, variant)]
         flops = {"cache_train_shard": 0.0, "train_layer_shard": 0.0}
-        for shard in range(len(costs.shards)):
+        for shard in range(len(costs.study.shards)):
             flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
             flops["train_layer_shard"] += sum(costs.train_layer_shard(model, layer, shard).flops for layer in layers)
         hours[model, variant] = sum(f / rules[rule].flops_per_second / 3600 for rule, f in flops.items())
@@ -266,7 +246,7 @@ def format_plan(plan: Plan) -> str:
         if rule.counted_in:
             lines.append(f"{name:<28}{rule.jobs:>8}{'GPU':>12}  counted in {rule.counted_in}")
         elif rule.gpu_hours is None:
-            lines.append(f"{name:<28}{rule.jobs:>8}{'CPU':>12}")
+            lines.append(f"{name:<28}{rule.jobs:>8}{'local' if name in LOCAL_RULES else 'CPU':>12}")
         else:
             source = f"measured, {rule.calibrated_from} benchmark files" if rule.calibrated_from else "assumed"
             lines.append(

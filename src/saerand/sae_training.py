@@ -14,6 +14,7 @@ side from one read of each batch (train_together), each exactly as it would alon
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,15 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache, read_ahead
-from .config import SaeHyperparameters, point_settings
+from .config import SaeHyperparameters
+from .models import resolve_device
+from .settings import SaeSettings, from_config
+
+
+def job_settings(sae_param: dict[str, Any]) -> SaeSettings:
+    """A job's `sae` param (the config section at its SAE's point) as settings on this job's device."""
+    settings = from_config(SaeSettings, sae_param, "sae")
+    return dataclasses.replace(settings, device=resolve_device(settings.device))
 
 
 def default_lr(optimizer: str, num_latents: int) -> float:
@@ -36,28 +45,28 @@ def default_lr(optimizer: str, num_latents: int) -> float:
     return {"signum": 5e-3, "adam": 2e-4}[optimizer] / scale
 
 
-def _optimizer(sae: SparseCoder, settings: dict[str, Any], num_steps: int):
-    lr = settings.get("lr") or default_lr(settings["optimizer"], sae.num_latents)
-    if settings["optimizer"] == "signum":
+def _optimizer(sae: SparseCoder, settings: SaeSettings, num_steps: int):
+    lr = settings.lr or default_lr(settings.optimizer, sae.num_latents)
+    if settings.optimizer == "signum":
         optimizer = ScheduleFreeWrapper(SignSGD(sae.parameters(), lr=lr), momentum=0.95)
         optimizer.train()
         return optimizer, None, lr
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
-    schedule = get_linear_schedule_with_warmup(optimizer, settings.get("lr_warmup_steps", 1000), num_steps)
+    schedule = get_linear_schedule_with_warmup(optimizer, settings.lr_warmup_steps, num_steps)
     return optimizer, schedule, lr
 
 
 class SaeTrainer:
     """One SAE's complete training state, so training can stop after any shard and resume exactly."""
 
-    def __init__(self, d_in: int, settings: dict[str, Any], num_steps: int):
+    def __init__(self, d_in: int, settings: SaeSettings, num_steps: int):
         self.settings = settings
-        self.device = settings.get("device", "cpu")
+        self.device = settings.device
         self.num_steps = num_steps
-        torch.manual_seed(settings.get("seed", 0))
+        torch.manual_seed(settings.seed)
         self.sae = SparseCoder(
             d_in,
-            SparseCoderConfig(expansion_factor=settings["expansion_factor"], k=settings["k"]),
+            SparseCoderConfig(expansion_factor=settings.expansion_factor, k=settings.k),
             self.device,
             dtype=torch.float32,
         )
@@ -69,9 +78,9 @@ class SaeTrainer:
 
     def step_on(self, x: torch.Tensor) -> None:
         """One optimizer step on a batch of activations (already on this trainer's device)."""
-        auxk_alpha = self.settings.get("auxk_alpha", 0.0)
-        threshold = self.settings.get("dead_feature_threshold", 10_000_000)
-        clip = self.settings.get("grad_clip_norm")
+        auxk_alpha = self.settings.auxk_alpha
+        threshold = self.settings.dead_feature_threshold
+        clip = self.settings.grad_clip_norm
         sae = self.sae
         if self.step == 0:
             sae.b_dec.data = x.mean(0)
@@ -117,10 +126,8 @@ class SaeTrainer:
         write_json(directory / "provenance.json", provenance | {"step": self.step, "tokens_seen": self.tokens_seen})
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, settings: dict[str, Any]) -> SaeTrainer:
-        state = torch.load(
-            Path(directory) / "trainer_state.pt", map_location=settings.get("device", "cpu"), weights_only=True
-        )
+    def from_checkpoint(cls, directory: str | Path, settings: SaeSettings) -> SaeTrainer:
+        state = torch.load(Path(directory) / "trainer_state.pt", map_location=settings.device, weights_only=True)
         trainer = cls(state["d_in"], settings, state["num_steps"])
         trainer.sae.load_state_dict(state["sae"])
         trainer.optimizer.load_state_dict(state["optimizer"])
@@ -136,7 +143,7 @@ class SaeTrainer:
         if isinstance(self.optimizer, ScheduleFreeWrapper):
             self.optimizer.eval()
         self.sae.eval()
-        threshold = self.settings.get("dead_feature_threshold", 10_000_000)
+        threshold = self.settings.dead_feature_threshold
         return self.sae, {
             "steps": self.step,
             "tokens": self.tokens_seen,
@@ -168,30 +175,30 @@ def save_layer_checkpoint(directory: str | Path, trainers: dict[str, SaeTrainer]
     """Every SAE's training state after a shard, one subdirectory per SAE label, published at once."""
     with atomic_directory(directory) as staging:
         for label, trainer in trainers.items():
-            trainer.write_checkpoint(staging / label, provenance | {"sae_config": trainer.settings})
+            trainer.write_checkpoint(staging / label, provenance | {"sae_config": dataclasses.asdict(trainer.settings)})
 
 
-def batch_rows(settings: dict[str, Any], context_length: int) -> int:
+def batch_rows(settings: SaeSettings, context_length: int) -> int:
     """Activations per step: sparsify counts its batch size in sequences."""
-    return settings["batch_size"] * context_length
+    return settings.batch_size * context_length
 
 
-def buffer_order_seed(settings: dict[str, Any], shard: int) -> int | None:
+def buffer_order_seed(settings: SaeSettings, shard: int) -> int | None:
     """The seed of a shard's reading order (None: stored order), fixed by (SAE seed, shard) so a
     rerun or resumed shard reads exactly the same batches."""
-    if not settings["buffer_shuffle"]:
+    if not settings.buffer_shuffle:
         return None
-    return int(np.random.SeedSequence((settings.get("seed", 0), shard)).generate_state(1, np.uint64)[0])
+    return int(np.random.SeedSequence((settings.seed, shard)).generate_state(1, np.uint64)[0])
 
 
-def training_batches(cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int, shard: int = 0):
+def training_batches(cache: ActivationCache, layer: int, settings: SaeSettings, context_length: int, shard: int = 0):
     """One shard's training batches, in stored order or mixed across the buffer (`buffer_shuffle`)."""
     return cache.batches(
         layer,
         batch_rows(settings, context_length),
         shuffle_seed=buffer_order_seed(settings, shard),
-        window_chunks=settings["buffer_window_chunks"],
-        block_rows=settings["buffer_block_rows"],
+        window_chunks=settings.buffer_window_chunks,
+        block_rows=settings.buffer_block_rows,
     )
 
 
@@ -199,7 +206,7 @@ def train_layer_shard(
     cache: ActivationCache,
     layer: int,
     shard: int,
-    sae_settings: dict[str, Any],
+    sae_settings: SaeSettings,
     points: list[SaeHyperparameters],
     context_length: int,
     train_tokens: int,
@@ -210,7 +217,7 @@ def train_layer_shard(
     num_steps = math.ceil(train_tokens / batch_rows(sae_settings, context_length))
     trainers = {}
     for point in points:
-        settings = point_settings(sae_settings, point)
+        settings = dataclasses.replace(sae_settings, expansion_factor=point.expansion_factor, k=point.k)
         if previous is None:
             trainers[point.label] = SaeTrainer(cache.d_model, settings, num_steps)
             continue
@@ -229,7 +236,7 @@ def train_layer_shard(
 
 
 def train_sae(
-    cache: ActivationCache, layer: int, settings: dict[str, Any], context_length: int
+    cache: ActivationCache, layer: int, settings: SaeSettings, context_length: int
 ) -> tuple[SparseCoder, dict]:
     """Train one SAE on all of `layer` in `cache` (one shard); returns it (eval mode) and a summary."""
     rows = batch_rows(settings, context_length)

@@ -2,12 +2,13 @@
 
     python -m saerand.status --configfile config/config.yaml [--directory .] [--gpus N]
 
-Read from the working directory, without Snakemake: a stage is done for an SAE when its output
-exists, running when Snakemake has marked that output incomplete (a job started or submitted and not
-yet finished; a killed run's marks stay until Snakemake runs again) and waiting otherwise. Where
-Slurm's `squeue` is on PATH, this user's queued and running jobs per rule. The GPU time left is the
-planner's FLOP model over the GPU jobs still to run, at each rule's throughput measured from the
-finished jobs' benchmark files (the planner's assumed throughput for a rule with none).
+Read from the working directory: a stage is done for an SAE when its output exists, running when
+Snakemake has marked that output incomplete (a job started or submitted and not yet finished; a
+killed run's marks stay until Snakemake runs again) and waiting otherwise. Where Slurm's `squeue` is
+on PATH, this user's queued and running jobs per rule. The GPU time left is the planner's FLOP model
+over the GPU jobs Snakemake itself would still run (a dry run in the directory, running jobs
+counted whole), at each rule's throughput measured from the finished jobs' benchmark files (the
+planner's assumed throughput for a rule with none).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from saerand.config import SaeTarget, layer_checkpoint_directory, load_config
-from saerand.costs import GPU_RULES, StudyCosts, rule_flops_per_second
-from saerand.planner import SCHEMA, measured_throughput
+from saerand.config import SCHEMA, SaeTarget, layer_checkpoint_directory, load_config
+from saerand.costs import StudyCosts, rule_flops_per_second
+from saerand.dag import PlannedJob, study_jobs
+from saerand.layout import GPU_RULES
+from saerand.planner import job_flops, measured_throughput
 
 STATES = ("done", "running", "waiting")
 
@@ -73,94 +76,58 @@ def slurm_queue() -> Counter:
     return queue
 
 
-def study_status(config: dict[str, Any], directory: Path, queue: Counter | None = None) -> Status:
+def study_status(
+    config: dict[str, Any], directory: Path, queue: Counter | None = None, jobs: list[PlannedJob] | None = None
+) -> Status:
+    """The study in `directory`; `jobs` are those Snakemake would still run there (by default a
+    dry run in it, saerand.dag)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no study there (--directory: where Snakemake runs the study)")
     costs = StudyCosts(config)
     incomplete = incomplete_outputs(directory)
-    explainers = config.get("autointerp", {}).get("explainers", [])
-    interpreted = set(costs.autointerp_targets)
-    status = Status(saes=len(costs.targets), queue=slurm_queue() if queue is None else queue)
+    explainers = config["autointerp"]["explainers"] if config.get("autointerp") else []
+    interpreted = set(costs.study.autointerp_targets)
+    status = Status(saes=len(costs.study.targets), queue=slurm_queue() if queue is None else queue)
 
     def exists(path: str) -> bool:
         return (directory / path).exists()
 
-    def count(stage: str, targets: list[SaeTarget], output, working=lambda target: False) -> list[SaeTarget]:
+    def count(stage: str, targets: list[SaeTarget], output, working=lambda target: False) -> None:
         """Tally `stage` over `targets` (running: its output, or what `working` names, marked
-        incomplete); the targets whose stage is still to run."""
+        incomplete)."""
         states = Counter({state: 0 for state in STATES})
-        left = []
         for target in targets:
             path = output(target)
             running = _running(path, incomplete) or working(target)
-            state = "running" if running else ("done" if exists(path) else "waiting")
-            states[state] += 1
-            if state != "done":
-                left.append(target)
+            states["running" if running else ("done" if exists(path) else "waiting")] += 1
         status.stages[stage] = states
-        return left
 
     # An SAE trains in its layer's shard jobs: a layer checkpoint being written counts as training.
-    untrained = count(
+    count(
         "training",
-        costs.targets,
+        costs.study.targets,
         lambda t: f"{t.directory}/sae",
         lambda t: any(
             _running(layer_checkpoint_directory(t.model, t.variant, t.layer, shard), incomplete)
-            for shard in range(len(costs.shards))
+            for shard in range(len(costs.study.shards))
         ),
     )
-    unevaluated = count("evaluation", costs.targets, lambda t: f"{t.directory}/metrics.json")
+    count("evaluation", costs.study.targets, lambda t: f"{t.directory}/metrics.json")
     for explainer in explainers:
         count(
             f"autointerp ({explainer})",
-            [t for t in costs.targets if t in interpreted],
+            [t for t in costs.study.targets if t in interpreted],
             lambda t, e=explainer: f"{t.directory}/autointerp/{e}",
         )
-    # GPU jobs still to run, with the planner's FLOPs.
-    flops: Counter = Counter()
-    shards = range(len(costs.shards))
-    for target in {(t.model, t.variant, t.layer): t for t in untrained}.values():  # one per layer
-        for shard in shards[_first_shard_left(costs, directory, target) :]:
-            flops["train_layer_shard"] += costs.train_layer_shard(target.model, target.layer, shard).flops
-    for model, variant in dict.fromkeys((t.model, t.variant) for t in untrained):
-        first = min(
-            _first_shard_left(costs, directory, t) for t in untrained if (t.model, t.variant) == (model, variant)
-        )
-        for shard in shards[first:]:
-            flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
-    for model, variant in dict.fromkeys((t.model, t.variant) for t in costs.targets):
-        if not exists(f"results/{model}/{variant}/cache/eval.zarr"):
-            flops["cache_eval"] += costs.cache_eval(model).flops
-    for target in unevaluated:
-        flops["evaluate_sae"] += costs.evaluate_sae(target).flops
-    for model, variant in dict.fromkeys((t.model, t.variant) for t in interpreted):
-        if not exists(f"results/{model}/{variant}/autointerp/latents"):
-            flops["collect_latents"] += costs.collect_latents(model).flops
-    if "llm" in explainers:
-        left = status.stages["autointerp (llm)"]["running"] + status.stages["autointerp (llm)"]["waiting"]
-        flops["autointerp_llm"] += left * costs.autointerp_llm().flops  # as the planner counts it
-    for dataset, spec in costs.toy_datasets.items():
-        if costs.toy_on_gpu(dataset):
-            for seed in spec["seeds"]:
-                if not exists(f"results/toy/{dataset}/seed-{seed}.csv"):
-                    flops["toy_sweep_gpu"] += costs.toy_sweep(dataset).flops
+    # The jobs the next run would do (a dry run here), with the planner's FLOPs.
     benchmarks = directory / "benchmarks"
     measured = measured_throughput(costs, benchmarks) if benchmarks.is_dir() else {}
     status.calibrated_rules = {rule: files for rule, (_, files) in measured.items()}
-    for rule, rule_flops in flops.items():
-        if rule in GPU_RULES:
-            per_second = measured[rule][0] if rule in measured else rule_flops_per_second(rule)
-            status.gpu_hours_left += rule_flops / per_second / 3600
+    for job in study_jobs(config, directory) if jobs is None else jobs:
+        if job.rule in GPU_RULES:
+            per_second = measured[job.rule][0] if job.rule in measured else rule_flops_per_second(job.rule)
+            status.gpu_hours_left += job_flops(costs, job) / per_second / 3600
     return status
-
-
-def _first_shard_left(costs: StudyCosts, directory: Path, target: SaeTarget) -> int:
-    """The first training shard the target's layer has not trained on (its chain's checkpoints)."""
-    finished = [
-        s
-        for s in range(len(costs.shards))
-        if (directory / layer_checkpoint_directory(target.model, target.variant, target.layer, s)).exists()
-    ]
-    return max(finished, default=-1) + 1
 
 
 def _duration(hours: float) -> str:

@@ -83,12 +83,14 @@ class SubjectModel:
 
 
 def load_variant(
-    location: str, model_cfg: dict, variant: str, *, seed: int, device: str, split: str, shard: int = 0
+    location: str, model_settings: dict, variant: str, *, seed: int, device: str, split: str, shard: int = 0
 ) -> tuple[SubjectModel, dict]:
     """Build one variant to read `split` (shard `shard` of it); returns it with the record that goes
     into provenance. `seed` re-samples the weights (the same model for every split and shard)."""
-    revision = revision_for(model_cfg, variant)
-    model = load_causal_lm(location, revision, n_layers=model_cfg["n_layers"], dtype=model_cfg["dtype"], device=device)
+    revision = revision_for(model_settings, variant)
+    model = load_causal_lm(
+        location, revision, n_layers=model_settings["n_layers"], dtype=model_settings["dtype"], device=device
+    )
     record = {"variant": variant, "revision": revision, "seed": seed}
     commit = fetched_commit(location, revision)
     if commit:  # what a moving revision name (main) meant when this was made

@@ -76,13 +76,13 @@ rule llm_server:
         LLM_GROUP
     conda:
         "../../envs/vllm.yaml"
-    threads: AUTOINTERP_LLM.get("cpus", 1)
+    threads: LLM.cpus
     resources:
-        gpu=AUTOINTERP_LLM.get("gpus", 1),
-        mem_mb=AUTOINTERP_LLM.get("mem_mb", 1000),
+        gpu=LLM.gpus,
+        mem_mb=LLM.mem_mb,
         runtime=llm_server_runtime,
     params:
-        python=AUTOINTERP_LLM.get("python"),
+        python=LLM.python,
         settings=lambda wildcards: json.dumps(AUTOINTERP_LLM),
         src=SOURCE_DIRECTORY,
     shell:

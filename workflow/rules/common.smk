@@ -7,9 +7,18 @@ import re
 from pathlib import Path
 
 from saerand import retries
-from saerand.costs import GPU_RULES, StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
-from saerand.layout import BENCHMARKS, FINISH_GROUP, FINISH_GROUP_RULES, LLM_GROUP, SHARD_GROUP, SHARD_GROUP_RULES
+from saerand.costs import StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
+from saerand.layout import (
+    BENCHMARKS,
+    FINISH_GROUP,
+    FINISH_GROUP_RULES,
+    GPU_RULES,
+    LLM_GROUP,
+    SHARD_GROUP,
+    SHARD_GROUP_RULES,
+)
 from saerand.planner import group_components
+from saerand.study import Study
 from saerand.config import (
     CORPUS_DIR,
     VARIANTS,
@@ -26,10 +35,12 @@ from saerand.config import (
 )
 from saerand.fetch import RECORDS, llm_artefact, model_artefacts, hub_dataset, record_path, study_artefacts
 from saerand.report import deviations
+from saerand.settings import AutointerpSettings, section_settings
 from saerand.toy.glove import glove_downloads, glove_hint
 
-COSTS = StudyCosts(config)
-TOY_DATASETS = COSTS.toy_datasets
+STUDY = Study.of(config)
+COSTS = StudyCosts(config, STUDY)
+TOY_DATASETS = STUDY.toy_datasets
 
 
 wildcard_constraints:
@@ -42,12 +53,12 @@ wildcard_constraints:
     batch=r"\d+",
     expansion=r"\d+",
     k=r"\d+",
-    embedded=re.escape(config.get("embedded_model", {}).get("name", "no-embedded-model")),
+    embedded=re.escape(SETTINGS.embedded_model.name if SETTINGS.embedded_model else "no-embedded-model"),
     toy_dataset="|".join(map(re.escape, TOY_DATASETS)) or "no-toy-dataset",
 
 
-SAE_TARGETS = COSTS.targets
-TRAIN_SHARDS = COSTS.shards
+SAE_TARGETS = STUDY.targets
+TRAIN_SHARDS = STUDY.shards
 
 
 # The report (snakemake --report): categories by the paper's sections, and the captions' notes on
@@ -77,7 +88,7 @@ def fetched(artefact):
 def subject_model_files(model, variant=None):
     """The embedded model is built by the workflow; a hub model's revisions (the variant's weights
     and the tokenizer's) are fetched beforehand."""
-    if config["models"][model].get("embedded"):
+    if SETTINGS.models[model].embedded:
         return str(embedded_model_dir(model))
     return [fetched(artefact) for artefact in model_artefacts(config, model, variant)]
 
@@ -227,7 +238,7 @@ def job_runtime(wildcards, attempt, rulename):
 
 # Section 3.3 (workflow/rules/autointerp.smk): the study's own SAEs, one per (model, variant, layer).
 AUTOINTERP = config.get("autointerp")
-AUTOINTERP_TARGETS = COSTS.autointerp_targets
+AUTOINTERP_TARGETS = STUDY.autointerp_targets
 # The study's own SAEs among them: the ROC curves and examples (Figures 1, 2, 8-10; Appendix D).
 AUTOINTERP_STUDY_TARGETS = [t for t in AUTOINTERP_TARGETS if t.hyperparameters == main_hyperparameters(config)]
 AUTOINTERP_EXPANSIONS = "|".join(sorted({str(t.expansion_factor) for t in AUTOINTERP_TARGETS})) or "none"
@@ -235,16 +246,15 @@ AUTOINTERP_KS = "|".join(sorted({str(t.k) for t in AUTOINTERP_TARGETS})) or "non
 # What collecting latents and the null explainer use: the LLM's settings are not rerun triggers there.
 # (Which SAEs, the sweep's too or not, is the `modules` param of collect_latents.)
 LATENT_SETTINGS = {key: value for key, value in (AUTOINTERP or {}).items() if key not in ("explainers", "llm", "sweep")}
-AUTOINTERP_LLM = (AUTOINTERP or {}).get("llm", {})
+AUTOINTERP_LLM = AUTOINTERP["llm"] if AUTOINTERP else {}
+# The LLM's settings, typed (defaults where the study has no auto-interp: its rules then have no jobs).
+LLM = (SETTINGS.autointerp or section_settings(AutointerpSettings, "autointerp")).llm
 SOURCE_DIRECTORY = str(REPOSITORY / "src")  # the server's launcher, run in vLLM's environment
 # The study's SAEs in batches of saes_per_server, each served by one server. A batch's SAEs share its
 # server's job, so they form one connected job group of their own. (Snakemake's group-local
 # `{groupid}` services cannot be used: inside a cluster job the server's job is planned before its
 # consumers know the group id, and Snakemake stops with "service ... has no consumer".)
-LLM_BATCHES = (
-    {t: i // AUTOINTERP_LLM["saes_per_server"] for i, t in enumerate(AUTOINTERP_TARGETS)} if AUTOINTERP_LLM else {}
-)
-LLM_BATCH = AUTOINTERP_LLM.get("saes_per_server", 1)
+LLM_BATCHES = {t: i // LLM.saes_per_server for i, t in enumerate(AUTOINTERP_TARGETS)}
 
 
 def llm_batch(wildcards):

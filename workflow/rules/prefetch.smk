@@ -1,14 +1,9 @@
 # Everything the study takes from the network, fetched once where Snakemake runs (the login node of
-# a cluster: these are local rules) before any cluster job reads it. Hub models at each revision,
+# a cluster: saerand.layout.LOCAL_RULES) before any cluster job reads it. Hub models at each revision,
 # hub datasets and the LLM's weights go into the download cache (prefetch.hf_home, an HF_HOME), each
 # verified against its published checksums and then recorded; GloVe's zip is verified, unzipped where
 # its config keys point, and removed. Every other job reads the hub offline (Snakefile) and has the
 # records of what it reads as inputs, so `snakemake prefetch` alone fetches the whole study's.
-
-
-localrules:
-    prefetch,
-    fetch_hub,
 
 
 rule prefetch:
@@ -37,9 +32,6 @@ rule fetch_hub:
 
 # Only configured GloVe files that are not on disk: a user's own files are never outputs of a rule.
 if GLOVE_DOWNLOADS:
-
-    localrules:
-        fetch_glove,
 
     rule fetch_glove:
         output:

@@ -3,29 +3,35 @@ from saerand.data import load_token_store
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.provenance import provenance
+from saerand.settings import CacheSettings, from_config
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
-model, cache = params.model, params.cache
+model_settings, cache_settings = params.model, from_config(CacheSettings, params.cache, "cache")
 start, stop = params.sequences or (0, None)
 sequences = load_token_store(snakemake.input.tokens, start, stop)
-device = resolve_device(cache["device"])
+device = resolve_device(cache_settings.device)
 subject, variant_record = load_variant(
-    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, **params.store
+    model_settings["location"],
+    model_settings,
+    wildcards.variant,
+    seed=params.variant_seed,
+    device=device,
+    **params.store,
 )
 write_activation_cache(
     snakemake.output[0],
     subject,
     sequences,
     params.layers,
-    batch_sequences=cache["batch_sequences"],
-    dtype=cache["dtype"],
-    chunk_rows=cache["chunk_rows"],
-    compressor=cache["compressor"],
+    batch_sequences=cache_settings.batch_sequences,
+    dtype=cache_settings.dtype,
+    chunk_rows=cache_settings.chunk_rows,
+    compressor=cache_settings.compressor,
     attrs=provenance(
         model=wildcards.model,
-        model_config=model,
+        model_config=model_settings,
         token_store=snakemake.input.tokens,
         sequences=[start, start + len(sequences)],
         **variant_record,

@@ -9,11 +9,16 @@ from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
-model, settings = params.model, params.autointerp
-device = resolve_device(settings["device"])
+model_settings, autointerp_settings = params.model, params.autointerp
+device = resolve_device(autointerp_settings["device"])
 sequences = load_token_store(snakemake.input.tokens)
 subject, variant_record = load_variant(
-    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, split="autointerp"
+    model_settings["location"],
+    model_settings,
+    wildcards.variant,
+    seed=params.variant_seed,
+    device=device,
+    split="autointerp",
 )
 saes = {
     module: (layer, SparseCoder.load_from_disk(path, device=device))
@@ -25,15 +30,15 @@ selections = write_latent_cache(
     subject,
     sequences,
     saes,
-    settings,
+    autointerp_settings,
     provenance(
         # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
-        model_name=model["location"],
+        model_name=model_settings["location"],
         cache_ctx_len=int(sequences.shape[1]),
         n_tokens=int(sequences.size),
         dataset_repo=snakemake.input.tokens,
         model=wildcards.model,
-        autointerp=settings,
+        autointerp=autointerp_settings,
         saes={module: path for (module, _), path in zip(params.modules, snakemake.input.saes)},
         **variant_record,
     ),
@@ -41,5 +46,5 @@ selections = write_latent_cache(
 for module, selection in selections.items():
     print(
         f"{module}: {len(selection.selected)} latents kept of {selection.drawn} drawn "
-        f"({selection.dead} dead, {selection.too_rare} with fewer than {settings['min_examples']} examples)"
+        f"({selection.dead} dead, {selection.too_rare} with fewer than {autointerp_settings['min_examples']} examples)"
     )

@@ -10,34 +10,36 @@ from saerand.jobs import start_job
 from saerand.metrics import evaluate_sae
 from saerand.models import load_tokenizer, resolve_device
 from saerand.provenance import provenance
+from saerand.settings import EvaluationSettings, from_config
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
-evaluation, model = params.evaluation, params.model
+evaluation_settings = from_config(EvaluationSettings, params.evaluation, "evaluation")
+model_settings = params.model
 layer = int(wildcards.layer)
-device = resolve_device(evaluation["device"])
+device = resolve_device(evaluation_settings.device)
 sae = SparseCoder.load_from_disk(snakemake.input.sae, device=device)
 cache = ActivationCache(snakemake.input.cache)
 # BOS/EOS/pad positions are masked out of the SAEBench-style metrics.
-special_token_ids = load_tokenizer(model["location"], model["revision"]).all_special_ids
+special_token_ids = load_tokenizer(model_settings["location"], model_settings["revision"]).all_special_ids
 # Every SAE resamples the same held-out sequences with the same seed: replicates pair across SAEs.
-intervals = {"resamples": evaluation["bootstrap_resamples"], "seed": params.seed}
+intervals = {"resamples": evaluation_settings.bootstrap_resamples, "seed": params.seed}
 metrics, replicates = evaluate_sae(
     sae,
     cache,
     layer,
-    batch_rows=evaluation["batch_tokens"],
+    batch_rows=evaluation_settings.batch_tokens,
     special_token_ids=special_token_ids,
     device=device,
     **intervals,
 )
 # The held-out store's noise stream: the control's CE/KL scores read no training inputs.
 subject, variant_record = load_variant(
-    model["location"], model, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
+    model_settings["location"], model_settings, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
 )
 scores, score_replicates = downstream_scores(
-    subject, sae, layer, cache.tokens(), batch_sequences=evaluation["batch_sequences"], **intervals
+    subject, sae, layer, cache.tokens(), batch_sequences=evaluation_settings.batch_sequences, **intervals
 )
 metrics |= scores
 print(metrics)
@@ -55,7 +57,7 @@ write_json(
             "d_in": sae.d_in,
         },
         sae_provenance=json.loads((Path(snakemake.input.sae) / "provenance.json").read_text()),
-        evaluation=evaluation,
+        evaluation=params.evaluation,
         eval_cache=cache.attrs,
         variant_record=variant_record,
         special_token_ids=special_token_ids,

@@ -3,13 +3,12 @@ from pathlib import Path
 
 from saerand.config import SaeHyperparameters
 from saerand.jobs import start_job
-from saerand.models import resolve_device
 from saerand.provenance import provenance
-from saerand.sae_training import SaeTrainer, save_sae
+from saerand.sae_training import SaeTrainer, job_settings, save_sae
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
-settings = {**params.sae, "device": resolve_device(params.sae["device"])}
+settings = job_settings(params.sae)
 label = SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)).label
 checkpoint = Path(snakemake.input[0]) / label
 if not checkpoint.is_dir():

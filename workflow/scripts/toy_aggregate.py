@@ -18,5 +18,5 @@ with atomic_directory(snakemake.output.figures) as figures:
     if "mmcs" in table and table["mmcs"].notna().any():  # Figure 5: ground truth is known
         figure5(table[table["kind"] == "inputs"], figures / "mmcs.png", record)
 write_text(snakemake.output.table, table.to_csv(index=False))
-summary = ["explained_variance", "explained_variance_centered", "l0", "l1_over_sqrt_l2"]
+summary = ["one_minus_nre", "explained_variance", "l0", "l1_over_sqrt_l2"]
 print(table.groupby(["kind", "n_latents"])[summary].describe().to_string())

@@ -3,6 +3,7 @@ from saerand.config import toy_latent_counts
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.provenance import provenance
+from saerand.settings import ToySaeSettings, from_config
 from saerand.toy.sweep import dataset_kinds, sweep, toy_dataset
 
 start_job(snakemake.log[0], snakemake.threads)
@@ -10,7 +11,8 @@ params, seed = snakemake.params, int(snakemake.wildcards.seed)
 device = resolve_device(params.device)
 inputs, ground_truth = toy_dataset(params.dataset, seed)
 kinds = dataset_kinds(inputs, seed, params.gaussian_control, device)
-table = sweep(kinds, toy_latent_counts(params.dataset, inputs.shape[1]), params.sae, seed, ground_truth, device)
+sae_settings = from_config(ToySaeSettings, params.sae, "toy.sae")
+table = sweep(kinds, toy_latent_counts(params.dataset, inputs.shape[1]), sae_settings, seed, ground_truth, device)
 table.insert(0, "dataset", snakemake.wildcards.toy_dataset)
 write_json(
     snakemake.output.provenance,

@@ -1,14 +1,13 @@
 from saerand.cache import ActivationCache
 from saerand.config import sae_hyperparameters
 from saerand.jobs import start_job
-from saerand.models import resolve_device
 from saerand.provenance import provenance
-from saerand.sae_training import buffer_order_seed, save_layer_checkpoint, train_layer_shard
+from saerand.sae_training import buffer_order_seed, job_settings, save_layer_checkpoint, train_layer_shard
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards
 layer, shard = int(wildcards.layer), int(wildcards.shard)
-settings = {**params.sae, "device": resolve_device(params.sae["device"])}
+settings = job_settings(params.sae)
 cache = ActivationCache(snakemake.input.shard)
 # Every SAE of the layer, from the config rather than a param: a sweep point dropped from the config
 # must not rerun the other SAEs' chains (a changed param would, even where they are finished).

@@ -27,14 +27,16 @@ from typing import Any
 SERVED_MODEL = "explainer"  # the name consumers ask for, whatever weights are served
 
 
-def server_command(settings: dict[str, Any], socket_path: str) -> list[str]:
-    """The vLLM server's command line for the `autointerp.llm` settings (this interpreter's vLLM)."""
+def server_command(settings: dict[str, Any], socket_path: str, weights: str | None = None) -> list[str]:
+    """The vLLM server's command line for the validated `autointerp.llm` settings (this
+    interpreter's vLLM), serving `weights` (a local copy) where given. (Plain dicts: this runs in
+    vLLM's environment, without saerand.settings' dependencies.)"""
     command = [
         sys.executable,
         "-m",
         "vllm.entrypoints.openai.api_server",
         "--model",
-        settings.get("weights") or settings["model"],
+        weights or settings["model"],
         "--served-model-name",
         SERVED_MODEL,
         "--uds",
@@ -50,9 +52,9 @@ def server_command(settings: dict[str, Any], socket_path: str) -> list[str]:
         "--seed",
         str(settings["seed"]),
     ]
-    if settings.get("revision") and not settings.get("weights"):
+    if settings["revision"] and not weights:
         command += ["--revision", settings["revision"]]
-    return command + [str(arg) for arg in settings.get("server_args", [])]
+    return command + [str(arg) for arg in settings["server_args"]]
 
 
 def fetched_weights(record: str | Path) -> str:
@@ -73,18 +75,16 @@ def write_service_file(path: str | Path, address: dict[str, Any]) -> None:
 
 def main(service_file: str, settings_json: str, log: str = "", record: str = "") -> None:
     settings = json.loads(settings_json)
-    if record:
-        settings["weights"] = fetched_weights(record)
     # mkdtemp makes the directory with mode 0700; the node-local TMPDIR keeps the path short
     # (a Unix socket path has at most 107 bytes).
     private = tempfile.mkdtemp(prefix="saerand-llm-")
     socket_path = os.path.join(private, "vllm.sock")
-    command = server_command(settings, socket_path)
+    command = server_command(settings, socket_path, fetched_weights(record) if record else None)
     write_service_file(
         service_file,
         {"socket": socket_path, "host": socket.gethostname(), "pid": os.getpid(), "model": SERVED_MODEL, "log": log},
     )
-    os.environ.update({key: str(value) for key, value in settings.get("environment", {}).items()})
+    os.environ.update({key: str(value) for key, value in settings["environment"].items()})
     sys.stdout.flush()
     os.execvp(command[0], command)  # same pid: the address file names the server's own process
 

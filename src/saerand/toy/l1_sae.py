@@ -14,9 +14,9 @@ leaves open what the means run over:
 - `standardized_mean_squared_error`: as in the authors' public code
   (github.com/tim-lawson/superposition), each input row is standardised over its dimensions
   (minus its mean, divided by its unbiased std + 1e-8), the SAE encodes and decodes that row, and
-  the decoded row is mapped back (times the std, plus the mean), so reconstructions and the
-  explained variances are on the input scale (the codes, and so L1 and L1/sqrt(L2), are those
-  of the standardised rows, as in the authors' code); the loss is `F.mse_loss` (mean over
+  the decoded row is mapped back (times the std, plus the mean), so reconstructions, 1 - NRE and
+  explained variance are on the input scale (the codes, and so L1 and L1/sqrt(L2), are those of
+  the standardised rows, as in the authors' code); the loss is `F.mse_loss` (mean over
   samples and dimensions) on that scale plus `l1_coefficient` times mean |z| over samples and
   latents. Standardised rows are orthogonal to the all-ones vector, so the dictionary can at
   best find each feature minus its mean over dimensions, whose cosine with the feature is about
@@ -32,7 +32,7 @@ at c n_d / (n_latents s), so its zone moves with the latent count. Measured Figu
 with 256 a quarter decade higher. At the paper's size (n_s = 512, n_d = 256, 1024 latents, 10K
 points, 100 epochs, Adam lr 1e-3, batch 256, seed 0) the standardised MMCS is 0.38, 0.46, 0.61,
 0.91 from 10^-3 to 10^-2.25, then 0.991, 0.997, 0.997, 0.995, 0.955 from 10^-2 to 10^-1, 0.37 at
-10^-0.75, and the SAEs are dead from 10^-0.5 (explained variance 0.004): its zone lies half a
+10^-0.75, and the SAEs are dead from 10^-0.5 (1 - NRE 0.004): its zone lies half a
 decade below the summed one's. Figure 5 is a raster image whose axis ticks the paper's text does
 not carry, so which zone matches it is not known; both lie well inside the paper's range, and the
 summed convention stays the default.
@@ -42,9 +42,9 @@ with lr 1e-3 and batch size 256, as the authors' code does. Under `summed_square
 latents on the paper's toy data (seed 0, 100 epochs) reach MMCS 0.999 at coefficients 10^-1.25
 and 10^-1, and above 0.95 from 10^-1.75 to 10^-0.5 (0.956, 0.996, 0.999, 0.999, 0.997, 0.992);
 it falls to 0.68 at 10^-2 and 0.30 at 10^-3 (dense codes, L0 230 and 689) and to 0.81 at
-10^-0.25. Of the paper's 21 coefficients, 11 (10^-2.75 to 10^-0.25) give explained variance
+10^-0.25. Of the paper's 21 coefficients, 11 (10^-2.75 to 10^-0.25) give 1 - NRE
 between 0.05 and 0.99; 10^-3 reaches 0.990 with L0 689, and the SAEs at 10^0, 10^0.25, 10^0.5,
-10 and 100 are dead (explained variance <= 0.006; the other four coefficients above 1 were not
+10 and 100 are dead (1 - NRE <= 0.006; the other four coefficients above 1 were not
 run).
 """
 
@@ -136,8 +136,8 @@ def evaluate(
     """Explained variance, the sparsity measures and (given ground truth) MMCS on `data`."""
     reconstructions, codes = model(data)
     results = {
+        "one_minus_nre": metrics.one_minus_nre(data, reconstructions),
         "explained_variance": metrics.explained_variance(data, reconstructions),
-        "explained_variance_centered": metrics.explained_variance_centered(data, reconstructions),
         "l0": metrics.l0(codes),
         "l1": metrics.l1(codes),
         "l1_over_sqrt_l2": metrics.l1_over_sqrt_l2(codes),

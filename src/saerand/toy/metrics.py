@@ -27,21 +27,22 @@ import torch
 LOWER_IS_SPARSER = {"l0": True, "l1": True, "l1_over_sqrt_l2": True, "hoyer": False}
 
 
-def explained_variance(inputs: torch.Tensor, reconstructions: torch.Tensor) -> float:
+def one_minus_nre(inputs: torch.Tensor, reconstructions: torch.Tensor) -> float:
     """1 - normalized reconstruction error: 1 - sum ||x - x_hat||^2 / sum ||x||^2.
 
     The paper's axes read "explained variance (normalized reconstruction error)" and run from 0
     to 1: an all-zero reconstruction scores 0. Relative to ||x||^2 rather than to the variance
     about the mean, since the SAE has no decoder bias; for zero-mean data the two agree. On data
     with a large mean (the MLP outputs) the mean alone already scores high here: see
-    `explained_variance_centered`."""
+    `explained_variance`."""
     residual = (inputs - reconstructions).pow(2).sum()
     return float(1 - residual / inputs.pow(2).sum())
 
 
-def explained_variance_centered(inputs: torch.Tensor, reconstructions: torch.Tensor) -> float:
+def explained_variance(inputs: torch.Tensor, reconstructions: torch.Tensor) -> float:
     """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2, the mean taken over samples: the usual
-    R^2, which scores reconstructing only the mean 0 and so counts only how x varies."""
+    R^2, which scores reconstructing only the mean 0 and so counts only how x varies: Section 3's
+    explained variance (saerand.metrics, sparsify's 1 - FVU), on the toy data."""
     residual = (inputs - reconstructions).pow(2).sum()
     return float(1 - residual / (inputs - inputs.mean(dim=0)).pow(2).sum())
 
@@ -90,18 +91,18 @@ def pareto_frontier(
     return ordered[ordered[y] > best_before]
 
 
-def sparsity_at_explained_variance(
+def sparsity_at_one_minus_nre(
     table: pd.DataFrame,
     measure: str,
-    explained_variance: float,
+    one_minus_nre: float,
 ) -> float:
     """The sparsity `measure` that the Pareto frontier of `table` reaches at the given explained
     variance, interpolated linearly between frontier points (NaN outside the frontier's range).
 
     This makes "sparser at a given level of explained variance" (Section 4.2) a number: compare
     it between a dataset and its Gaussian control."""
-    frontier = pareto_frontier(table, measure, "explained_variance", minimize_x=LOWER_IS_SPARSER[measure])
-    variances = frontier["explained_variance"].to_numpy()
-    if not variances.min() <= explained_variance <= variances.max():
+    frontier = pareto_frontier(table, measure, "one_minus_nre", minimize_x=LOWER_IS_SPARSER[measure])
+    variances = frontier["one_minus_nre"].to_numpy()
+    if not variances.min() <= one_minus_nre <= variances.max():
         return math.nan
-    return float(np.interp(explained_variance, variances, frontier[measure].to_numpy()))
+    return float(np.interp(one_minus_nre, variances, frontier[measure].to_numpy()))

@@ -7,7 +7,7 @@ Tidy result tables, one row per trained SAE:
 
 - Figure 5: `n_latents`, `l1_coefficient`, `seed`, `mmcs`.
 - Pareto figures: `dataset` (e.g. "Superposed", "GloVe 300d"; one per figure), `kind` (one of
-  `KINDS`), `n_latents`, `l1_coefficient`, `seed`, `explained_variance` and the sparsity
+  `KINDS`), `n_latents`, `l1_coefficient`, `seed`, `one_minus_nre` and the sparsity
   measures `l0`, `l1`, `l1_over_sqrt_l2`, `hoyer` (see `saerand.toy.metrics`).
 """
 
@@ -88,8 +88,8 @@ def figure5(table: pd.DataFrame, path: str | Path, provenance: Mapping) -> None:
 
 
 def _seed_means(table: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Mean and standard error over seeds of explained variance and `measure` per coefficient."""
-    grouped = table.groupby("l1_coefficient")[["explained_variance", measure]]
+    """Mean and standard error over seeds of 1 - NRE and `measure` per coefficient."""
+    grouped = table.groupby("l1_coefficient")[["one_minus_nre", measure]]
     means = grouped.mean()
     errors = grouped.sem().add_suffix("_se")  # NaN for a single seed: no error bars
     return means.join(errors).reset_index()
@@ -101,9 +101,9 @@ def pareto_figure(
     path: str | Path,
     provenance: Mapping,
 ) -> None:
-    """Pareto frontiers of explained variance against each sparsity measure (one row each), one
-    column per latent count, one line per `kind`; each point is an L1 coefficient, with standard
-    errors over seeds as error bars in both directions."""
+    """Pareto frontiers of 1 - NRE (the paper's "explained variance") against each sparsity
+    measure (one row each), one column per latent count, one line per `kind`; each point is an L1
+    coefficient, with standard errors over seeds as error bars in both directions."""
     measures = [sparsity_measures] if isinstance(sparsity_measures, str) else list(sparsity_measures)
     unknown = set(measures) - set(MEASURE_LABELS)
     if unknown:
@@ -129,15 +129,15 @@ def pareto_figure(
                 frontier = pareto_frontier(
                     _seed_means(runs, measure),
                     measure,
-                    "explained_variance",
+                    "one_minus_nre",
                     minimize_x=LOWER_IS_SPARSER[measure],
                 )
                 label = kind.replace("gaussian", "Gaussian") if kind.startswith("gaussian") else f"{datasets[0]} {kind}"
                 ax.errorbar(
                     frontier[measure],
-                    frontier["explained_variance"],
+                    frontier["one_minus_nre"],
                     xerr=frontier[f"{measure}_se"],
-                    yerr=frontier["explained_variance_se"],
+                    yerr=frontier["one_minus_nre_se"],
                     color=KIND_COLOURS[kind],
                     marker="o",
                     markersize=4,
@@ -145,11 +145,11 @@ def pareto_figure(
                     label=label,
                 )
             ax.set_xlabel(MEASURE_LABELS[measure])
-            # As in the paper, show explained variance from 0 to 1: SAEs worse than predicting
-            # the mean (negative EV, e.g. with a huge L1 coefficient) fall below the axis.
+            # As in the paper, show 0 to 1: SAEs worse than reconstructing nothing (negative, e.g.
+            # with a huge L1 coefficient) fall below the axis.
             ax.set_ylim(-0.05, 1.05)
             if column == 0:
-                ax.set_ylabel("Explained Variance")
+                ax.set_ylabel("Explained Variance (1 - NRE)")
             if row == 0:
                 ax.set_title(f"{n_latents} Latents")
     axes[0, -1].legend(fontsize="small")

@@ -7,12 +7,14 @@ is measured on the inputs), GloVe word vectors, and the input embedding matrix o
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from saerand.settings import ToySaeSettings
 from saerand.toy.data import embedding_matrix, gaussian_control, sharkey_data
 from saerand.toy.glove import glove_vectors
 from saerand.toy.l1_sae import l1_coefficients, train_l1_sae
@@ -60,14 +62,14 @@ def dataset_kinds(
 def sweep(
     kinds: dict[str, np.ndarray],
     latent_counts: list[int],
-    sae: dict[str, Any],
+    sae: ToySaeSettings,
     seed: int,
     ground_truth: np.ndarray | None = None,
     device: str = "cpu",
 ) -> pd.DataFrame:
     """Train an L1 SAE for every (kind, latent count, L1 coefficient); one row of validation
     metrics each (MMCS on the inputs when the ground truth is known)."""
-    coefficients = l1_coefficients(**sae["l1_coefficients"])
+    coefficients = l1_coefficients(**dataclasses.asdict(sae.l1_coefficients))
     grid = [(kind, n, c) for kind in kinds for n in latent_counts for c in coefficients]
     rows = []
     for kind, n_latents, coefficient in tqdm(grid, desc=f"L1 SAEs (seed {seed})"):
@@ -75,15 +77,15 @@ def sweep(
             kinds[kind],
             n_latents,
             coefficient,
-            epochs=sae["epochs"],
-            batch_size=sae["batch_size"],
-            lr=sae["lr"],
+            epochs=sae.epochs,
+            batch_size=sae.batch_size,
+            lr=sae.lr,
             seed=seed,
-            validation_fraction=sae["validation_fraction"],
+            validation_fraction=sae.validation_fraction,
             device=device,
             ground_truth_features=ground_truth if kind == "inputs" else None,
             progress=False,
-            loss=sae["loss"],
+            loss=sae.loss,
         )
         rows.append(
             {"kind": kind, "n_latents": n_latents, "l1_coefficient": coefficient, "seed": seed, **result.metrics}
