@@ -55,12 +55,11 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """Return a copy of `config` with defaults filled in, or raise ConfigError naming the key."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    config = copy.deepcopy(config)
+def _schema_checked(instance: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `instance` with the schema's defaults filled in, or ConfigError naming the key."""
+    instance = copy.deepcopy(instance)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         where = _key_path(error.absolute_path)
         hint = error.schema.get("description") if isinstance(error.schema, dict) else None
@@ -68,6 +67,12 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         if hint:
             message += f" (expected: {hint})"
         raise ConfigError(message)
+    return instance
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Return a copy of `config` with defaults filled in, or raise ConfigError naming the key."""
+    config = _schema_checked(config, yaml.safe_load(Path(schema_path).read_text()))
     _check_cross_fields(config)
     return config
 
@@ -77,12 +82,7 @@ def validate_section(section: str, values: dict[str, Any], schema_path: str | Pa
     outside a study (benchmarks, tests)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     schema = {**schema, "properties": {section: schema["properties"][section]}, "required": [section]}
-    config = {section: copy.deepcopy(values)}
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        raise ConfigError(f"config key '{_key_path(error.absolute_path)}': {error.message}")
-    return config[section]
+    return _schema_checked({section: values}, schema)[section]
 
 
 def _check_cross_fields(config: dict[str, Any]) -> None:
