@@ -6,6 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from saerand.cluster import check_account, uses_slurm
 from saerand.config import load_config, validate_config
 from saerand.fetch import job_environment
 from saerand.layout import LOCAL_RULES
@@ -62,6 +63,12 @@ rule all:
         [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],
+
+
+# Before anything goes to Slurm: every job has an account to be charged to.
+onstart:
+    if uses_slurm(workflow):
+        check_account(workflow.dag.needrun_jobs())
 
 
 # Run where Snakemake runs, never as cluster jobs (saerand.layout says which and why). The

@@ -3,8 +3,14 @@
 Everything (config, munge key and socket, state, spool, logs, pid files, fake GPU
 devices) lives under one work directory; clients find the cluster through the
 SLURM_CONF variable in ``SlurmCluster.env``. The daemons run as root as plain child
-processes (no systemd) and are stopped by PID. No slurmdbd: job records come from
-``squeue`` while jobs are known to slurmctld and from jobcomp/filetxt afterwards.
+processes (no systemd) and are stopped by PID. Job records come from ``squeue`` while jobs are
+known to slurmctld and from jobcomp/filetxt afterwards.
+
+By default the cluster is permissive. Options make it strict, as production GPU clusters are:
+``enforce_part_limits`` rejects at submission a job that asks for more than its partition allows
+(time over MaxTime, more CPUs than the partition has) instead of leaving it pending forever;
+``accounts`` runs accounting (a private MariaDB and slurmdbd, so ``sacct`` works) and rejects a
+job without one of those accounts.
 
     with SlurmCluster(tmp_path / "slurm") as cluster:
         subprocess.run(["sbatch", "--wrap", "true"], env=cluster.env, check=True)
@@ -22,10 +28,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch")
+ACCOUNTING_PROGRAMS = ("mariadb-install-db", "mariadbd", "slurmdbd", "sacctmgr", "sacct")
 # srun inside a job finds no SLURM_CONF (the Snakemake jobstep plugin drops SLURM_* variables), so
 # the cluster's config is linked at the default location while it runs, when nothing is there.
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
@@ -33,26 +41,33 @@ DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 # take turns); a config this module wrote starts with MARKER, so a killed run's link is recognised.
 MACHINE_LOCK = Path(tempfile.gettempdir()) / "saerand-test-slurm-cluster.lock"
 MARKER = "# saerand test cluster"
+CLUSTER_NAME = "testcluster"
+# Small InnoDB files and buffers: a test database holds a few hundred rows.
+MARIADB_SIZES = ("--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M")
 APT_PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
+ACCOUNTING_PACKAGES = ("slurmdbd", "mariadb-server")
 
 
-def ensure_slurm_installed() -> None:
-    """Install munge and Slurm from apt when any daemon/client is missing from PATH."""
-    missing = [d for d in DAEMONS if shutil.which(d) is None]
+def ensure_slurm_installed(accounting: bool = False) -> None:
+    """Install munge and Slurm (with `accounting`, slurmdbd and MariaDB too) from apt when any
+    program they provide is missing from PATH."""
+    programs = DAEMONS + ACCOUNTING_PROGRAMS if accounting else DAEMONS
+    packages = APT_PACKAGES + ACCOUNTING_PACKAGES if accounting else APT_PACKAGES
+    missing = [d for d in programs if shutil.which(d) is None]
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise RuntimeError(
             f"Slurm test cluster needs {', '.join(missing)} on PATH; installing them needs "
-            f"root and apt-get (apt-get install {' '.join(APT_PACKAGES)})"
+            f"root and apt-get (apt-get install {' '.join(packages)})"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
     res = subprocess.run(install, env=env, capture_output=True, text=True)
     if res.returncode != 0:  # stale or missing package lists: refresh once, retry
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True)
         res = subprocess.run(install, env=env, capture_output=True, text=True)
-    missing = [d for d in DAEMONS if shutil.which(d) is None]
+    missing = [d for d in programs if shutil.which(d) is None]
     if res.returncode != 0 or missing:
         raise RuntimeError(
             f"could not install Slurm (still missing: {', '.join(missing)}):\n{(res.stdout + res.stderr)[-2000:]}"
@@ -71,6 +86,12 @@ def _free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def _accepts(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _mem_total_mb() -> int:
@@ -94,7 +115,9 @@ class SlurmCluster:
     """One slurmctld + one slurmd (+ a private munged) serving partitions of one node on localhost.
 
     `partitions` maps each partition's name to its MaxTime in minutes (None: no limit); the first
-    is the default one.
+    is the default one. With `enforce_part_limits`, sbatch fails for a job over its partition's
+    limits. With `accounts`, a job must name one of them (``sbatch -A``); they are kept in
+    `self.accounts`, and the cluster runs MariaDB and slurmdbd as well (``sacct`` answers).
     """
 
     def __init__(
@@ -106,6 +129,8 @@ class SlurmCluster:
         partitions: dict[str, int | None] | None = None,
         start_timeout: float = 60.0,
         turn_timeout: float = 3600.0,
+        enforce_part_limits: bool = False,
+        accounts: Sequence[str] = (),
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.partitions = partitions or {"gpu-test": None}
@@ -116,6 +141,7 @@ class SlurmCluster:
         if self.real_memory_mb >= mem_total:
             raise ValueError(f"real_memory_mb={self.real_memory_mb} must be below MemTotal={mem_total} MB")
         self.start_timeout, self.turn_timeout = start_timeout, turn_timeout
+        self.enforce_part_limits, self.accounts = enforce_part_limits, list(accounts)
         self._turn = None
         self.hostname = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
         self.conf = self.workdir / "slurm.conf"
@@ -132,6 +158,7 @@ class SlurmCluster:
         self.env["SLURM_CONF"] = str(self.conf)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._linked_conf = False
+        self._dbd_port = 0  # chosen when the config is written
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> SlurmCluster:
@@ -148,7 +175,7 @@ class SlurmCluster:
         self.stop()
 
     def start(self) -> SlurmCluster:
-        ensure_slurm_installed()
+        ensure_slurm_installed(accounting=bool(self.accounts))
         self._take_turn()
         self._write_files()
         if DEFAULT_CONF.is_symlink() and (not DEFAULT_CONF.exists() or DEFAULT_CONF.read_text().startswith(MARKER)):
@@ -177,6 +204,8 @@ class SlurmCluster:
             ],
         )
         self._wait_for(sock.exists, "munged socket")
+        if self.accounts:
+            self._start_accounting()
         # -c: a reused workdir starts with no old jobs (ids restart at 1, see _write_files).
         self._spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)])
         self._wait_for(lambda: self._cmd_ok(["scontrol", "ping"], "UP"), "slurmctld to answer")
@@ -185,6 +214,53 @@ class SlurmCluster:
             lambda: self._cmd_ok(["sinfo", "-h", "-N", "-o", "%T", "-n", self.hostname], "idle"), "node to become idle"
         )
         return self
+
+    def _start_accounting(self) -> None:
+        """A private MariaDB (a socket in run_dir, no TCP) and slurmdbd on it; then the cluster, the
+        accounts and root as their user are added, so slurmctld finds them when it registers."""
+        datadir = self.workdir / "mariadb"
+        shutil.rmtree(datadir, ignore_errors=True)  # a reused workdir starts with no old job records
+        install = ["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={datadir}", "--skip-test-db"]
+        res = subprocess.run([*install, *MARIADB_SIZES], env=self.env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed:\n{(res.stdout + res.stderr)[-2000:]}")
+        sock = self.run_dir / "mariadb.sock"
+        self._spawn(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={datadir}",
+                f"--socket={sock}",
+                "--skip-networking",
+                f"--pid-file={self.run_dir / 'mariadbd.pid'}",
+                f"--log-error={self.logs / 'mariadbd.log'}",
+                *MARIADB_SIZES,
+            ],
+        )
+        self._wait_for(sock.exists, "MariaDB socket")
+        # slurmdbd.conf has no socket setting; the MariaDB client library reads this variable.
+        self._spawn("slurmdbd", ["slurmdbd", "-D"], MYSQL_UNIX_PORT=str(sock))
+        self._wait_for(lambda: _accepts(self._dbd_port), "slurmdbd to listen")
+        # One `sacctmgr load` (each request to slurmdbd costs about 0.1 s) adds the cluster, and the
+        # accounts with root as their user. A job without -A goes to root's default account, Slurm's
+        # own "root" account, which may run no jobs (as an account without an allocation): refused.
+        lines = [f"Cluster - '{CLUSTER_NAME}'", "Parent - 'root'", "User - 'root':MaxSubmitJobs=0"]
+        lines += [f"Account - '{account}'" for account in self.accounts]
+        for account in self.accounts:
+            lines += [f"Parent - '{account}'", "User - 'root'"]
+        accounts_file = self.workdir / "accounts.cfg"
+        accounts_file.write_text("\n".join(lines) + "\n")
+        res = subprocess.run(
+            ["sacctmgr", "-i", "load", f"file={accounts_file}"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"sacctmgr load {accounts_file} failed:\n{res.stdout}{res.stderr}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Cancel leftover jobs, then SIGTERM (later SIGKILL) the daemons this object started."""
@@ -195,7 +271,7 @@ class SlurmCluster:
                 deadline = time.monotonic() + timeout
                 while self._live_job_ids() and time.monotonic() < deadline:
                     time.sleep(0.5)
-        for name in ("slurmd", "slurmctld", "munged"):  # reverse start order
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):  # reverse start order
             proc = self._procs.pop(name, None)
             if proc is None:
                 continue
@@ -223,8 +299,12 @@ class SlurmCluster:
 
     # ------------------------------------------------------------------ jobs
     def sbatch(self, *args: str) -> str:
-        """Submit with ``sbatch --parsable ARGS`` and return the job id."""
-        res = subprocess.run(["sbatch", "--parsable", *args], env=self.env, capture_output=True, text=True, timeout=60)
+        """Submit with ``sbatch --parsable ARGS`` and return the job id; the job's output goes to the
+        work directory (not the caller's current one) unless ARGS say where."""
+        output = f"--output={self.workdir / 'slurm-%j.out'}"
+        res = subprocess.run(
+            ["sbatch", "--parsable", output, *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
         if res.returncode != 0:
             raise RuntimeError(f"sbatch {' '.join(args)} failed: {res.stderr.strip()}")
         return res.stdout.strip().split(";")[0]
@@ -296,11 +376,16 @@ class SlurmCluster:
                 raise RuntimeError(f"Slurm test cluster: waiting for {what}: {why}\n{self.log_tails()}")
             time.sleep(0.2)
 
-    def _spawn(self, name: str, cmd: list[str]) -> None:
+    def _spawn(self, name: str, cmd: list[str], **env: str) -> None:
         out = open(self.logs / f"{name}.stdout", "ab")
         # Own session so a Ctrl-C in the test runner does not hit the daemons out of order.
         self._procs[name] = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **env},
+            start_new_session=True,
         )
         out.close()
 
@@ -344,10 +429,10 @@ class SlurmCluster:
         (w / "gres.conf").write_text(
             "AutoDetect=off\n" + "".join(f"NodeName={self.hostname} Name=gpu File={d}\n" for d in devs)
         )
-        ctld_port, slurmd_port = _free_ports(2)
+        ctld_port, slurmd_port, self._dbd_port = _free_ports(3)
         host = self.hostname
         conf = {
-            "ClusterName": "testcluster",
+            "ClusterName": CLUSTER_NAME,
             "SlurmctldHost": f"{host}(127.0.0.1)",
             "SlurmctldPort": ctld_port,
             "SlurmdPort": slurmd_port,
@@ -374,7 +459,8 @@ class SlurmCluster:
             # Trust the configured CPUs/memory instead of draining on what slurmd detects.
             "SlurmdParameters": "config_overrides",
             "GresTypes": "gpu",
-            "AccountingStorageType": "accounting_storage/none",
+            **(self._accounting_conf() if self.accounts else {"AccountingStorageType": "accounting_storage/none"}),
+            **({"EnforcePartLimits": "ALL"} if self.enforce_part_limits else {}),
             # Polls /proc every second and kills a job over its --mem (OUT_OF_MEMORY), as cgroups
             # would on a production cluster: memory-limit retries can then be tested.
             "JobAcctGatherType": "jobacct_gather/linux",
@@ -407,3 +493,33 @@ class SlurmCluster:
             )
         (w / "plugstack.conf").write_text("")
         self.conf.write_text("\n".join([MARKER, *lines]) + "\n")
+
+    def _accounting_conf(self) -> dict[str, object]:
+        """slurm.conf's accounting settings; writes slurmdbd.conf, which slurmdbd reads from
+        SLURM_CONF's folder."""
+        dbd_conf = {
+            "AuthType": "auth/munge",
+            "AuthInfo": f"socket={self.run_dir / 'munge.sock'}",
+            "DbdHost": "localhost",
+            "DbdAddr": "127.0.0.1",
+            "DbdPort": self._dbd_port,
+            "SlurmUser": "root",
+            "PidFile": self.run_dir / "slurmdbd.pid",
+            "LogFile": self.logs / "slurmdbd.log",
+            "DebugLevel": "info",
+            "StorageType": "accounting_storage/mysql",
+            "StorageHost": "localhost",
+            "StorageUser": "root",
+            "StorageLoc": "slurm_acct_db",
+        }
+        path = self.workdir / "slurmdbd.conf"
+        path.write_text("".join(f"{k}={v}\n" for k, v in dbd_conf.items()))
+        path.chmod(0o600)  # slurmdbd refuses a config others can read (it may hold a password)
+        return {
+            "AccountingStorageType": "accounting_storage/slurmdbd",
+            "AccountingStorageHost": "127.0.0.1",
+            "AccountingStoragePort": self._dbd_port,
+            "AccountingStoragePass": self.run_dir / "munge.sock",  # connections to slurmdbd ignore AuthInfo
+            # A job's account must exist and be the user's; limits and QOS are checked at submission.
+            "AccountingStorageEnforce": "associations,limits,qos",
+        }

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,8 @@ def served_llm(tmp_path_factory, tiny_llama):
     yield directory / "server.json", settings, process
     process.send_signal(signal.SIGTERM)  # what Snakemake does when the group's consumers are done
     process.wait(timeout=60)
+    # vLLM's own IPC sockets were in the private folder, which goes with the server.
+    assert not Path(json.loads((directory / "server.json").read_text())["socket"]).parent.exists()
 
 
 def _settings(llm):
@@ -79,12 +82,14 @@ def _settings(llm):
 def test_a_served_llm_explains_and_scores_every_latent_with_probabilities(served_llm, raw_dir, model_dir, tmp_path):
     service_file, llm, process = served_llm
     address = json.loads(service_file.read_text())
-    assert address["pid"] == process.pid and os.stat(os.path.dirname(address["socket"])).st_mode & 0o077 == 0
+    private = os.path.dirname(address["socket"])
+    assert address["pid"] == process.pid and os.stat(private).st_mode & 0o077 == 0
     output = tmp_path / "llm"
     summary = run.score_sae(
         raw_dir, "layers.0", model_dir, _settings(llm), output, explainer="llm", server_file=service_file
     )
     assert summary["scored"] == 2 and summary["failed"] == 0
+    assert len(os.listdir(private)) > 1, os.listdir(private)  # vLLM's own IPC sockets beside its API socket
     # Structured outputs force delphi's formats: every answer parses, every sample has P(1).
     assert summary["fuzz_unparsed"] == summary["detection_unparsed"] == summary["explanations_unparsed"] == 0
     entries = {e["latent"]: e for e in map(json.loads, (output / "latents.jsonl").read_text().splitlines())}

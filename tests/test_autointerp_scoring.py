@@ -1,4 +1,6 @@
+import contextlib
 import json
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -60,31 +62,93 @@ def test_a_latent_log_ignores_the_line_a_killed_job_was_writing(tmp_path):
     assert sorted(LatentLog(log.path).done) == [1, 2]
 
 
-def test_a_killed_run_resumes_without_redoing_finished_latents(raw_dir, model_dir, tmp_path, monkeypatch):
+def test_a_torn_line_is_skipped_and_the_entries_after_it_still_count(tmp_path):
+    log = LatentLog(tmp_path / "progress" / "latents.jsonl")
+    log.add({"latent": 1, "fuzz_auroc": 0.5})
+    with open(log.path, "a") as handle:
+        handle.write('{"latent": 2, "fuz\n')
+    log.add({"latent": 3, "fuzz_auroc": 0.7})
+    assert sorted(LatentLog(log.path).done) == [1, 3]
+
+
+def test_the_entry_after_a_torn_last_line_starts_on_its_own_line(tmp_path):
+    path = tmp_path / "progress" / "latents.jsonl"
+    LatentLog(path).add({"latent": 1, "fuzz_auroc": 0.5})
+    with open(path, "a") as handle:
+        handle.write('{"latent": 2, "fuz')  # a killed writer's last line, without its newline
+    LatentLog(path).add({"latent": 3, "fuzz_auroc": 0.7})
+    assert sorted(LatentLog(path).done) == [1, 3]
+
+
+def _killed_after_first_latent(raw_dir, model_dir, output, monkeypatch) -> int:
+    """Run a job that is killed while scoring its second latent; the first latent it scored."""
     calls = []
 
     def first_latent_then_killed(record, tokenizer, settings):
         if calls:
-            raise KeyboardInterrupt  # the job is killed while scoring its second latent
+            raise KeyboardInterrupt
         calls.append(record.latent.latent_index)
         return score_with_null(record, tokenizer, settings)
 
-    output = tmp_path / "sae" / "autointerp" / "tokens"
-    monkeypatch.setattr(run, "score_with_null", first_latent_then_killed)
-    with pytest.raises(KeyboardInterrupt):
-        run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
-    assert not output.exists() and len(calls) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(run, "score_with_null", first_latent_then_killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
+    return calls[0]
 
-    resumed = []
+
+def _scored_latents(monkeypatch) -> list[int]:
+    """From now on, every latent the null explainer scores."""
+    scored = []
     monkeypatch.setattr(
         run,
         "score_with_null",
         lambda record, tok, settings: (
-            resumed.append(record.latent.latent_index) or score_with_null(record, tok, settings)
+            scored.append(record.latent.latent_index) or score_with_null(record, tok, settings)
         ),
     )
+    return scored
+
+
+def test_a_rerun_killed_while_recording_its_settings_keeps_the_progress(raw_dir, model_dir, tmp_path, monkeypatch):
+    output = tmp_path / "tokens"
+    first = _killed_after_first_latent(raw_dir, model_dir, output, monkeypatch)
+    write_text = pathlib.Path.write_text
+
+    def torn_settings(path, text, *args, **kwargs):
+        if "settings.json" in path.name:
+            write_text(path, text[: len(text) // 2])
+            raise KeyboardInterrupt  # the job is killed while writing its settings
+        return write_text(path, text, *args, **kwargs)
+
+    scored = _scored_latents(monkeypatch)
+    with monkeypatch.context() as patch, contextlib.suppress(KeyboardInterrupt):
+        patch.setattr(pathlib.Path, "write_text", torn_settings)
+        run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
+    if not output.exists():  # the rerun after that kill
+        run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
+    assert first not in scored and len(output.joinpath("latents.jsonl").read_text().splitlines()) == 2
+
+
+def test_progress_without_its_settings_is_started_afresh(raw_dir, model_dir, tmp_path):
+    output = tmp_path / "tokens"
+    progress = output.with_name(".tokens.progress")
+    progress.mkdir()  # a job killed before it recorded its settings
+    progress.joinpath("latents.jsonl").write_text(json.dumps({"latent": 999, "failed": "not this run's"}) + "\n")
     summary = run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
-    assert resumed == [latent for latent in (TOKEN_LATENT, RANDOM_LATENT) if latent not in calls]
+    assert summary["scored"] == 2 and summary["failed"] == 0
+
+
+def test_a_killed_run_resumes_without_redoing_finished_latents(raw_dir, model_dir, tmp_path, monkeypatch):
+    output = tmp_path / "sae" / "autointerp" / "tokens"
+    first = _killed_after_first_latent(raw_dir, model_dir, output, monkeypatch)
+    assert not output.exists()
+
+    resumed = _scored_latents(monkeypatch)
+    # Resumed on another device with another batch size: operational settings, not the result's.
+    moved = {**SETTINGS, "device": "cpu", "batch_sequences": 3}
+    summary = run.score_sae(raw_dir, "layers.0", model_dir, moved, output, explainer="tokens")
+    assert resumed == [latent for latent in (TOKEN_LATENT, RANDOM_LATENT) if latent != first]
     assert summary["scored"] == 2 and summary["failed"] == 0
     assert summary["fuzz_auroc_low"] <= summary["fuzz_auroc"] <= summary["fuzz_auroc_high"]
     entries = [json.loads(line) for line in (output / "latents.jsonl").read_text().splitlines()]
@@ -106,3 +170,11 @@ def test_a_failing_latent_is_recorded_and_the_others_are_scored(raw_dir, model_d
     assert summary["scored"] == 1 and summary["failed"] == 1
     failed = [json.loads(line) for line in (output / "latents.jsonl").read_text().splitlines() if "failed" in line]
     assert failed == [{"latent": TOKEN_LATENT, "failed": "ValueError: the scorer's answer did not parse"}]
+
+
+def test_the_summary_records_the_settings_without_the_llm_servers_environment_and_flags(raw_dir, model_dir, tmp_path):
+    llm = {"model": "owner/llm", "environment": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "server_args": ["--enforce-eager"]}
+    output = tmp_path / "tokens"
+    run.score_sae(raw_dir, "layers.0", model_dir, {**SETTINGS, "llm": llm}, output, explainer="tokens")
+    recorded = json.loads((output / "summary.json").read_text())["autointerp"]
+    assert recorded["llm"] == {"model": "owner/llm"} and recorded["seed"] == SETTINGS["seed"]

@@ -75,6 +75,29 @@ def test_a_store_without_the_complete_flag_is_refused(tmp_path):
         ActivationCache(tmp_path / "missing.zarr")
 
 
+@pytest.mark.parametrize(("store", "rule"), [("eval.zarr", "cache_eval"), ("shard-1.zarr", "cache_train_shard")])
+def test_a_missing_chunk_is_refused_with_the_rule_that_rebuilds_the_store(tmp_path, tiny_neox, token_ids, store, rule):
+    """zarr reads a missing chunk as zeros: the store is refused on opening instead."""
+    _write(tmp_path / store, tiny_neox, token_ids)
+    (tmp_path / store / "layers.2" / "c" / "5" / "0").unlink()
+    with pytest.raises(
+        IncompleteCacheError, match=rf"{store} is damaged: chunk c/5/0 of layers.2 is missing.*rule {rule}"
+    ):
+        ActivationCache(tmp_path / store)
+
+
+@pytest.mark.parametrize(
+    ("compressor", "kept_bytes", "problem"),
+    [("none", 100, "holds 100 of its 16384 bytes"), ("zstd", 0, "is empty")],  # 64 rows of 64 float32
+)
+def test_a_truncated_chunk_is_refused(tmp_path, tiny_neox, token_ids, compressor, kept_bytes, problem):
+    _write(tmp_path / "eval.zarr", tiny_neox, token_ids, compressor=compressor)
+    chunk = tmp_path / "eval.zarr" / "layers.0" / "c" / "11" / "0"  # the last of 768 / 64
+    chunk.write_bytes(chunk.read_bytes()[:kept_bytes])
+    with pytest.raises(IncompleteCacheError, match=f"chunk c/11/0 of layers.0 {problem}"):
+        ActivationCache(tmp_path / "eval.zarr")
+
+
 def test_an_error_mid_write_leaves_nothing_behind(tmp_path, tiny_neox, token_ids):
     bad = token_ids.copy()
     bad[-1, -1] = 10_000  # out of the vocabulary: the last batch fails

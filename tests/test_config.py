@@ -245,6 +245,35 @@ def test_bad_autointerp_settings_are_named(demo, change, message):
     assert message in _error(bad)
 
 
+@pytest.mark.parametrize(
+    ("llm", "key", "name"),
+    [
+        ({"environment": {"HF_TOKEN": "hf_x"}}, "environment.HF_TOKEN", "HF_TOKEN"),
+        ({"environment": {"openai_api_key": "x"}}, "environment.openai_api_key", "openai_api_key"),
+        ({"environment": {"DB_PASSWORD": "x"}}, "environment.DB_PASSWORD", "DB_PASSWORD"),
+        ({"server_args": ["--enforce-eager", "--api-key", "x"]}, "server_args[1]", "--api-key"),
+        ({"server_args": ["--hf-token=hf_x"]}, "server_args[0]", "--hf-token"),
+        ({"server_args": ["AWS_SECRET=x"]}, "server_args[0]", "AWS_SECRET"),
+    ],
+)
+def test_secrets_in_the_llm_servers_settings_are_refused(demo, llm, key, name):
+    bad = copy.deepcopy(demo)
+    bad["autointerp"]["llm"] = llm
+    message = _error(bad)
+    assert f"config key 'autointerp.llm.{key}': {name!r} looks like a secret" in message
+    assert "put secrets in the job's environment instead (e.g. export HF_TOKEN" in message
+    assert "hf_x" not in message
+
+
+def test_names_that_merely_contain_a_secret_word_are_kept(demo):
+    config = copy.deepcopy(demo)
+    config["autointerp"]["llm"] = {
+        "environment": {"TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": 1},
+        "server_args": ["--max-num-batched-tokens", 4096, "--tokenizer-mode", "auto", "--ssl-keyfile", "k.pem"],
+    }
+    assert validate_config(config, SCHEMA)["autointerp"]["llm"]["server_args"][1] == 4096
+
+
 def test_the_papers_llm_is_the_default_and_needs_a_server_per_group():
     llm = load_config(REPO / "config" / "config.yaml", SCHEMA)["autointerp"]["llm"]
     assert llm["model"] == "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4" and llm["gpus"] == 1

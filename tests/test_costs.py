@@ -1,7 +1,15 @@
 import pytest
 
 from saerand.config import ConfigError, SaeTarget
-from saerand.costs import JobCost, ModelSize, StudyCosts, estimated_mb, estimated_minutes, sae_train_gpu_bytes
+from saerand.costs import (
+    LLM_GPU_FLOPS,
+    JobCost,
+    ModelSize,
+    StudyCosts,
+    estimated_mb,
+    estimated_minutes,
+    sae_train_gpu_bytes,
+)
 
 
 @pytest.mark.parametrize(("model", "published"), [("pythia-160m", 162_322_944), ("pythia-6.9b", 6_857_302_016)])
@@ -53,3 +61,19 @@ def test_a_scratch_budget_orders_the_chains_in_lanes(paper):
     assert StudyCosts(paper).lanes is None and StudyCosts(paper).chain_before(*costs.study.chains[24]) is None
     with pytest.raises(ConfigError, match="config key 'scratch_budget': 1000000000000 bytes is less than"):
         StudyCosts({**paper, "scratch_budget": 10**12})
+
+
+def test_an_llm_servers_batch_of_saes_fits_in_the_gpu_partitions_time_limit(paper):
+    """The paper's 10 SAEs per server take about 35 h of a 70B model's time on one GPU: with a 24 h
+    limit each server gets as many as fit (its clients resume latent by latent, so at least one)."""
+    unlimited = StudyCosts(paper)
+    assert unlimited.saes_per_server == paper["autointerp"]["llm"]["saes_per_server"] == 10
+    capped = StudyCosts(paper, gpu_runtime_cap=1440)
+    assert capped.saes_per_server == 6
+    job = capped.job_cost("autointerp_llm", {})
+    assert (
+        estimated_minutes(job, LLM_GPU_FLOPS)
+        <= 1440
+        < estimated_minutes(unlimited.job_cost("autointerp_llm", {}), LLM_GPU_FLOPS)
+    )
+    assert StudyCosts(paper, gpu_runtime_cap=30).saes_per_server == 1

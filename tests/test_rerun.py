@@ -26,7 +26,7 @@ from .workflow_runs import MINI, SNAKEMAKE, start_from_built_model
 
 # No --profile: what `snakemake` does by itself (it still loads profiles/default).
 PLAIN = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-SAFE_TRIGGERS = {"mtime", "params", "software-env", "code"}
+SAFE_TRIGGERS = {"mtime", "params"}
 WORKFLOW_PROFILE = "workflow specific profile"
 
 
@@ -64,9 +64,9 @@ def test_the_workflow_profile_is_loaded_from_the_root_and_from_elsewhere(tmp_pat
         tmp_path, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), monkeypatch=monkeypatch
     )
     assert elsewhere.triggers == SAFE_TRIGGERS
-    # Only `--workflow-profile none` leaves Snakemake's own default, which includes `input`.
+    # Only `--workflow-profile none` leaves Snakemake's own default, which includes `input` and `code`.
     unsafe = _parsed(REPO, "--workflow-profile", "none", monkeypatch=monkeypatch)
-    assert unsafe.triggers == SAFE_TRIGGERS | {"input"}
+    assert unsafe.triggers == SAFE_TRIGGERS | {"input", "code", "software-env"}
 
 
 def test_the_workflow_profile_combines_with_the_profiles(tmp_path, monkeypatch):
@@ -222,3 +222,46 @@ def test_dropping_a_sweep_point_with_a_plain_snakemake(finished_run, tmp_path):
     """No --profile: the workflow profile alone keeps the finished run finished and the table exact,
     found from the repository root and from the run's own directory."""
     _drop_a_sweep_point(finished_run, tmp_path, PLAIN, rerun_cwd=tmp_path / "run")
+
+
+# The scripts of the finished run's GPU stages, as a `git pull` that edits them would leave them.
+GPU_STAGE_SCRIPTS = ("cache_activations.py", "train_layer_shard.py", "finalize_sae.py", "evaluate_sae.py")
+
+
+@pytest.mark.slow
+def test_operational_settings_and_code_edits_rerun_nothing_finished(finished_run, tmp_path):
+    """Devices, forward batch sizes, the store's codec and a GPU constraint change how jobs run, not
+    what they compute; a script edited by a `git pull` is newer than every output. Neither reruns
+    anything; a setting that defines a result still does, and finished SAEs are write-protected."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    config = _config([2, 4])
+    config["cache"].update(device="cpu", batch_sequences=7, compressor="zstd")
+    config["sae"]["device"] = "cpu"
+    config["evaluation"].update(batch_tokens=512, batch_sequences=3, device="cpu")
+    config["models"]["mini-neox"]["gpu_constraint"] = "a100_80gb"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    where = ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
+    output = _snakemake(SNAKEMAKE, REPO, *where, "--dry-run")
+    assert "Nothing to be done" in output, output[-4000:]
+
+    scripts = [REPO / "workflow" / "scripts" / name for name in GPU_STAGE_SCRIPTS]
+    stamps = {path: path.stat() for path in scripts}
+    try:
+        for path in scripts:
+            os.utime(path)  # now: newer than every output
+        output = _snakemake(SNAKEMAKE, REPO, *where, "--dry-run")
+        assert "Nothing to be done" in output, output[-4000:]
+        # Asked for on purpose, the same edit reruns what reads those scripts.
+        output = _snakemake(SNAKEMAKE, REPO, *where, "--dry-run", "--rerun-triggers", "mtime", "params", "code")
+        assert {"finalize_sae", "evaluate_sae"} <= {rule for rule, _ in planned_jobs(output)}, output[-4000:]
+    finally:
+        for path, stamp in stamps.items():
+            os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+
+    config["sae"]["seed"] = 1  # defines every SAE
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    output = _snakemake(SNAKEMAKE, REPO, *where, "--dry-run")
+    assert {"train_layer_shard", "finalize_sae", "evaluate_sae"} <= {rule for rule, _ in planned_jobs(output)}
+    sae = workdir / sae_directory("mini-neox", "trained", 1, 4, 4) / "sae"
+    assert all(not path.stat().st_mode & 0o222 for path in [sae, *sae.iterdir()])

@@ -207,7 +207,10 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
         for name, tensor in theirs.state_dict().items():
             torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0, msg=f"{point.label} {name}")
     # Together means one read: the batches are the same for every point.
-    with pytest.raises(FileNotFoundError, match="holds no training state of SAE x8-k4"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"holds no training state of SAE x8-k4.*--forcerun train_layer_shard -- results/m/v/x8-k4/layers\.1/sae",
+    ):
         train_layer_shard(
             shards[1],
             1,
@@ -217,4 +220,5 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
             32,
             24 * 32,
             previous=tmp_path / "together" / "shard-0",
+            chain=("m", "v"),
         )

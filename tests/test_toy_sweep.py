@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -98,3 +99,32 @@ def test_bad_toy_choices_name_their_key(demo, section, key, value):
         validate_config(bad, SCHEMA)
     where = f"toy.{section}.{key}" if section else f"toy.{key}"
     assert str(error.value).startswith(f"config key '{where}': '{value}' is not one of")
+
+
+def test_a_killed_sweep_resumes_point_by_point_and_equals_one_pass(tmp_path, monkeypatch):
+    import saerand.toy.sweep as sweep_module
+    from saerand.progress import JsonLinesLog
+
+    inputs, features = sharkey_data(300, n_features=16, n_dims=8, seed=0)
+    kinds = {"inputs": inputs, "outputs": inputs[:, ::-1].copy()}
+    sae = section_settings(
+        ToySettings,
+        "toy",
+        sae={"epochs": 1, "batch_size": 64, "lr": 3e-3, "l1_coefficients": {"low": 0.01, "high": 0.1, "n": 2}},
+    ).sae
+    whole = sweep(kinds, [16], sae, seed=0, ground_truth=features)
+    log_path = tmp_path / "points.jsonl"
+    sweep(kinds, [16], sae, seed=0, ground_truth=features, progress=JsonLinesLog(log_path, key=sweep_module.grid_point))
+    # Killed after two points, while writing the third.
+    lines = log_path.read_text().splitlines(keepends=True)
+    log_path.write_text("".join(lines[:2]) + lines[2][:25])
+    trained = []
+    train = sweep_module.train_l1_sae
+    monkeypatch.setattr(
+        sweep_module, "train_l1_sae", lambda data, n, c, **kw: trained.append(c) or train(data, n, c, **kw)
+    )
+    resumed = sweep(
+        kinds, [16], sae, seed=0, ground_truth=features, progress=JsonLinesLog(log_path, key=sweep_module.grid_point)
+    )
+    assert len(trained) == 2  # the two points not logged whole
+    pd.testing.assert_frame_equal(resumed, whole)

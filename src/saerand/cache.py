@@ -2,7 +2,8 @@
 
 Layout of a store: `tokens` (sequences x context, int32) and `layers.{i}` (tokens x d_model),
 chunked by rows. The store is written in a staging directory and renamed into place when done,
-and its attrs carry `complete: true` last, so a killed job never leaves a store that reads as done.
+and its attrs carry `complete: true` last, so a killed job never leaves a store that reads as done;
+on opening, every chunk must be on disk (a lost one would read back as zeros).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from .atomic import atomic_directory
+from .stores import damaged_chunk
 from .variants import SubjectModel
 
 COMPRESSORS = {
@@ -176,6 +178,23 @@ class ActivationCache:
         self.n_tokens: int = self.attrs["n_tokens"]
         self.d_model: int = self.attrs["d_model"]
         self.layers: list[int] = self.attrs["layers"]
+        self._check_whole()
+
+    def _check_whole(self) -> None:
+        """Every layer as long as the store says, every chunk on disk."""
+        short = [name for name, array in self.group.arrays() if name != "tokens" and array.shape[0] != self.n_tokens]
+        problem = (
+            f"{short[0]} does not hold n_tokens = {self.n_tokens} rows"
+            if short
+            else damaged_chunk(self.group, self.path)
+        )
+        if problem:
+            # Training shards are shard-{s}.zarr (workflow/rules/cache.smk), the held-out text eval.zarr.
+            rule = "cache_train_shard" if self.path.name.startswith("shard-") else "cache_eval"
+            raise IncompleteCacheError(
+                f"activation cache {self.path} is damaged: {problem}. "
+                f"Remove it and run the workflow again: rule {rule} rebuilds it"
+            )
 
     def activations(self, layer: int):
         if layer not in self.layers:

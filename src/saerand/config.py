@@ -102,6 +102,7 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
     _check_datasets(config)
     _check_toy(config)
     _check_autointerp(config)
+    _check_no_secrets(config)
     embedded = config.get("embedded_model")
     sweep = config.get("sweep")
     for name in sweep["models"] if sweep else []:
@@ -220,6 +221,34 @@ def _check_autointerp(config: dict[str, Any]) -> None:
             f"config key 'autointerp.llm.examples_per_prompt': {per_prompt} does not divide the "
             f"{per_latent} samples per latent and scorer (autointerp.test_examples + non_activating)"
         )
+
+
+# A name ending in one of these words looks like a secret's (HF_TOKEN, --api-key, APIKEY); names
+# that merely contain one (TOKENIZERS_PARALLELISM, --max-num-batched-tokens) do not.
+SECRET_NAME = re.compile(r"(token|key|secret|password)(?![a-z0-9])", re.IGNORECASE)
+# A server argument that names something: a flag (--hf-token, --api-key=...) or NAME=value.
+NAMED_ARGUMENT = re.compile(r"^(-+[^=]+|[A-Za-z_][A-Za-z0-9_]*(?==))")
+
+
+def _check_no_secrets(config: dict[str, Any]) -> None:
+    """A config is copied into Snakemake's metadata, job scripts, logs and provenance: no secret
+    may be in the LLM server's environment or flags."""
+    settings = config.get("autointerp")
+    if not settings:
+        return
+    llm = settings["llm"]
+    named = [(f"environment.{name}", name) for name in llm["environment"]]
+    for index, argument in enumerate(llm["server_args"]):
+        match = NAMED_ARGUMENT.match(argument) if isinstance(argument, str) else None
+        if match:
+            named.append((f"server_args[{index}]", match[1]))
+    for key, name in named:
+        if SECRET_NAME.search(name):
+            raise ConfigError(
+                f"config key 'autointerp.llm.{key}': {name!r} looks like a secret, and a config is copied "
+                "into Snakemake's metadata, logs and results; put secrets in the job's environment instead "
+                "(e.g. export HF_TOKEN before running snakemake)"
+            )
 
 
 def _check_toy(config: dict[str, Any]) -> None:

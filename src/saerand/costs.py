@@ -121,13 +121,16 @@ class JobCost:
 class StudyCosts:
     """Per-job costs of one validated study configuration."""
 
-    def __init__(self, config: dict[str, Any], study: Study | None = None):
+    def __init__(self, config: dict[str, Any], study: Study | None = None, gpu_runtime_cap: float | None = None):
+        """`gpu_runtime_cap`: the GPU partition's time limit in minutes (None: none), which an LLM
+        server's batch of SAEs must fit in."""
         self.config = config
         self.study = Study.of(config) if study is None else study
         self.context = config["tokens"]["context_length"]
         self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
         self.cache_bytes = CACHE_BYTES[config["cache"]["dtype"]]
         self.lanes = self._scratch_lanes()
+        self.saes_per_server = self._saes_per_server(gpu_runtime_cap)
 
     def chain_scratch_bytes(self, model: str) -> int:
         """Temporary activations one (model, variant) holds at once: two shards (the lookahead)."""
@@ -266,6 +269,20 @@ class StudyCosts:
             startup_minutes=LLM_STARTUP_MINUTES,
         )
 
+    def _saes_per_server(self, gpu_runtime_cap: float | None) -> int:
+        """SAEs one LLM server serves: autointerp.llm.saes_per_server, fewer where that many would not
+        finish within the GPU partition's time limit (at least one: its clients resume latent by latent)."""
+        autointerp = self.config.get("autointerp")
+        if not autointerp:
+            return 1
+        llm = autointerp["llm"]
+        wanted = llm["saes_per_server"]
+        if gpu_runtime_cap is None:
+            return wanted
+        one_sae = estimated_minutes(self.autointerp_llm(sharing=1 / llm["gpus"]), LLM_GPU_FLOPS) - LLM_STARTUP_MINUTES
+        fitting = math.floor((gpu_runtime_cap - LLM_STARTUP_MINUTES) / one_sae) if one_sae > 0 else wanted
+        return max(1, min(wanted, fitting))
+
     def toy_shape(self, dataset: str) -> tuple[int, int]:
         """(samples, dimensions) of a toy dataset, without reading it."""
         spec = self.study.toy_datasets[dataset]
@@ -322,8 +339,7 @@ class StudyCosts:
             return self.toy_sweep(wildcards["toy_dataset"])
         if rule == "autointerp_llm":
             # The SAEs of a server share it at once: each one's job takes as long as the group's work.
-            llm = self.config["autointerp"]["llm"]
-            return self.autointerp_llm(sharing=llm["saes_per_server"] / llm["gpus"])
+            return self.autointerp_llm(sharing=self.saes_per_server / self.config["autointerp"]["llm"]["gpus"])
         return None
 
     def token_store_bytes(self, model: str) -> int:

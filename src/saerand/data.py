@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_directory
 from .fetch import local_dataset_spec
+from .stores import damaged_chunk
 
 # Documents tokenized per round; we stop as soon as enough sequences exist.
 _DOCUMENTS_PER_ROUND = 20_000
@@ -119,6 +120,13 @@ def load_token_store(path: str | Path, start: int = 0, stop: int | None = None) 
     if group.attrs.get("complete") is not True:
         raise RuntimeError(f"token store {path} was not completed: rebuild it")
     tokens = group["tokens"]
+    n_sequences = group.attrs["n_sequences"]
+    short = tokens.shape[0] != n_sequences
+    problem = f"tokens does not hold n_sequences = {n_sequences} rows" if short else damaged_chunk(group, path)
+    if problem:
+        raise RuntimeError(
+            f"token store {path} is damaged: {problem}. Remove it and run the workflow again: rule tokenize_text rebuilds it"
+        )
     stop = tokens.shape[0] if stop is None else stop
     if not 0 <= start < stop <= tokens.shape[0]:
         raise ValueError(f"sequences [{start}, {stop}) are outside token store {path} ({tokens.shape[0]} sequences)")

@@ -14,6 +14,13 @@ FINISH_GROUP = "finish-{model}-{variant}"
 FINISH_GROUP_RULES = ("finalize_sae", "evaluate_sae")
 LLM_GROUP = "autointerp_llm"
 LLM_GROUP_RULES = ("llm_server", "autointerp_llm")
+# The null explainer's CPU jobs (one per SAE, minutes each), batched per (model, variant).
+TOKENS_GROUP = "tokens-{model}-{variant}"
+TOKENS_GROUP_RULES = ("autointerp_tokens",)
+# Jobs that continue where an earlier attempt stopped: a time-out at the partition's limit still
+# leaves them nearer the end (the LLM's clients latent by latent, the toy sweeps point by point).
+# Every other job starts over, so it must fit in its partition's time limit.
+RESUMABLE_RULES = ("llm_server", "autointerp_llm", "toy_sweep", "toy_sweep_gpu")
 
 # Rules Snakemake runs itself, where it runs (the login node): never cluster jobs. The fetches need
 # the network that compute nodes lack; the aggregations and plots take seconds, less than a cluster

@@ -36,3 +36,17 @@ def provenance(**fields: Any) -> dict[str, Any]:
         "versions": package_versions(),
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+# The LLM server's settings that could hold a secret (an API key among its flags, a token in its
+# environment): config validation rejects names that look like one, and no artefact records them.
+SECRET_PRONE_LLM_SETTINGS = ("environment", "server_args")
+
+
+def without_secrets(autointerp: dict[str, Any]) -> dict[str, Any]:
+    """The `autointerp` settings as an artefact records them: the LLM's without its server's
+    environment and extra flags."""
+    if "llm" not in autointerp:
+        return autointerp
+    llm = {key: value for key, value in autointerp["llm"].items() if key not in SECRET_PRONE_LLM_SETTINGS}
+    return {**autointerp, "llm": llm}

@@ -29,7 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache, read_ahead
-from .config import SaeHyperparameters
+from .config import SaeHyperparameters, sae_directory
 from .models import resolve_device
 from .settings import SaeSettings, from_config
 
@@ -202,6 +202,13 @@ def training_batches(cache: ActivationCache, layer: int, settings: SaeSettings, 
     )
 
 
+def retrain_hint(model: str, variant: str, layer: int | str, point: SaeHyperparameters) -> str:
+    """How to retrain one SAE's layer chain, and nothing else: its chain (model, variant, layer),
+    shard by shard, finishing only that SAE."""
+    target = f"{sae_directory(model, variant, layer, point.expansion_factor, point.k)}/sae"
+    return f"retrain its layer's chain: snakemake --forcerun train_layer_shard -- {target}"
+
+
 def train_layer_shard(
     cache: ActivationCache,
     layer: int,
@@ -211,6 +218,7 @@ def train_layer_shard(
     context_length: int,
     train_tokens: int,
     previous: str | Path | None = None,
+    chain: tuple[str, str] = ("{model}", "{variant}"),
 ) -> dict[str, SaeTrainer]:
     """Train every SAE of `points` on one layer of one training shard, from one read of each batch,
     starting fresh (shard 0) or from the `previous` shard's layer checkpoint."""
@@ -223,8 +231,8 @@ def train_layer_shard(
             continue
         if not (Path(previous) / point.label).is_dir():
             raise FileNotFoundError(
-                f"{previous} holds no training state of SAE {point.label}: its chain was started "
-                f"for other SAEs; rerun the layer's chain (--forcerun train_layer_shard)"
+                f"{previous} holds no training state of SAE {point.label}: its chain was started for other SAEs; "
+                f"{retrain_hint(*chain, layer, point)}"
             )
         trainers[point.label] = SaeTrainer.from_checkpoint(Path(previous) / point.label, settings)
     train_together(

@@ -55,6 +55,7 @@ class ModelSettings:
     hub_id: str | None = None
     path: str | None = None
     embedded: bool | None = None
+    gpu_constraint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +154,7 @@ class LlmSettings:
     saes_per_server: int
     cpus: int
     mem_mb: int
+    gpu_constraint: str | None
 
 
 @dataclasses.dataclass(frozen=True)

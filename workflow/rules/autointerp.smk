@@ -23,6 +23,10 @@ rule collect_latents:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
+        gpu=1,
+        nodes=1,
+        constraint=gpu_constraint,
+        time_exhausted=job_time_exhausted,
     params:
         model=model_settings,
         modules=autointerp_modules,
@@ -46,6 +50,8 @@ rule autointerp_tokens:
     wildcard_constraints:
         expansion=AUTOINTERP_EXPANSIONS,
         k=AUTOINTERP_KS,
+    group:
+        TOKENS_GROUP
     conda:
         "../../envs/autointerp.yaml"
     threads: 1
@@ -77,10 +83,13 @@ rule llm_server:
     conda:
         "../../envs/vllm.yaml"
     threads: LLM.cpus
+    # One node: vLLM's tensor parallelism runs in the job step on one node.
     resources:
         gpu=LLM.gpus,
+        nodes=1,
+        constraint=llm_constraint,
         mem_mb=LLM.mem_mb,
-        runtime=llm_server_runtime,
+        runtime=job_runtime,
     params:
         python=LLM.python,
         settings=lambda wildcards: json.dumps(AUTOINTERP_LLM),
@@ -95,8 +104,9 @@ use rule autointerp_tokens as autointerp_llm with:
         model_files,
         latents="results/{model}/{variant}/autointerp/latents",
         server=lambda wildcards: f"results/autointerp/servers/llm-{llm_batch(wildcards)}.json",
+    # Write-protected once finished: hours of a 70B LLM per SAE.
     output:
-        directory(f"{SAE_DIR}/autointerp/llm"),
+        protected(directory(f"{SAE_DIR}/autointerp/llm")),
     log:
         "logs/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
@@ -106,9 +116,13 @@ use rule autointerp_tokens as autointerp_llm with:
     # Clients waiting on the server's answers: the group's cores are the server's, so it plans with
     # any --cores (a plain dry run has 1).
     threads: 0
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+        constraint=llm_constraint,
     params:
         model=model_settings,
-        autointerp={**LATENT_SETTINGS, "llm": AUTOINTERP_LLM},
+        autointerp={**LATENT_SETTINGS, "llm": result_defining("autointerp.llm", AUTOINTERP_LLM)},
 
 
 rule autointerp_figures:

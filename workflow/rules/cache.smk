@@ -27,12 +27,16 @@ rule cache_train_shard:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
+        gpu=1,
+        nodes=1,
+        constraint=gpu_constraint,
+        time_exhausted=job_time_exhausted,
     params:
         model=model_settings,
         layers=cached_layers,
         sequences=lambda wc: TRAIN_SHARDS[int(wc.shard)],
         store=lambda wc: {"split": "train", "shard": int(wc.shard)},
-        cache=config["cache"],
+        cache=CACHE_PARAMS,
         variant_seed=config["variant_seed"],
     script:
         "../scripts/cache_activations.py"
@@ -55,12 +59,16 @@ rule cache_eval:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
+        gpu=1,
+        nodes=1,
+        constraint=gpu_constraint,
+        time_exhausted=job_time_exhausted,
     params:
         model=model_settings,
         layers=cached_layers,
         sequences=None,
         store={"split": "eval", "shard": 0},
-        cache=config["cache"],
+        cache=CACHE_PARAMS,
         variant_seed=config["variant_seed"],
     script:
         "../scripts/cache_activations.py"

@@ -14,8 +14,12 @@ from saerand.layout import (
     FINISH_GROUP_RULES,
     GPU_RULES,
     LLM_GROUP,
+    LLM_GROUP_RULES,
+    RESUMABLE_RULES,
     SHARD_GROUP,
     SHARD_GROUP_RULES,
+    TOKENS_GROUP,
+    TOKENS_GROUP_RULES,
 )
 from saerand.planner import group_components
 from saerand.study import Study
@@ -35,11 +39,14 @@ from saerand.config import (
 )
 from saerand.fetch import RECORDS, llm_artefact, model_artefacts, hub_dataset, record_path, study_artefacts
 from saerand.report import deviations
+from saerand.reruns import result_defining
 from saerand.settings import AutointerpSettings, section_settings
 from saerand.toy.glove import glove_downloads, glove_hint
 
 STUDY = Study.of(config)
-COSTS = StudyCosts(config, STUDY)
+# An LLM server's batch of SAEs fits in the GPU partition's time limit (saerand.retries: the site's
+# cap, or the partition's own).
+COSTS = StudyCosts(config, STUDY, gpu_runtime_cap=retries.runtime_cap(gpu=True))
 TOY_DATASETS = STUDY.toy_datasets
 
 
@@ -100,8 +107,16 @@ def model_files(wildcards):
 def model_settings(wildcards):
     return {
         "location": model_location(wildcards.model, config["models"][wildcards.model]),
-        **config["models"][wildcards.model],
+        **result_defining("model", config["models"][wildcards.model]),
     }
+
+
+# Jobs' params hold the settings that define their results (saerand.reruns): the operational ones
+# (devices, batch sizes of forward passes, timeouts, the LLM server's resources) reach the scripts
+# through the run's config, so changing them reruns nothing finished.
+CACHE_PARAMS = result_defining("cache", config["cache"])
+SAE_PARAMS = result_defining("sae", config["sae"])
+EVALUATION_PARAMS = result_defining("evaluation", config["evaluation"])
 
 
 def variant_targets(wildcards):
@@ -114,7 +129,7 @@ def cached_layers(wildcards):
 
 def sae_settings(wildcards):
     """The study's SAE settings at this path's hyperparameters."""
-    return point_settings(config["sae"], SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)))
+    return point_settings(SAE_PARAMS, SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)))
 
 
 def text_inputs(wildcards):
@@ -196,6 +211,7 @@ def sae_target(wildcards):
 CPU_JOB_MB, CPU_JOB_MINUTES = 4000, 120
 CPU_JOB_MINUTES_BY_RULE = {"train_embedded_model": 60}
 FINISH_BATCH = group_components(FINISH_GROUP)
+TOKENS_BATCH = group_components(TOKENS_GROUP)
 
 
 def job_mem_mb(wildcards, attempt, rulename):
@@ -207,33 +223,77 @@ def job_mem_mb(wildcards, attempt, rulename):
 
 def on_gpu_partition(rulename):
     """GPU jobs and the jobs grouped with them (profiles/slurm): the GPU partition's caps apply."""
-    return rulename in GPU_RULES or rulename in FINISH_GROUP_RULES
+    return rulename in GPU_RULES or rulename in FINISH_GROUP_RULES or rulename in LLM_GROUP_RULES
 
 
-def group_size(rulename, wildcards):
-    """Jobs in the cluster job that runs this one (profiles/slurm): they share its time limit."""
+def base_minutes(rulename, wildcards):
+    """A job's estimated minutes (the cost model's, or the default of jobs outside it). An LLM server
+    runs as long as the SAEs it serves, which run at once."""
+    rulename = "autointerp_llm" if rulename == "llm_server" else rulename
+    cost = COSTS.job_cost(rulename, dict(wildcards.items()))
+    if cost is None:
+        return CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
+    return estimated_minutes(cost, rule_flops_per_second(rulename))
+
+
+def group_minutes(rulename, wildcards):
+    """Estimated minutes of every job in the cluster job that runs this one (profiles/slurm groups,
+    whose jobs run one after the other), or None for a job alone."""
     if rulename in SHARD_GROUP_RULES:
-        return 1 + len(cached_layers(wildcards))
-    if rulename in FINISH_GROUP_RULES:
-        return 2 * min(FINISH_BATCH, len(variant_targets(wildcards)))
-    return 1
-
-
-def llm_server_runtime(wildcards):
-    """The server runs as long as its SAEs (a group's limit is its longest member's)."""
-    return estimated_minutes(COSTS.job_cost("autointerp_llm", {}), rule_flops_per_second("autointerp_llm"))
+        shard = {key: wildcards[key] for key in ("model", "variant", "shard")}
+        layers = [
+            base_minutes("train_layer_shard", {**shard, "layer": str(layer)}) for layer in cached_layers(wildcards)
+        ]
+        return base_minutes("cache_train_shard", shard) + sum(layers)
+    members = {"finalize_sae": FINISH_GROUP_RULES, "evaluate_sae": FINISH_GROUP_RULES}.get(rulename)
+    if members:  # a batch of SAEs like this one
+        batch = min(FINISH_BATCH, len(variant_targets(wildcards)))
+        return batch * sum(base_minutes(rule, wildcards) for rule in members)
+    if rulename in TOKENS_GROUP_RULES:
+        return min(TOKENS_BATCH, len(autointerp_variant_targets(wildcards))) * base_minutes(rulename, wildcards)
+    return None
 
 
 def job_runtime(wildcards, attempt, rulename):
-    cost = COSTS.job_cost(rulename, dict(wildcards.items()))
-    if cost is None:
-        base = CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
-    else:
-        base = estimated_minutes(cost, rule_flops_per_second(rulename))
-    failures = retries.earlier_failures(rulename, wildcards, attempt)
+    """The time limit: the estimate, raised after time-outs within the partition's cap; planning stops
+    (saerand.retries.CannotFinish) where an estimated job that cannot resume would not fit at all."""
+    estimated = COSTS.job_cost(rulename, dict(wildcards.items())) is not None
     return retries.runtime_minutes(
-        base, failures, on_gpu_partition(rulename), group_size=group_size(rulename, wildcards)
+        base_minutes(rulename, wildcards),
+        retries.earlier_failures(rulename, wildcards, attempt),
+        on_gpu_partition(rulename),
+        group_minutes=group_minutes(rulename, wildcards),
+        must_fit=(
+            f"{rulename} ({', '.join(f'{k}={v}' for k, v in wildcards.items())})"
+            if estimated and rulename not in RESUMABLE_RULES
+            else None
+        ),
     )
+
+
+def job_time_exhausted(wildcards, attempt, rulename):
+    """Minutes of the limit at which the last attempt timed out with all the time its partition
+    allows; a job that cannot resume then stops at once (saerand.jobs) instead of timing out again."""
+    if rulename in RESUMABLE_RULES:
+        return 0
+    return retries.time_exhausted(
+        base_minutes(rulename, wildcards),
+        retries.earlier_failures(rulename, wildcards, attempt),
+        on_gpu_partition(rulename),
+        group_minutes=group_minutes(rulename, wildcards),
+    )
+
+
+def gpu_constraint(wildcards):
+    """Node features a model's GPU jobs need (its `gpu_constraint`, e.g. an 80 GB card for 6.9B), or
+    the site's for every GPU job (SAERAND_SLURM_CONSTRAINT); None: any GPU node."""
+    model = config["models"].get(wildcards.get("model", ""), {})
+    return model.get("gpu_constraint") or os.environ.get("SAERAND_SLURM_CONSTRAINT") or None
+
+
+def llm_constraint(wildcards):
+    """Node features of an LLM server's cluster job (server and clients: one job, one constraint)."""
+    return LLM.gpu_constraint or os.environ.get("SAERAND_SLURM_CONSTRAINT") or None
 
 
 # Section 3.3 (workflow/rules/autointerp.smk): the study's own SAEs, one per (model, variant, layer).
@@ -245,7 +305,11 @@ AUTOINTERP_EXPANSIONS = "|".join(sorted({str(t.expansion_factor) for t in AUTOIN
 AUTOINTERP_KS = "|".join(sorted({str(t.k) for t in AUTOINTERP_TARGETS})) or "none"
 # What collecting latents and the null explainer use: the LLM's settings are not rerun triggers there.
 # (Which SAEs, the sweep's too or not, is the `modules` param of collect_latents.)
-LATENT_SETTINGS = {key: value for key, value in (AUTOINTERP or {}).items() if key not in ("explainers", "llm", "sweep")}
+LATENT_SETTINGS = {
+    key: value
+    for key, value in result_defining("autointerp", AUTOINTERP or {}).items()
+    if key not in ("explainers", "llm", "sweep")
+}
 AUTOINTERP_LLM = AUTOINTERP["llm"] if AUTOINTERP else {}
 # The LLM's settings, typed (defaults where the study has no auto-interp: its rules then have no jobs).
 LLM = (SETTINGS.autointerp or section_settings(AutointerpSettings, "autointerp")).llm
@@ -254,7 +318,8 @@ SOURCE_DIRECTORY = str(REPOSITORY / "src")  # the server's launcher, run in vLLM
 # server's job, so they form one connected job group of their own. (Snakemake's group-local
 # `{groupid}` services cannot be used: inside a cluster job the server's job is planned before its
 # consumers know the group id, and Snakemake stops with "service ... has no consumer".)
-LLM_BATCHES = {t: i // LLM.saes_per_server for i, t in enumerate(AUTOINTERP_TARGETS)}
+# Fewer than saes_per_server where that many would not finish within the GPU partition's time limit.
+LLM_BATCHES = {t: i // COSTS.saes_per_server for i, t in enumerate(AUTOINTERP_TARGETS)}
 
 
 def llm_batch(wildcards):

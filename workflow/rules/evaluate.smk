@@ -24,8 +24,12 @@ rule evaluate_sae:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
+        gpu=1,
+        nodes=1,
+        constraint=gpu_constraint,
+        time_exhausted=job_time_exhausted,
     params:
-        evaluation=config["evaluation"],
+        evaluation=EVALUATION_PARAMS,
         model=model_settings,
         variant_seed=config["variant_seed"],
         seed=config["seed"],

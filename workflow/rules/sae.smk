@@ -29,8 +29,12 @@ rule train_layer_shard:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
+        gpu=1,
+        nodes=1,
+        constraint=gpu_constraint,
+        time_exhausted=job_time_exhausted,
     params:
-        sae=config["sae"],
+        sae=SAE_PARAMS,
         context_length=config["tokens"]["context_length"],
         train_tokens=config["tokens"]["train_tokens"],
     script:
@@ -40,8 +44,9 @@ rule train_layer_shard:
 rule finalize_sae:
     input:
         last_layer_checkpoint,
+    # Write-protected once finished: only a user's deliberate removal retrains it.
     output:
-        directory(f"{SAE_DIR}/sae"),
+        protected(directory(f"{SAE_DIR}/sae")),
     log:
         "logs/finalize_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
@@ -55,6 +60,9 @@ rule finalize_sae:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
         cpus_per_task=cluster_step_cpus,
+        nodes=1,
+        constraint=gpu_constraint,
+        time_exhausted=job_time_exhausted,
     params:
         sae=sae_settings,
     script:

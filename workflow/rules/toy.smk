@@ -50,12 +50,11 @@ if SETTINGS.toy:
             dataset=lambda wc: TOY_DATASETS[wc.toy_dataset],
             sae=config["toy"]["sae"],
             gaussian_control=config["toy"]["gaussian_control"],
-            device=config["toy"]["device"],
         script:
             "../scripts/toy_sweep.py"
 
-    # Sweeps of large matrices (config toy.gpu_sources): the same job under its own name, which the
-    # Slurm profile sends to the GPU partition with a GPU.
+    # Sweeps of large matrices (config toy.gpu_sources): the same job under its own name, with a GPU
+    # (the Slurm profile sends it to the GPU partition).
     use rule toy_sweep as toy_sweep_gpu with:
         log:
             "logs/toy_sweep_gpu/{toy_dataset}/seed-{seed}.log",
@@ -63,6 +62,12 @@ if SETTINGS.toy:
             BENCHMARKS["toy_sweep_gpu"]
         wildcard_constraints:
             toy_dataset=toy_dataset_pattern(on_gpu=True),
+        resources:
+            mem_mb=job_mem_mb,
+            runtime=job_runtime,
+            gpu=1,
+            nodes=1,
+            constraint=gpu_constraint,
 
     rule toy_aggregate:
         input:

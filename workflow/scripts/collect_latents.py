@@ -1,15 +1,18 @@
 from sparsify import SparseCoder
 
+from saerand.atomic import atomic_directory
 from saerand.autointerp.latents import write_latent_cache
 from saerand.data import load_token_store
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.provenance import provenance
+from saerand.reruns import with_operational
 from saerand.variants import load_variant
 
-start_job(snakemake.log[0], snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
-model_settings, autointerp_settings = params.model, params.autointerp
+model_settings = params.model
+autointerp_settings = with_operational(params.autointerp, snakemake.config["autointerp"])
 device = resolve_device(autointerp_settings["device"])
 sequences = load_token_store(snakemake.input.tokens)
 subject, variant_record = load_variant(
@@ -24,25 +27,27 @@ saes = {
     module: (layer, SparseCoder.load_from_disk(path, device=device))
     for (module, layer), path in zip(params.modules, snakemake.input.saes)
 }
-# delphi's raw directory inside the output, where Snakemake's own timestamp file does not land.
-selections = write_latent_cache(
-    f"{snakemake.output[0]}/delphi",
-    subject,
-    sequences,
-    saes,
-    autointerp_settings,
-    provenance(
-        # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
-        model_name=model_settings["location"],
-        cache_ctx_len=int(sequences.shape[1]),
-        n_tokens=int(sequences.size),
-        dataset_repo=snakemake.input.tokens,
-        model=wildcards.model,
-        autointerp=autointerp_settings,
-        saes={module: path for (module, _), path in zip(params.modules, snakemake.input.saes)},
-        **variant_record,
-    ),
-)
+# The whole output appears by one rename (a failed job leaves none of it), with delphi's raw
+# directory inside it, where Snakemake's own timestamp file does not land.
+with atomic_directory(snakemake.output[0]) as output:
+    selections = write_latent_cache(
+        output / "delphi",
+        subject,
+        sequences,
+        saes,
+        autointerp_settings,
+        provenance(
+            # What delphi's LatentDataset reads (CacheConfig fields and the tokenizer's location), and ours.
+            model_name=model_settings["location"],
+            cache_ctx_len=int(sequences.shape[1]),
+            n_tokens=int(sequences.size),
+            dataset_repo=snakemake.input.tokens,
+            model=wildcards.model,
+            autointerp=autointerp_settings,
+            saes={module: path for (module, _), path in zip(params.modules, snakemake.input.saes)},
+            **variant_record,
+        ),
+    )
 for module, selection in selections.items():
     print(
         f"{module}: {len(selection.selected)} latents kept of {selection.drawn} drawn "

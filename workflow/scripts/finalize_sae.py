@@ -4,17 +4,18 @@ from pathlib import Path
 from saerand.config import SaeHyperparameters
 from saerand.jobs import start_job
 from saerand.provenance import provenance
-from saerand.sae_training import SaeTrainer, job_settings, save_sae
+from saerand.reruns import with_operational
+from saerand.sae_training import SaeTrainer, job_settings, retrain_hint, save_sae
 
-start_job(snakemake.log[0], snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
-settings = job_settings(params.sae)
-label = SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)).label
-checkpoint = Path(snakemake.input[0]) / label
+settings = job_settings(with_operational(params.sae, snakemake.config["sae"]))
+point = SaeHyperparameters(int(wildcards.expansion), int(wildcards.k))
+checkpoint = Path(snakemake.input[0]) / point.label
 if not checkpoint.is_dir():
     raise FileNotFoundError(
-        f"{snakemake.input[0]} holds no training state of SAE {label}: rerun the layer's chain "
-        f"(--forcerun train_layer_shard)"
+        f"{snakemake.input[0]} holds no training state of SAE {point.label}: "
+        f"{retrain_hint(wildcards.model, wildcards.variant, wildcards.layer, point)}"
     )
 sae, summary = SaeTrainer.from_checkpoint(checkpoint, settings).finish()
 print(summary)

@@ -2,12 +2,13 @@ from saerand.cache import ActivationCache
 from saerand.config import sae_hyperparameters
 from saerand.jobs import start_job
 from saerand.provenance import provenance
+from saerand.reruns import with_operational
 from saerand.sae_training import buffer_order_seed, job_settings, save_layer_checkpoint, train_layer_shard
 
-start_job(snakemake.log[0], snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
 layer, shard = int(wildcards.layer), int(wildcards.shard)
-settings = job_settings(params.sae)
+settings = job_settings(with_operational(params.sae, snakemake.config["sae"]))
 cache = ActivationCache(snakemake.input.shard)
 # Every SAE of the layer, from the config rather than a param: a sweep point dropped from the config
 # must not rerun the other SAEs' chains (a changed param would, even where they are finished).
@@ -21,6 +22,7 @@ trainers = train_layer_shard(
     params.context_length,
     params.train_tokens,
     previous=snakemake.input.previous or None,
+    chain=(wildcards.model, wildcards.variant),
 )
 save_layer_checkpoint(
     snakemake.output[0],

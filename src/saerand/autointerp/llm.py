@@ -45,7 +45,7 @@ class Server:
 
     socket: str
     host: str
-    pid: int
+    pid: int  # its launcher's, which runs as long as the server does
     model: str
     log: str | None = None
 

@@ -20,7 +20,9 @@ from ..atomic import atomic_directory, write_json
 from ..config import revision_for
 from ..intervals import bootstrap_mean, with_intervals
 from ..models import load_tokenizer
-from ..provenance import provenance
+from ..progress import resume_progress
+from ..provenance import provenance, without_secrets
+from ..reruns import result_defining
 from .delphi_compat import DelphiTokenizer, import_delphi
 from .llm import NoAnswer, Server, ServerWatch, score_with_llm
 from .scoring import SCORERS, LatentLog, score_with_null
@@ -115,14 +117,15 @@ def score_sae(
     tokenizer = DelphiTokenizer(load_tokenizer(model["location"], revision_for(model, "trained")))
     dataset, selection = latent_dataset(raw_dir, module, tokenizer, settings)
     output = Path(output)
-    # Progress lives beside the output, which Snakemake would delete with a failed job; progress
-    # made under other settings or by another explainer is not resumed.
+    # Progress lives beside the output, which Snakemake would delete with a failed job.
     progress = output.with_name(f".{output.name}.progress")
-    fingerprint = json.dumps({"settings": settings, "explainer": explainer, "selection": selection}, sort_keys=True)
-    if progress.exists() and (progress / "settings.json").read_text() != fingerprint:
-        shutil.rmtree(progress)
-    progress.mkdir(parents=True, exist_ok=True)
-    (progress / "settings.json").write_text(fingerprint)
+    # Made under other result-defining settings, by another explainer or for other latents: not
+    # resumed. Operational settings (timeouts, concurrency) may change between attempts.
+    fingerprint = json.dumps(
+        {"settings": result_defining("autointerp", settings), "explainer": explainer, "selection": selection},
+        sort_keys=True,
+    )
+    resume_progress(progress, fingerprint)
     log = LatentLog(progress / "latents.jsonl")
     asyncio.run(score_with(explainer, list(dataset), log, tokenizer, settings, server_file))
     entries = [log.done[latent] for latent in selection["selected"] if latent in log.done]
@@ -159,6 +162,6 @@ def score_sae(
             for entry in entries:
                 handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
         samples.to_csv(staging / "samples.csv", index=False)
-        write_json(staging / "summary.json", provenance(**summary, autointerp=settings))
+        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(settings)))
     shutil.rmtree(progress)
     return summary

@@ -15,7 +15,6 @@ identity alone explains, a control the paper lacks.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from ..progress import JsonLinesLog
 from .delphi_compat import import_delphi
 
 import_delphi()
@@ -118,30 +118,13 @@ def auroc(activating: list[bool], probability: list[float]) -> float:
     return float(roc_auc_score(activating, probability)) if len(set(activating)) == 2 else float("nan")
 
 
-class LatentLog:
-    """Per-latent results appended as JSON lines, flushed one by one, read back on resume; a latent
-    marked `retry` (its requests got no answer) is not done: a rerun scores it again."""
+class LatentLog(JsonLinesLog):
+    """Per-latent results appended as JSON lines, read back on resume (saerand.progress: a torn
+    line is skipped); a latent marked `retry` (its requests got no answer) is not done: a rerun
+    scores it again."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done: dict[int, dict[str, Any]] = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # the line a killed job was writing
-                if entry.get("retry"):
-                    self.done.pop(entry["latent"], None)
-                else:
-                    self.done[entry["latent"]] = entry
-
-    def add(self, entry: dict[str, Any]) -> None:
-        self.done[entry["latent"]] = entry
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(entry) + "\n")
-            handle.flush()
+        super().__init__(path, key=lambda entry: entry["latent"], undone=lambda entry: entry.get("retry", False))
 
 
 def latent_entry(record, explanation: str, rows: dict[str, list[tuple]]) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 Runs in vLLM's own environment (envs/vllm.yaml, or the second venv of scripts/setup.sh), so it
 imports nothing but the standard library. It makes a directory only this user can enter on the
-node's local disk, writes how to reach the server (a Unix socket in that directory: no port to
-collide with other jobs on the node, no other user can connect) atomically to the service file
-*before* the model loads, then replaces itself with the server (`exec`): Snakemake's SIGTERM at the
-end of the group reaches vLLM itself, which stops its engine and workers. Readiness, death and a
-stuck server are the consumers' to detect (`saerand.autointerp.llm.wait_until_ready`).
+node's local disk, starts the server in it (its Unix socket there: no port to collide with other
+jobs on the node, no other user can connect; vLLM's own IPC sockets and temporary files there too,
+through VLLM_RPC_BASE_PATH and TMPDIR), and writes how to reach it atomically to the service file
+*before* the model loads. The server runs as a child in its own process group: Snakemake's SIGTERM
+at the end of the group (or a SIGINT) is passed on to that group, vLLM's engine processes included;
+when the server has exited the directory is removed and the launcher exits with the server's
+status. Readiness, death and a stuck server are the consumers' to detect
+(`saerand.autointerp.llm.wait_until_ready`).
 
     python -m saerand.autointerp.serve SERVICE_FILE SETTINGS_JSON [LOG] [FETCH_RECORD]
 
@@ -18,7 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -73,20 +79,74 @@ def write_service_file(path: str | Path, address: dict[str, Any]) -> None:
     os.replace(staging, path)
 
 
+def server_environment(settings: dict[str, Any], private: str) -> dict[str, str]:
+    """This job's environment, the configured variables, and vLLM's IPC sockets and temporary
+    files in the private directory (they would otherwise go to /tmp, where others can reach them).
+    No hub token: the server loads fetched weights offline (saerand.fetch.HUB_TOKENS; this module
+    imports only the standard library)."""
+    return {
+        **{key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")},
+        **{key: str(value) for key, value in settings["environment"].items()},
+        "VLLM_RPC_BASE_PATH": private,
+        "TMPDIR": private,
+    }
+
+
+def run_server(command: list[str], environment: dict[str, str]) -> subprocess.Popen:
+    """Start the server in its own process group and pass SIGTERM and SIGINT on to that group (also
+    one that arrives while it starts); the caller waits for it."""
+    pending: list[int] = []
+    server: subprocess.Popen | None = None
+
+    def forward(signum: int, frame) -> None:
+        if server is None:
+            pending.append(signum)
+        else:
+            signal_group(server, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    server = subprocess.Popen(command, env=environment, process_group=0)
+    for signum in pending:
+        signal_group(server, signum)
+    return server
+
+
+def signal_group(server: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(server.pid, signum)
+    except ProcessLookupError:
+        pass  # the group has exited already
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: 128 + the signal that ended it."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
 def main(service_file: str, settings_json: str, log: str = "", record: str = "") -> None:
     settings = json.loads(settings_json)
     # mkdtemp makes the directory with mode 0700; the node-local TMPDIR keeps the path short
     # (a Unix socket path has at most 107 bytes).
     private = tempfile.mkdtemp(prefix="saerand-llm-")
-    socket_path = os.path.join(private, "vllm.sock")
-    command = server_command(settings, socket_path, fetched_weights(record) if record else None)
-    write_service_file(
-        service_file,
-        {"socket": socket_path, "host": socket.gethostname(), "pid": os.getpid(), "model": SERVED_MODEL, "log": log},
-    )
-    os.environ.update({key: str(value) for key, value in settings["environment"].items()})
-    sys.stdout.flush()
-    os.execvp(command[0], command)  # same pid: the address file names the server's own process
+    try:
+        socket_path = os.path.join(private, "vllm.sock")
+        command = server_command(settings, socket_path, fetched_weights(record) if record else None)
+        # This launcher's pid: it runs exactly as long as the server, which consumers watch through it.
+        write_service_file(
+            service_file,
+            {
+                "socket": socket_path,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "model": SERVED_MODEL,
+                "log": log,
+            },
+        )
+        returncode = run_server(command, server_environment(settings, private)).wait()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    sys.exit(exit_status(returncode))
 
 
 if __name__ == "__main__":

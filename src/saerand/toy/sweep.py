@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from saerand.progress import JsonLinesLog
 from saerand.settings import ToySaeSettings
 from saerand.toy.data import embedding_matrix, gaussian_control, sharkey_data
 from saerand.toy.glove import glove_vectors
@@ -59,6 +60,11 @@ def dataset_kinds(
     )
 
 
+def grid_point(row: dict[str, Any]) -> tuple[str, int, float]:
+    """A sweep row's (kind, latent count, L1 coefficient)."""
+    return row["kind"], row["n_latents"], row["l1_coefficient"]
+
+
 def sweep(
     kinds: dict[str, np.ndarray],
     latent_counts: list[int],
@@ -66,13 +72,20 @@ def sweep(
     seed: int,
     ground_truth: np.ndarray | None = None,
     device: str = "cpu",
+    progress: JsonLinesLog | None = None,
 ) -> pd.DataFrame:
     """Train an L1 SAE for every (kind, latent count, L1 coefficient); one row of validation
-    metrics each (MMCS on the inputs when the ground truth is known)."""
+    metrics each (MMCS on the inputs when the ground truth is known). With `progress`, each row is
+    logged as it is done and a rerun trains only the points not yet there (each point's SAE is
+    seeded alone, so a resumed sweep equals one pass)."""
     coefficients = l1_coefficients(**dataclasses.asdict(sae.l1_coefficients))
     grid = [(kind, n, c) for kind in kinds for n in latent_counts for c in coefficients]
+    done = progress.done if progress else {}
     rows = []
     for kind, n_latents, coefficient in tqdm(grid, desc=f"L1 SAEs (seed {seed})"):
+        if (kind, n_latents, coefficient) in done:
+            rows.append(done[kind, n_latents, coefficient])
+            continue
         result = train_l1_sae(
             kinds[kind],
             n_latents,
@@ -87,7 +100,8 @@ def sweep(
             progress=False,
             loss=sae.loss,
         )
-        rows.append(
-            {"kind": kind, "n_latents": n_latents, "l1_coefficient": coefficient, "seed": seed, **result.metrics}
-        )
+        row = {"kind": kind, "n_latents": n_latents, "l1_coefficient": coefficient, "seed": seed, **result.metrics}
+        rows.append(row)
+        if progress:
+            progress.add({key: value.item() if hasattr(value, "item") else value for key, value in row.items()})
     return pd.DataFrame(rows)

@@ -1,0 +1,66 @@
+"""Which settings define a result and which only say how a job runs.
+
+Snakemake reruns a finished job when one of its params changes. Jobs get only the settings that
+define their results as params; the operational ones (devices, batch sizes of forward passes,
+timeouts, concurrency, the LLM server's interpreter, resources and extra flags), marked
+`x-operational: true` in the config schema, reach a job through the run's config instead, so a
+change of them (raising a timeout after an error message says so, moving to another GPU) never
+makes a finished study redo its GPU work.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from .config import SCHEMA
+
+OPERATIONAL = "x-operational"
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _section_schema(section: str) -> dict[str, Any]:
+    """The schema of a section: a dotted path of properties, or "model" for a model entry."""
+    if section == "model":
+        return _schema()["$defs"]["model"]
+    node = _schema()
+    for key in section.split("."):
+        node = node["properties"][key]
+    return node
+
+
+def operational_keys(section: str) -> set[str]:
+    """The operational keys of a config section (a dotted path, e.g. "autointerp.llm", or "model")."""
+    return {key for key, spec in _section_schema(section).get("properties", {}).items() if spec.get(OPERATIONAL)}
+
+
+def result_defining(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` of `section` without its operational keys, nested sections included: a job's params."""
+    properties = _section_schema(section).get("properties", {})
+    operational = operational_keys(section)
+    kept = {}
+    for key, value in values.items():
+        if key in operational:
+            continue
+        nested = properties.get(key, {}).get("properties")
+        kept[key] = result_defining(f"{section}.{key}", value) if nested and isinstance(value, Mapping) else value
+    return kept
+
+
+def with_operational(params: Mapping[str, Any], run_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's settings of one section: its params (what defines its result, and its own point of a
+    sweep) over the run's config section, which adds the operational keys."""
+    merged = dict(run_settings)
+    for key, value in params.items():
+        inner = run_settings.get(key)
+        merged[key] = (
+            with_operational(value, inner) if isinstance(value, Mapping) and isinstance(inner, Mapping) else value
+        )
+    return merged
