@@ -6,10 +6,11 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from saerand.cluster import check_account, uses_slurm
+from saerand.cluster import check_account, check_free_space, uses_slurm
 from saerand.config import load_config, validate_config
 from saerand.fetch import job_environment
 from saerand.layout import LOCAL_RULES
+from saerand.planner import disk_high_water
 from saerand.settings import study_settings
 
 min_version("9.0")
@@ -65,10 +66,12 @@ rule all:
         else [],
 
 
-# Before anything goes to Slurm: every job has an account to be charged to.
+# Before anything goes to Slurm: every job has an account to be charged to, and the study's disk
+# high-water mark fits where it runs.
 onstart:
     if uses_slurm(workflow):
         check_account(workflow.dag.needrun_jobs())
+        check_free_space(disk_high_water(config))
 
 
 # Run where Snakemake runs, never as cluster jobs (saerand.layout says which and why). The

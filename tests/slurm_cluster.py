@@ -460,7 +460,9 @@ class SlurmCluster:
             "SlurmdParameters": "config_overrides",
             "GresTypes": "gpu",
             **(self._accounting_conf() if self.accounts else {"AccountingStorageType": "accounting_storage/none"}),
-            **({"EnforcePartLimits": "ALL"} if self.enforce_part_limits else {}),
+            # Strict: a request past a partition's limits is refused at submission, and a job is not
+            # requeued (after preemption or a node failure) unless it asked to be (sbatch --requeue).
+            **({"EnforcePartLimits": "ALL", "JobRequeue": 0} if self.enforce_part_limits else {}),
             # Polls /proc every second and kills a job over its --mem (OUT_OF_MEMORY), as cgroups
             # would on a production cluster: memory-limit retries can then be tested.
             "JobAcctGatherType": "jobacct_gather/linux",

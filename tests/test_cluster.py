@@ -5,7 +5,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from saerand.cluster import ALL_CPUS, ClusterSetupError, check_account, gpu_job_threads, in_job_step, slurm_account
+from saerand.cluster import (
+    ALL_CPUS,
+    ClusterSetupError,
+    check_account,
+    check_free_space,
+    gpu_job_threads,
+    in_job_step,
+    slurm_account,
+)
 
 HEAD = ["snakemake", "--profile", "profiles/slurm"]
 # What the Slurm executor's job script runs inside a cluster job.
@@ -35,3 +43,22 @@ def test_no_job_is_submitted_without_an_account():
     assert slurm_account({"SAERAND_SLURM_ACCOUNT": "none"}) == ""
     assert slurm_account({"SAERAND_SLURM_ACCOUNT": " lab "}) == "lab"
     check_account(jobs, environ={"SAERAND_SLURM_ACCOUNT": "none"})
+
+
+def test_a_study_larger_than_the_free_space_is_refused_with_the_numbers(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 9 * 10**11, 10**11))  # 100 GB free
+    too_big = {"training activations (temporary)": 2 * 10**11, "SAEs": 10**9}
+    with pytest.raises(ClusterSetupError, match=r"100 GB free, and the study needs 201 GB more .*training activations"):
+        check_free_space(too_big, tmp_path, environ={})
+    check_free_space(too_big, tmp_path, environ={"SAERAND_SKIP_SPACE_CHECK": "1"})
+    check_free_space({"SAEs": 10**11 - 1}, tmp_path, environ={})
+    # What the study's results already hold counts as written.
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "sae.bin").write_bytes(b"\0" * 4096)
+    check_free_space({"SAEs": 10**11 + 4000}, tmp_path, environ={})
+    with pytest.raises(ClusterSetupError):
+        check_free_space({"SAEs": 10**11 + 5000}, tmp_path, environ={})

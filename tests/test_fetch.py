@@ -15,7 +15,6 @@ from saerand.fetch import (
     HubArtefact,
     MissingDownload,
     cached_snapshot,
-    drop_hub_tokens,
     fetch_archive,
     fetch_hub,
     hub_dataset,
@@ -188,12 +187,6 @@ def test_jobs_read_the_hub_offline_from_one_cache(tmp_path):
     assert env["HF_HUB_OFFLINE"] == env["HF_DATASETS_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["HF_HUB_CACHE"] == str(Path(env["HF_HOME"]) / "hub") and Path(env["HF_HOME"]).is_absolute()
     assert job_environment("cache", online=True)["HF_HUB_OFFLINE"] == "0"
-
-
-def test_offline_jobs_have_no_hub_token():
-    environ = {"HF_TOKEN": "hf_x", "HUGGING_FACE_HUB_TOKEN": "hf_x", "PATH": "/bin"}
-    drop_hub_tokens(environ)
-    assert environ == {"PATH": "/bin"}
 
 
 # --- GloVe's zip from a download site ----------------------------------------------------------

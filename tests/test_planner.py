@@ -13,9 +13,10 @@ def test_jobs_per_rule_are_snakemakes_and_local_rules_are_no_cluster_jobs(paper,
     assert {name: rule.jobs for name, rule in study.rules.items()} == Counter(job.rule for job in paper_jobs)
     assert study.rules["train_layer_shard"].jobs == 2300 and "all" not in study.rules
     # Slurm groups: 250 shard jobs, finish batches of 12 SAEs (160M: 96 per variant -> 8), a server
-    # and its 10 SAEs, the rest alone; the fetches, aggregations and plots on the login node.
-    toy, autointerp = 10 + 9, 25 + 650 + 65
-    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + toy + autointerp == 1109
+    # and its 10 SAEs, the null explainer's 650 jobs one (model, variant) per job, the rest alone;
+    # the fetches, aggregations and plots on the login node.
+    toy, autointerp = 10 + 9, 25 + 25 + 65
+    assert study.cluster_jobs == 250 + 5 * (1 + 8 + 1 + 1 + 1) + 15 + 25 + toy + autointerp == 484
     assert plan(paper, finish_batch=1, jobs=paper_jobs).cluster_jobs == 250 + 650 + 15 + 25 + toy + autointerp
 
 

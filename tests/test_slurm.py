@@ -1,9 +1,14 @@
 """The workflow on a real one-node Slurm (tests/slurm_cluster.py) through profiles/slurm, at the
-shapes of a real GPU cluster: a GPU partition, and a CPU partition whose MaxTime is 2 minutes (as
-SAERAND_SLURM_MAX_RUNTIME says); GPU jobs that ask for 1 CPU on a node that shows them 2.
+shapes of a strict GPU cluster: accounting on, an account every sbatch needs, requests past a
+partition's limits refused (EnforcePartLimits=ALL), jobs requeued only when they ask to be; a GPU
+partition with a MaxTime (a 24 h limit scaled down) and a CPU partition whose MaxTime is 2 minutes,
+both read from sinfo (no SAERAND_SLURM_*_MAX_RUNTIME set); GPU jobs that ask for 1 CPU on a node that
+shows them 2.
 
 One study of tests/configs/mini.yaml (the trained variant alone, no auto-interp, one seed of
-superposed toy data) goes through `snakemake --profile` three times:
+superposed toy data, every job on the CPU: the cluster's GPUs are fake) goes through
+`snakemake --profile` four times:
+- run 0: without SAERAND_SLURM_ACCOUNT, it refuses to start and submits nothing.
 - run 1: the toy sweep's CPU job hangs (SIGSTOP) twice: killed at its 1-minute limit, retried with
   2 minutes, killed again, retried with 2 minutes (4 would be past MaxTime), always with the same
   memory (only the local toy aggregation waits for it, so the 3 minutes overlap the study's); one
@@ -12,7 +17,8 @@ superposed toy data) goes through `snakemake --profile` three times:
 - run 2: the same command redoes only what run 1 left undone, and the toy sweep whose results
   were deleted; that sweep is killed for memory on every attempt, its memory raised 1.5x each time and
   its time limit kept.
-- run 3: the sweep gets its default memory; the results equal those of the local run.
+- run 3: the sweep gets its default memory and is preempted (requeued by Slurm) once while it runs;
+  it finishes, and the results equal those of the local run.
 The aggregations and plots are local rules: they run in Snakemake's own process, never on Slurm.
 """
 
@@ -41,11 +47,13 @@ VARIANTS = ["trained"]  # one chain: the failed group and its rerun are the test
 # "... submitted with SLURM jobid 12 (log: .../slurm_logs/rule_cache_eval/mini-neox_control/12.log)"
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/(?:rule|group)_([^/]+)/(\S*)\)")
 CPU_PARTITION, GPU_PARTITION = "cpu-test", "gpu-test"
+PARTITION_MAX_MINUTES = {CPU_PARTITION: 2, GPU_PARTITION: 30}
+ACCOUNT = "saerand"
 SITE = {
     "SAERAND_SLURM_PARTITION": CPU_PARTITION,
     "SAERAND_SLURM_GPU_PARTITION": GPU_PARTITION,
-    "SAERAND_SLURM_MAX_RUNTIME": "2",
     "SAERAND_SLURM_CPUS_PER_GPU_JOB": "1",
+    "SAERAND_SLURM_ACCOUNT": ACCOUNT,
 }
 HUNG_RULE = "toy_sweep"
 HUNG_OUTPUT = Path("results/toy/superposition/seed-0.csv")
@@ -116,18 +124,47 @@ def _hang(workdir: Path, process: subprocess.Popen, times: int) -> int:
 def _study_config(workdir: Path) -> Path:
     """tests/configs/mini.yaml without auto-interp (its jobs' partitions are checked by
     tests/test_slurm_profile.py; here they would add minutes of per-job Slurm overhead), and one
-    toy sweep on the CPU partition: the one that hangs."""
+    toy sweep on the CPU partition: the one that hangs; every job on the CPU."""
     path = workdir.parent / "study.yaml"
     if not path.exists():
         config = yaml.safe_load(MINI.read_text())
         config.pop("autointerp")
         config["toy"]["superposition"]["seeds"] = 1
+        # The cluster's GPUs are fake: a job given one would stop at once (saerand.models), so the
+        # study says where it runs.
+        for section in ("cache", "sae", "evaluation", "toy"):
+            config[section]["device"] = "cpu"
         path.write_text(yaml.safe_dump(config))
     return path
 
 
-def _run(cluster: SlurmCluster, workdir: Path, profile: Path, hang: int = 0) -> tuple[int, str]:
-    env = {**cluster.env, **SITE, "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}"}
+def _requeue(cluster: SlurmCluster, workdir: Path, process: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Preempt HUNG_RULE's job once it runs, as a higher-priority job would under PreemptMode=REQUEUE
+    (scontrol requeue: the job goes back to the queue, and starts again)."""
+    while process.poll() is None:
+        for proc in Path("/proc").iterdir():
+            try:
+                if f".{HUNG_RULE}.py" not in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    continue
+                if Path(os.readlink(proc / "cwd")) != workdir:
+                    continue
+                environ = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
+                job_id = environ[b"SLURM_JOB_ID"].decode()
+            except (OSError, KeyError, ValueError):
+                continue
+            return subprocess.run(["scontrol", "requeue", job_id], env=cluster.env, capture_output=True, text=True)
+        time.sleep(0.2)
+    raise AssertionError(f"{HUNG_RULE} was never seen running")
+
+
+def _run(
+    cluster: SlurmCluster, workdir: Path, profile: Path, hang: int = 0, requeue: bool = False, site: dict | None = None
+) -> tuple[int, str]:
+    env = {
+        **cluster.env,
+        **(SITE if site is None else site),
+        "PATH": f"{Path(SNAKEMAKE[0]).parent}:{cluster.env['PATH']}",
+    }
     command = [
         *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
         "--directory",
@@ -143,8 +180,10 @@ def _run(cluster: SlurmCluster, workdir: Path, profile: Path, hang: int = 0) -> 
     with open(log, "w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         hung = _hang(workdir, process, hang)
+        requeued = _requeue(cluster, workdir, process) if requeue else None
         returncode = process.wait(timeout=1500)
     assert hung == hang, f"the job to hang was seen running {hung} times, not {hang}"
+    assert requeued is None or requeued.returncode == 0, f"preempting {HUNG_RULE} failed: {requeued.stderr}"
     return returncode, log.read_text()
 
 
@@ -176,9 +215,17 @@ def slurm_study(tmp_path_factory, mini_run):
     (workdir / BLOCKED).write_text("not a folder\n")
     # Slurm counts 4 CPUs on this 2-core machine, and no CPU binding: a job asking for 1 CPU sees 2.
     with SlurmCluster(
-        root / "cluster", cpus=4, gpus=2, real_memory_mb=12000, partitions={CPU_PARTITION: 2, GPU_PARTITION: None}
+        root / "cluster",
+        cpus=4,
+        gpus=2,
+        real_memory_mb=12000,
+        partitions=PARTITION_MAX_MINUTES,
+        enforce_part_limits=True,
+        accounts=[ACCOUNT],
     ) as cluster:
-        runs = {"first": _run(cluster, workdir, _profile(root / "run1"), hang=2)}
+        no_account = {key: value for key, value in SITE.items() if key != "SAERAND_SLURM_ACCOUNT"}
+        runs = {"without_account": _run(cluster, workdir, _profile(root / "run0"), site=no_account)}
+        runs["first"] = _run(cluster, workdir, _profile(root / "run1"), hang=2)
         after_first = _outputs(workdir)
         (workdir / BLOCKED).unlink()
         shutil.rmtree(workdir / TOY_RESULTS)
@@ -187,7 +234,7 @@ def slurm_study(tmp_path_factory, mini_run):
             "sweep_table": (workdir / HUNG_OUTPUT).exists(),
             "partial_files": [str(p) for p in workdir.rglob(".*partial*")],
         }
-        runs["third"] = _run(cluster, workdir, _profile(root / "run3"))
+        runs["third"] = _run(cluster, workdir, _profile(root / "run3"), requeue=True)
         yield {
             "workdir": workdir,
             "reference": mini_run[0],
@@ -196,6 +243,21 @@ def slurm_study(tmp_path_factory, mini_run):
             "logs": {name: log for name, (_, log) in runs.items()},
             **{name: (code, _submitted(log, cluster)) for name, (code, log) in runs.items()},
         }
+
+
+def test_without_an_account_nothing_is_submitted(slurm_study):
+    code, submitted = slurm_study["without_account"]
+    assert code != 0 and submitted == []
+    assert "No Slurm account" in slurm_study["logs"]["without_account"]
+    assert "SAERAND_SLURM_ACCOUNT" in slurm_study["logs"]["without_account"]
+
+
+def test_every_job_is_charged_to_the_account_within_its_partitions_limits(slurm_study):
+    """Every job carried the account (the cluster refuses any other), and every time limit, the
+    workflow's estimate or its retry's, stayed within what sinfo says its partition allows."""
+    jobs = [record for run in ("first", "second", "third") for _, record in slurm_study[run][1]]
+    assert jobs and {record.get("Account") for record in jobs} == {ACCOUNT}
+    assert all(int(record["TimeLimit"]) <= PARTITION_MAX_MINUTES[record["Partition"]] for record in jobs)
 
 
 def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):

@@ -71,7 +71,62 @@ def test_an_llm_server_group_asks_for_the_servers_gpus_on_the_gpu_partition(tmp_
 
 
 def test_the_profile_batches_only_groups_the_workflow_has():
-    from saerand.layout import FINISH_GROUP, LLM_GROUP, SHARD_GROUP
+    from saerand.layout import FINISH_GROUP, LLM_GROUP, SHARD_GROUP, TOKENS_GROUP
 
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    assert set(profile["group-components"]) <= {SHARD_GROUP, FINISH_GROUP, LLM_GROUP}
+    assert set(profile["group-components"]) <= {SHARD_GROUP, FINISH_GROUP, LLM_GROUP, TOKENS_GROUP}
+
+
+def _resources_by_rule(output: str) -> dict[str, list[str]]:
+    jobs = re.findall(r"rule (\w+):\n(?:.*\n)*?\s+resources: (.*)", output)
+    by_rule: dict[str, list[str]] = {}
+    for rule, resources in jobs:
+        by_rule.setdefault(rule, []).append(resources)
+    return by_rule
+
+
+def test_a_head_job_inside_slurm_asks_for_the_cpus_per_gpu_job_not_all_of_them(tmp_path):
+    """Snakemake's head process run as a Slurm job of its own (SLURM_JOB_ID set) plans like a login
+    node: GPU jobs ask for SAERAND_SLURM_CPUS_PER_GPU_JOB CPUs (keyed on SLURM_JOB_ID they asked for 2**20)."""
+    result = _dry_run(tmp_path, {**SITE, "SLURM_JOB_ID": "41", "SAERAND_SLURM_CPUS_PER_GPU_JOB": "6"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    threads = re.findall(
+        r"rule (cache_train_shard|train_layer_shard|evaluate_sae):\n(?:.*\n)*?\s+threads: (\d+)", output
+    )
+    assert threads and {count for _, count in threads} == {"6"}
+
+
+def test_a_site_profile_of_ones_own_keeps_each_rules_gpu_node_and_model_constraint(tmp_path):
+    """GPUs, one node and a model's node features are the workflow's own resources: a user's
+    profile that names only the executor and partitions still asks for them."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "config.yaml").write_text(
+        yaml.safe_dump({"executor": "slurm", "jobs": 10, "default-resources": {"slurm_partition": "gpu"}})
+    )
+    overlay = tmp_path / "constraint.yaml"
+    overlay.write_text(yaml.safe_dump({"models": {"tiny-neox": {"gpu_constraint": "a100_80gb"}}}))
+    command = [
+        *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
+        "--profile",
+        str(site),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config" / "demo.yaml"),
+        str(overlay),
+        "-n",
+        "-F",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    by_rule = _resources_by_rule(output)
+    for rule in GPU_PARTITION_RULES:
+        for resources in by_rule[rule]:
+            fields = resources.split(", ")
+            assert "nodes=1" in fields and ("gpu=1" in fields) == (rule != "finalize_sae"), (rule, resources)
+            # toy_sweep_gpu's embedding sweep is of the model, but not one of its jobs: the site's.
+            assert ("constraint=a100_80gb" in fields) == (rule != "toy_sweep_gpu"), (rule, resources)
+    assert all("gpu=" not in r and "nodes=" not in r for r in by_rule["tokenize_text"])

@@ -9,8 +9,10 @@ SLURM_JOB_ID, which a head job inside Slurm has too.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 JOB_STEP_EXECUTOR = "slurm-jobstep"
@@ -62,3 +64,34 @@ def uses_slurm(workflow: Any) -> bool:
     """Whether this Snakemake submits jobs to Slurm (the head process under profiles/slurm)."""
     plugin = workflow.executor_plugin
     return plugin is not None and plugin.name.rsplit("-", 1)[-1] == "slurm" and not workflow.remote_exec
+
+
+SPACE_CHECK_VARIABLE = "SAERAND_SKIP_SPACE_CHECK"
+
+
+def _bytes_under(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink())
+
+
+def check_free_space(
+    high_water: Mapping[str, float], directory: str | Path = ".", environ: Mapping[str, str] = os.environ
+) -> None:
+    """Refuse to start a study whose disk high-water mark (saerand.planner: every stage at its
+    largest, the temporary training activations included) does not fit in the free space of its
+    working directory's filesystem, counting what its results already hold. A filesystem whose
+    quota statvfs does not show can be let through with SAERAND_SKIP_SPACE_CHECK=1."""
+    if environ.get(SPACE_CHECK_VARIABLE, "") not in ("", "0"):
+        return
+    directory = Path(directory)
+    written = _bytes_under(directory / "results") if (directory / "results").is_dir() else 0
+    needed = sum(high_water.values()) - written
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        stages = ", ".join(f"{stage} {size / 1e9:,.0f} GB" for stage, size in high_water.items())
+        raise ClusterSetupError(
+            f"{directory.resolve()} has {free / 1e9:,.0f} GB free, and the study needs {needed / 1e9:,.0f} GB more "
+            f"at its high-water mark ({stages}; {written / 1e9:,.0f} GB already written). Run it on a scratch "
+            "filesystem (snakemake --directory /scratch/...), set scratch_budget in the config to train fewer "
+            f"(model, variant) chains at once, or, where a quota is not what statvfs shows, set {SPACE_CHECK_VARIABLE}=1. "
+            "Nothing was submitted."
+        )

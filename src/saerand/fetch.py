@@ -23,7 +23,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from .provenance import provenance
 log = logging.getLogger(__name__)
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-HUB_TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # where huggingface_hub reads a token from
 RECORDS = "saerand-fetched"  # under HF_HOME: one completion record per artefact
 # A hub repository id (owner/name); hf:// data files of a hub dataset, optionally at a revision.
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -89,14 +87,6 @@ def job_environment(hf_home: str | Path, online: bool = False) -> dict[str, str]
         "HF_HUB_CACHE": str(home / "hub"),
         **{name: "0" if online else "1" for name in OFFLINE_VARIABLES},
     }
-
-
-def drop_hub_tokens(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Remove the hub token from an offline job's environment (saerand.jobs): a job that cannot
-    reach the hub has no use for it, so nothing it runs, logs or records can leak it. (The fetch
-    rules run in Snakemake's own process, which keeps it.)"""
-    for name in HUB_TOKENS:
-        environ.pop(name, None)
 
 
 def is_hub_id(location: str) -> bool:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from .fetch import drop_hub_tokens
 from .logs import log_to
+
+HUB_TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # where huggingface_hub reads a token from
 
 
 class NoMoreTime(RuntimeError):
@@ -18,7 +20,10 @@ class NoMoreTime(RuntimeError):
 
 def start_job(log_path: str, threads: int, resources: Mapping[str, Any] | None = None) -> None:
     log_to(log_path)
-    drop_hub_tokens()
+    # Jobs read the hub offline (saerand.fetch): nothing a job runs, logs or records can leak the
+    # token. (The fetch rules run in Snakemake's own process, which keeps it.)
+    for name in HUB_TOKENS:
+        os.environ.pop(name, None)
     torch.set_num_threads(max(1, threads))
     exhausted = (resources or {}).get("time_exhausted", 0)
     if exhausted:

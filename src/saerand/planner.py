@@ -35,6 +35,8 @@ from saerand.layout import (
     LOCAL_RULES,
     SHARD_GROUP,
     SHARD_GROUP_RULES,
+    TOKENS_GROUP,
+    TOKENS_GROUP_RULES,
 )
 from saerand.toy.glove import GLOVE_ARCHIVE_FILES
 
@@ -124,14 +126,19 @@ def group_components(group: str, profile: Path = SLURM_PROFILE) -> int:
 
 def cluster_jobs(jobs: list[PlannedJob], finish_batch: int) -> int:
     """Slurm jobs: one per shard group, one per batch of finished SAEs, one per LLM server (with its
-    SAEs), one per ungrouped job; none for the local rules."""
+    SAEs), one per batch of null-explainer jobs, one per ungrouped job; none for the local rules."""
     shard_groups = {SHARD_GROUP.format(**job.wildcards) for job in jobs if job.rule in SHARD_GROUP_RULES}
     saes_per_finish_group = Counter(FINISH_GROUP.format(**job.wildcards) for job in jobs if job.rule == "finalize_sae")
     finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_finish_group.values())
     llm_groups = sum(1 for job in jobs if job.rule == "llm_server")
-    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES + LOCAL_RULES
+    saes_per_tokens_group = Counter(
+        TOKENS_GROUP.format(**job.wildcards) for job in jobs if job.rule in TOKENS_GROUP_RULES
+    )
+    tokens_batch = group_components(TOKENS_GROUP)
+    tokens_groups = sum(math.ceil(n / tokens_batch) for n in saes_per_tokens_group.values())
+    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES + TOKENS_GROUP_RULES + LOCAL_RULES
     ungrouped = sum(1 for job in jobs if job.rule not in grouped)
-    return len(shard_groups) + finish_groups + llm_groups + ungrouped
+    return len(shard_groups) + finish_groups + llm_groups + tokens_groups + ungrouped
 
 
 def job_flops(costs: StudyCosts, job: PlannedJob) -> float:
@@ -141,6 +148,29 @@ def job_flops(costs: StudyCosts, job: PlannedJob) -> float:
         return costs.autointerp_llm().flops
     cost = costs.job_cost(job.rule, job.wildcards)
     return cost.flops if cost else 0.0
+
+
+def disk_high_water(config: dict[str, Any], costs: StudyCosts | None = None) -> dict[str, int]:
+    """Bytes each stage holds on disk at its most: what the study's storage must have room for."""
+    costs = StudyCosts(config) if costs is None else costs
+    models = list(config["models"])
+    pairs = [(model, variant) for model in models for variant in config["variants"]]
+    disk = {
+        "tokens": sum(costs.token_store_bytes(model) for model in models),
+        # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
+        # once, or as many as the scratch budget lets train together (the largest ones).
+        "training activations (temporary)": sum(
+            sorted((costs.chain_scratch_bytes(model) for model, _ in costs.study.chains), reverse=True)[: costs.lanes]
+        ),
+        "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
+        # A shard's job reads one checkpoint and writes the next; older ones are deleted.
+        "training checkpoints (temporary)": sum(
+            2 * costs.train_layer_shard(model, layer, 0).disk_bytes for model, _, layer in costs.study.training_layers
+        ),
+        "SAEs": sum(costs.finalize_sae(t).disk_bytes for t in costs.study.targets),
+    }
+    disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads_of(config).values())
+    return disk
 
 
 def plan(
@@ -166,24 +196,7 @@ def plan(
             rule, (rule_flops_per_second(rule, gpu_flops), 0)
         )
 
-    models = list(config["models"])
-    pairs = [(model, variant) for model in models for variant in config["variants"]]
-    disk = {
-        "tokens": sum(costs.token_store_bytes(model) for model in models),
-        # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
-        # once, or as many as the scratch budget lets train together (the largest ones).
-        "training activations (temporary)": sum(
-            sorted((costs.chain_scratch_bytes(model) for model, _ in costs.study.chains), reverse=True)[: costs.lanes]
-        ),
-        "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
-        # A shard's job reads one checkpoint and writes the next; older ones are deleted.
-        "training checkpoints (temporary)": sum(
-            2 * costs.train_layer_shard(model, layer, 0).disk_bytes for model, _, layer in costs.study.training_layers
-        ),
-        "SAEs": sum(costs.finalize_sae(t).disk_bytes for t in costs.study.targets),
-    }
-    downloads = downloads_of(config)
-    disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads.values())
+    disk = disk_high_water(config, costs)
     largest = max(costs.study.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
     step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.study.training_layers)
     batch = group_components(FINISH_GROUP) if finish_batch is None else finish_batch
@@ -201,7 +214,7 @@ def plan(
         lanes=costs.lanes,
         training_hours=max(hours.values(), default=0.0),
         training_hours_in_budget=in_budget,
-        downloads=downloads,
+        downloads=downloads_of(config),
         download_mb_s=config["prefetch"]["bandwidth_mb_s"],
     )
 

@@ -82,7 +82,7 @@ def write_service_file(path: str | Path, address: dict[str, Any]) -> None:
 def server_environment(settings: dict[str, Any], private: str) -> dict[str, str]:
     """This job's environment, the configured variables, and vLLM's IPC sockets and temporary
     files in the private directory (they would otherwise go to /tmp, where others can reach them).
-    No hub token: the server loads fetched weights offline (saerand.fetch.HUB_TOKENS; this module
+    No hub token: the server loads fetched weights offline (saerand.jobs.HUB_TOKENS; this module
     imports only the standard library)."""
     return {
         **{key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")},
