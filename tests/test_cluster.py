@@ -62,3 +62,16 @@ def test_a_study_larger_than_the_free_space_is_refused_with_the_numbers(tmp_path
     check_free_space({"SAEs": 10**11 + 4000}, tmp_path, environ={})
     with pytest.raises(ClusterSetupError):
         check_free_space({"SAEs": 10**11 + 5000}, tmp_path, environ={})
+
+
+def test_a_job_whose_resources_need_inputs_not_there_yet_is_judged_when_it_runs():
+    class Unready:
+        rule, is_local = SimpleNamespace(name="train_layer_shard"), False
+
+        @property
+        def resources(self):
+            raise NotADirectoryError("results/m/v/layers.1/checkpoints/shard-2")
+
+    check_account([Unready(), _job("cache_train_shard", "lab")], environ={})
+    with pytest.raises(ClusterSetupError, match="tokenize_text"):
+        check_account([Unready(), _job("tokenize_text")], environ={})

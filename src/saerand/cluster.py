@@ -44,13 +44,22 @@ def slurm_account(environ: Mapping[str, str] = os.environ) -> str:
     return "" if account.lower() == NO_ACCOUNT else account
 
 
+def _resource(job: Any, name: str) -> Any:
+    """A job's resource as it will be submitted; "unknown" where it cannot be evaluated before the
+    job's inputs exist (a resource function that reads them): such a job is not submitted now."""
+    try:
+        return job.resources.get(name)
+    except Exception:  # Snakemake wraps an input function's error in its own types
+        return "unknown"
+
+
 def check_account(jobs: Sequence[Any], environ: Mapping[str, str] = os.environ) -> None:
     """Refuse to submit cluster jobs without an account: many clusters reject every sbatch without
     one, and the Slurm executor's guess (from sacct) fails or picks a wrong one. A cluster without
     accounts is named explicitly (SAERAND_SLURM_ACCOUNT=none)."""
     if environ.get(ACCOUNT_VARIABLE, "").strip().lower() == NO_ACCOUNT:
         return
-    missing = sorted({job.rule.name for job in jobs if not job.is_local and not job.resources.get("slurm_account")})
+    missing = sorted({job.rule.name for job in jobs if not job.is_local and not _resource(job, "slurm_account")})
     if missing:
         raise ClusterSetupError(
             f"No Slurm account for {len(missing)} rule(s) to submit ({', '.join(missing[:5])}"

@@ -258,6 +258,9 @@ def job_runtime(wildcards, attempt, rulename):
     """The time limit: the estimate, raised after time-outs within the partition's cap; planning stops
     (saerand.retries.CannotFinish) where an estimated job that cannot resume would not fit at all."""
     estimated = COSTS.job_cost(rulename, dict(wildcards.items())) is not None
+    # A batch of finished SAEs is a convenience (a smaller one would do): only a shard's jobs, which
+    # share one shard's activations, and jobs alone must fit as they are.
+    indivisible = rulename in SHARD_GROUP_RULES or group_minutes(rulename, wildcards) is None
     return retries.runtime_minutes(
         base_minutes(rulename, wildcards),
         retries.earlier_failures(rulename, wildcards, attempt),
@@ -265,7 +268,7 @@ def job_runtime(wildcards, attempt, rulename):
         group_minutes=group_minutes(rulename, wildcards),
         must_fit=(
             f"{rulename} ({', '.join(f'{k}={v}' for k, v in wildcards.items())})"
-            if estimated and rulename not in RESUMABLE_RULES
+            if estimated and indivisible and rulename not in RESUMABLE_RULES
             else None
         ),
     )
