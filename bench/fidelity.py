@@ -39,7 +39,10 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per step")
     parser.add_argument("--optimizer", default="signum", choices=["signum", "adam"])
+    parser.add_argument("--fused-adam", action="store_true", help="ours with torch's fused Adam (sparsify's: not)")
     args = parser.parse_args(argv)
+    if args.fused_adam and args.optimizer != "adam":
+        parser.error("--fused-adam needs --optimizer adam")
 
     tokenizer = load_tokenizer(args.model, args.revision)
     depth = AutoConfig.from_pretrained(Path(args.model) / args.revision).num_hidden_layers
@@ -54,6 +57,7 @@ def main(argv=None) -> int:
         k=args.k,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
+        fused_adam=args.fused_adam,
         buffer_shuffle=False,
         device="cpu",
     )

@@ -8,4 +8,5 @@ bash scripts/setup.sh --vllm
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/snakefmt --check Snakefile workflow/rules
-exec .venv/bin/python -m pytest "$@"
+# Two workers, each taking whole groups of tests that share a costly fixture (tests/conftest.py).
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder "$@"

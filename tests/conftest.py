@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from saerand.config import SCHEMA, load_config, validate_section
@@ -141,18 +144,43 @@ def token_ids() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def mini_run(tmp_path_factory) -> tuple[Path, int]:
-    """tests/configs/mini.yaml run end to end locally; also the reference for the Slurm run."""
-    workdir = tmp_path_factory.mktemp("mini")
-    return workdir, run_watching_shards(workdir)[0]
+def mini_run(tmp_path_factory, worker_id) -> tuple[Path, int]:
+    """tests/configs/mini.yaml run end to end locally; also the reference for the Slurm run. Run
+    once per session: pytest-xdist's workers share it (the first to ask runs it, the others wait)."""
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared if worker_id == "master" else shared.parent
+    workdir, done = shared / "mini", shared / "mini.done.json"
+    with FileLock(shared / "mini.lock"):
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a worker's failed attempt
+            workdir.mkdir()
+            done.write_text(json.dumps(run_watching_shards(workdir)[0]))
+    return workdir, json.loads(done.read_text())
 
 
 # Fixtures that run the workflow, a Slurm cluster or an LLM server: every test using one takes
 # minutes and is marked slow, so `pytest -m "not slow"` is the quick loop (README: Development).
 SLOW_FIXTURES = {"mini_run", "finished_run", "slurm_study", "served_llm", "tiny_llama"}
+# scripts/test.sh runs the suite on two pytest-xdist workers (--dist loadgroup): the tests that share
+# a costly fixture run on one worker, each group whole, the largest first: the Slurm cluster's
+# (which mostly waits on its jobs' time limits) beside the local workflow runs'.
+XDIST_GROUPS = (
+    ("slurm", lambda item: item.path.name.startswith("test_slurm")),
+    ("mini", lambda item: "mini_run" in item.fixturenames),
+    ("rerun", lambda item: "finished_run" in item.fixturenames),
+    ("llm", lambda item: {"served_llm", "tiny_llama"} & set(item.fixturenames)),
+    ("paper", lambda item: "paper_jobs" in item.fixturenames),
+)
 
 
 def pytest_collection_modifyitems(items):
+    rank = {}
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        group = next((name for name, member in XDIST_GROUPS if member(item)), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        rank[item] = [name for name, _ in XDIST_GROUPS].index(group) if group else len(XDIST_GROUPS)
+    items.sort(key=rank.__getitem__)  # stable: each group in collection order, the groups first

@@ -117,7 +117,10 @@ class SlurmCluster:
     `partitions` maps each partition's name to its MaxTime in minutes (None: no limit); the first
     is the default one. With `enforce_part_limits`, sbatch fails for a job over its partition's
     limits. With `accounts`, a job must name one of them (``sbatch -A``); they are kept in
-    `self.accounts`, and the cluster runs MariaDB and slurmdbd as well (``sacct`` answers).
+    `self.accounts`, and the cluster runs MariaDB and slurmdbd as well (``sacct`` answers). With
+    `node_local_dir`, an Epilog empties that folder after every job, as a job's own tmpfs goes with
+    it (Slurm's job_container/tmpfs): what a job left there no later job, nor the submitting
+    process, ever sees (jobs that use it must then run one at a time).
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class SlurmCluster:
         turn_timeout: float = 3600.0,
         enforce_part_limits: bool = False,
         accounts: Sequence[str] = (),
+        node_local_dir: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.partitions = partitions or {"gpu-test": None}
@@ -142,6 +146,7 @@ class SlurmCluster:
             raise ValueError(f"real_memory_mb={self.real_memory_mb} must be below MemTotal={mem_total} MB")
         self.start_timeout, self.turn_timeout = start_timeout, turn_timeout
         self.enforce_part_limits, self.accounts = enforce_part_limits, list(accounts)
+        self.node_local_dir = None if node_local_dir is None else Path(node_local_dir).resolve()
         self._turn = None
         self.hostname = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
         self.conf = self.workdir / "slurm.conf"
@@ -463,6 +468,7 @@ class SlurmCluster:
             # Strict: a request past a partition's limits is refused at submission, and a job is not
             # requeued (after preemption or a node failure) unless it asked to be (sbatch --requeue).
             **({"EnforcePartLimits": "ALL", "JobRequeue": 0} if self.enforce_part_limits else {}),
+            **({"Epilog": self._node_local_epilog(w)} if self.node_local_dir else {}),
             # Polls /proc every second and kills a job over its --mem (OUT_OF_MEMORY), as cgroups
             # would on a production cluster: memory-limit retries can then be tested.
             "JobAcctGatherType": "jobacct_gather/linux",
@@ -495,6 +501,16 @@ class SlurmCluster:
             )
         (w / "plugstack.conf").write_text("")
         self.conf.write_text("\n".join([MARKER, *lines]) + "\n")
+
+    def _node_local_epilog(self, w: Path) -> Path:
+        """The Epilog (slurmd runs it as root when a job ends) that empties `node_local_dir`."""
+        self.node_local_dir.mkdir(parents=True, exist_ok=True)
+        epilog = w / "epilog.sh"
+        epilog.write_text(
+            f"#!/bin/sh\nfind '{self.node_local_dir}' -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +\nexit 0\n"
+        )
+        epilog.chmod(0o755)
+        return epilog
 
     def _accounting_conf(self) -> dict[str, object]:
         """slurm.conf's accounting settings; writes slurmdbd.conf, which slurmdbd reads from

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from saerand.autointerp.serve import server_command
 from saerand.config import validate_section
 from tests.conftest import REPO
 
@@ -71,3 +72,12 @@ def test_a_server_that_exits_by_itself_passes_its_status_on_and_leaves_no_folder
     assert launcher.wait(timeout=30) == 7
     assert double_record(tmp_path, launcher)["environment"]["VLLM_RPC_BASE_PATH"]
     assert not any((tmp_path / "node").iterdir())
+
+
+@pytest.mark.parametrize(
+    "prefix_caching, flag", [(True, "--enable-prefix-caching"), (False, "--no-enable-prefix-caching")]
+)
+def test_the_prefix_cache_is_set_explicitly_on_the_servers_command_line(prefix_caching, flag):
+    settings = validate_section("autointerp", {"llm": {"model": "owner/llm", "prefix_caching": prefix_caching}})
+    command = server_command(settings["llm"], "/node/llm.sock")
+    assert flag in command and sum(arg.endswith("prefix-caching") for arg in command) == 1

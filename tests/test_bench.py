@@ -1,6 +1,9 @@
 """The benchmark scripts run at toy size, so they cannot rot."""
 
 import importlib.util
+import json
+
+import pytest
 
 from .conftest import REPO
 
@@ -44,9 +47,11 @@ def test_fidelity_benchmark_meets_its_goal(tmp_path, tiny_neox, small_tokenizer,
     assert "largest |EV difference| = 0.00e+00" in out  # bit for bit at this size
 
 
-def test_throughput_benchmark_runs_at_toy_size(capsys):
+def test_throughput_benchmark_runs_at_toy_size(capsys, tmp_path):
     results = _load("throughput").main(
         [
+            "--json",
+            str(tmp_path / "figures.json"),
             "--size",
             "toy",
             "--tokens",
@@ -63,9 +68,14 @@ def test_throughput_benchmark_runs_at_toy_size(capsys):
             "cpu",
         ]
     )
-    for key in ("a_cache_over_forward", "b_ours_over_sparsify", "c_read_over_consumption"):
+    for key in ("a_cache_over_bound", "a_cache_over_forward", "b_ours_over_sparsify", "c_read_over_consumption"):
         assert results[key] > 0, key
-    assert "(d) SAE step d=128 latents=512: ran" in capsys.readouterr().out
+    assert 0 <= results["e_read_overlap"] <= 1 and results["reader_busy_s"] > 0
+    out = capsys.readouterr().out
+    assert "(d) SAE step d=128 latents=512: ran" in out and "(e) reading hidden by training" in out
+    record = json.loads((tmp_path / "figures.json").read_text())
+    assert record["device"].startswith("cpu") and "torch" in record["versions"] and record["created_utc"]
+    assert record["results"] == pytest.approx(results)
 
 
 def test_buffer_read_benchmark_compares_read_orders(capsys):

@@ -1,15 +1,26 @@
 import copy
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 import zarr
 
-from saerand.cache import ActivationCache, IncompleteCacheError, read_ahead, residual_stream, write_activation_cache
+from saerand import cache as cache_module
+from saerand.cache import (
+    ActivationCache,
+    IncompleteCacheError,
+    NoRoomError,
+    ReaderStats,
+    read_ahead,
+    residual_stream,
+    write_activation_cache,
+)
 from saerand.variants import SubjectModel
 
 
@@ -176,6 +187,103 @@ def test_shuffled_reading_mixes_the_buffer_and_is_seeded(tmp_path, tiny_neox, to
     assert not np.array_equal(_rows(cache.batches(0, 96, shuffle_seed=2, window_chunks=4, block_rows=4)), mixed_rows)
 
 
+def _indexed_store(path, n_rows: int, chunk_rows: int) -> ActivationCache:
+    """A float16 store whose row i holds i in each of its 4 columns: batches show the rows they hold."""
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    group.create_array(
+        "layers.0", data=np.repeat(np.arange(n_rows, dtype=np.float16)[:, None], 4, 1), chunks=(chunk_rows, 4)
+    )
+    group.create_array("tokens", data=np.ones((1, n_rows), dtype=np.int32), chunks=(1, n_rows))
+    group.attrs.update({"complete": True, "n_tokens": n_rows, "d_model": 4, "layers": [0]})
+    return ActivationCache(path)
+
+
+# The rows of each batch of an 83-row store (chunks of 8, batches of 12), as the single-threaded
+# numpy reader of before the read-ahead pipeline gave them: resumed and rerun shards must keep them.
+BATCHES_OF_BEFORE = {
+    "stored": [list(range(start, min(start + 12, 83))) for start in range(0, 83, 12)],
+    "seed 5, windows of 3 chunks, blocks of 2": [
+        [11, 12, 13, 14, 59, 60, 82, 56, 80, 81, 61, 62],
+        [63, 8, 9, 10, 57, 58, 15, 18, 19, 16, 17, 28],
+        [29, 22, 23, 34, 35, 20, 21, 36, 37, 38, 39, 26],
+        [27, 30, 31, 24, 25, 32, 33, 50, 51, 74, 75, 52],
+        [53, 4, 5, 48, 49, 72, 73, 78, 79, 2, 3, 6],
+        [7, 54, 55, 76, 77, 0, 1, 42, 43, 46, 47, 40],
+        [41, 68, 69, 44, 45, 64, 65, 66, 67, 70, 71],
+    ],
+    "seed 7, windows of 4 chunks, blocks of 3, last dropped": [
+        [49, 50, 51, 5, 6, 7, 52, 53, 54, 82, 0, 1],
+        [55, 80, 81, 38, 39, 48, 32, 33, 34, 2, 3, 4],
+        [35, 36, 37, 8, 9, 10, 31, 64, 65, 28, 29, 30],
+        [59, 60, 61, 66, 67, 68, 14, 15, 24, 69, 70, 71],
+        [25, 26, 27, 56, 57, 58, 11, 12, 13, 62, 63, 44],
+        [45, 46, 16, 17, 18, 19, 20, 21, 22, 23, 40, 74],
+    ],
+}
+READINGS = {
+    "stored": {},
+    "seed 5, windows of 3 chunks, blocks of 2": {"shuffle_seed": 5, "window_chunks": 3, "block_rows": 2},
+    "seed 7, windows of 4 chunks, blocks of 3, last dropped": {
+        "shuffle_seed": 7,
+        "window_chunks": 4,
+        "block_rows": 3,
+        "drop_last": True,
+    },
+}
+
+
+@pytest.mark.parametrize("reading", list(READINGS))
+@pytest.mark.parametrize("read_threads, windows_ahead", [(1, 1), (3, 2), (8, 4)])
+def test_the_read_ahead_pipeline_gives_the_batches_of_before(tmp_path, reading, read_threads, windows_ahead):
+    cache = _indexed_store(tmp_path / "c.zarr", 83, 8)
+    batches = list(cache.batches(0, 12, read_threads=read_threads, windows_ahead=windows_ahead, **READINGS[reading]))
+    assert all(batch.dtype == torch.float32 and (batch == batch[:, :1]).all() for batch in batches)
+    assert [batch[:, 0].int().tolist() for batch in batches] == BATCHES_OF_BEFORE[reading]
+
+
+def test_the_reader_reads_whole_windows_ahead_while_the_trainer_works(tmp_path):
+    """While the consumer holds its first batch, the reader's thread goes on reading: the window
+    handed over, `windows_ahead` more in the queue and one more waiting for room."""
+    cache = _indexed_store(tmp_path / "c.zarr", 8 * 40, 8)
+    stats = ReaderStats()
+    batches = cache.batches(0, 16, shuffle_seed=0, window_chunks=4, block_rows=2, windows_ahead=2, stats=stats)
+    next(batches)
+    deadline = time.monotonic() + 10
+    while stats.windows < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stats.windows == 4
+    assert len(list(batches)) == 8 * 40 // 16 - 1 and stats.windows == 10
+    batches.close()
+
+
+def test_the_next_forward_pass_runs_while_the_rows_before_it_are_written(tmp_path, tiny_neox, token_ids, monkeypatch):
+    """The first rows' write waits until the model has started its second batch: a writer in the
+    caching loop's own thread would wait in vain (and the store would then be refused below)."""
+    second_batch = threading.Event()
+    forwards = []
+
+    def count_forward(*_) -> None:
+        forwards.append(1)
+        if len(forwards) >= 2:
+            second_batch.set()
+
+    hook = tiny_neox.gpt_neox.layers[0].register_forward_pre_hook(count_forward)
+    overlapped = []
+    append = cache_module._ChunkedWriter.append
+
+    def slow_append(self, rows):
+        overlapped.append(second_batch.wait(timeout=10))
+        append(self, rows)
+
+    monkeypatch.setattr(cache_module._ChunkedWriter, "append", slow_append)
+    try:
+        _write(tmp_path / "c.zarr", tiny_neox, token_ids)
+    finally:
+        hook.remove()
+    assert overlapped and overlapped[0] is True
+    np.testing.assert_array_equal(ActivationCache(tmp_path / "c.zarr").tokens(), token_ids)
+
+
 def test_non_finite_activations_stop_the_cache_and_leave_no_store(tmp_path, tiny_neox, token_ids):
     broken = copy.deepcopy(tiny_neox)
     with torch.no_grad():
@@ -183,6 +291,22 @@ def test_non_finite_activations_stop_the_cache_and_leave_no_store(tmp_path, tiny
     with pytest.raises(FloatingPointError, match=r"layers\.2 of sequences 0\.\.4"):
         _write(tmp_path / "c.zarr", broken, token_ids)
     assert not (tmp_path / "c.zarr").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_store_larger_than_the_free_space_is_refused_before_it_is_written(
+    tmp_path, tiny_neox, token_ids, monkeypatch
+):
+    """2 layers x 768 tokens x 64 x float32 = 393,216 bytes: a disk with one byte less refuses the
+    store and keeps nothing; one with exactly that much takes it."""
+    needed = 2 * token_ids.size * 64 * 4
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=needed - 1))
+    with pytest.raises(NoRoomError, match=rf"^{tmp_path} has 0\.00 GB free and c\.zarr takes 0\.00 GB: nothing was"):
+        _write(tmp_path / "c.zarr", tiny_neox, token_ids)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=needed))
+    _write(tmp_path / "c.zarr", tiny_neox, token_ids)
+    assert ActivationCache(tmp_path / "c.zarr").n_tokens == token_ids.size
 
 
 def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_when_closed():

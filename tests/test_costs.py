@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 from saerand.config import ConfigError, SaeTarget
@@ -64,11 +66,14 @@ def test_a_scratch_budget_orders_the_chains_in_lanes(paper):
 
 
 def test_an_llm_servers_batch_of_saes_fits_in_the_gpu_partitions_time_limit(paper):
-    """The paper's 10 SAEs per server take about 35 h of a 70B model's time on one GPU: with a 24 h
-    limit each server gets as many as fit (its clients resume latent by latent, so at least one)."""
-    unlimited = StudyCosts(paper)
+    """Without vLLM's prefix cache the paper's 10 SAEs per server take about 35 h of a 70B model's
+    time on one GPU: with a 24 h limit each server gets as many as fit (its clients resume latent by
+    latent, so at least one). With it (the default) 10 fit in 24 h, and a 3 h limit leaves 2."""
+    no_prefix_cache = copy.deepcopy(paper)
+    no_prefix_cache["autointerp"]["llm"]["prefix_caching"] = False
+    unlimited = StudyCosts(no_prefix_cache)
     assert unlimited.saes_per_server == paper["autointerp"]["llm"]["saes_per_server"] == 10
-    capped = StudyCosts(paper, gpu_runtime_cap=1440)
+    capped = StudyCosts(no_prefix_cache, gpu_runtime_cap=1440)
     assert capped.saes_per_server == 6
     job = capped.job_cost("autointerp_llm", {})
     assert (
@@ -76,4 +81,6 @@ def test_an_llm_servers_batch_of_saes_fits_in_the_gpu_partitions_time_limit(pape
         <= 1440
         < estimated_minutes(unlimited.job_cost("autointerp_llm", {}), LLM_GPU_FLOPS)
     )
+    assert StudyCosts(paper, gpu_runtime_cap=1440).saes_per_server == 10
+    assert StudyCosts(paper, gpu_runtime_cap=180).saes_per_server == 2
     assert StudyCosts(paper, gpu_runtime_cap=30).saes_per_server == 1

@@ -68,14 +68,19 @@ def test_downloads_and_their_disk(paper, paper_jobs, tmp_path):
 def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper, paper_jobs):
     """100 latents per SAE (650: the sweep's too): an explanation prompt of 40 examples of 32 tokens,
     and per scorer 150 samples in prompts of 5; 2 FLOPs per parameter and token of a 70.6B model
-    at 200 TFLOP/s."""
+    at 200 TFLOP/s. With vLLM's prefix cache (the default) the prompts' fixed parts (640 tokens of
+    the explainer's, 670 of each scorer prompt's) are computed once per server, not per prompt."""
     study = plan(paper, jobs=paper_jobs)
-    explain = 640 + 40 * 32 * 2.5
-    score = 30 * (670 + 5 * 32 * 1.25)
-    tokens = explain + 2 * score + (1 + 60) * 60
-    assert tokens == pytest.approx(3_840 + 2 * 26_100 + 3_660)
-    hours = 650 * 100 * tokens * 2 * 70.6e9 / 200e12 / 3600
-    assert study.rules["autointerp_llm"].gpu_hours == pytest.approx(hours) and 700 < hours < 800
+    explain = 40 * 32 * 2.5
+    score = 30 * (5 * 32 * 1.25)
+    answers = (1 + 60) * 60
+    tokens = {"on": explain + 2 * score + answers, "off": explain + 640 + 2 * (score + 30 * 670) + answers}
+    assert tokens == pytest.approx({"on": 3_200 + 2 * 6_000 + 3_660, "off": 3_840 + 2 * 26_100 + 3_660})
+    hours = {cache: 650 * 100 * n * 2 * 70.6e9 / 200e12 / 3600 for cache, n in tokens.items()}
+    assert study.rules["autointerp_llm"].gpu_hours == pytest.approx(hours["on"]) and 200 < hours["on"] < 300
+    assert study.llm_gpu_hours == pytest.approx({"prefix cache on": hours["on"], "prefix cache off": hours["off"]})
+    assert 700 < hours["off"] < 800
+    assert "LLM GPU-hours: 240.41 with the prefix cache on, 761.01 with the prefix cache off" in format_plan(study)
 
 
 def test_benchmark_files_calibrate_throughput(paper, paper_jobs, tmp_path):
@@ -113,3 +118,19 @@ def test_a_scratch_budget_bounds_the_activations_and_lengthens_training(paper, p
     assert budget.training_hours_in_budget > 3 * free.training_hours > 0
     assert free.training_hours_in_budget == pytest.approx(free.training_hours)
     assert "3 of 25 (model, variant) chains train at once" in format_plan(budget)
+
+
+def test_node_local_shards_leave_the_shared_filesystem_and_need_one_shard_on_each_gpu_node(paper, paper_jobs):
+    """With cache.node_local_dir the training activations (over 14 TB on the shared filesystem) move
+    to the GPU nodes: each shard group's job holds its own shard there, at most a 6.9B one (10M
+    tokens, 8 layers, 4096 wide, float16: 656 GB)."""
+    shared = plan(paper, jobs=paper_jobs)
+    local = plan({**paper, "cache": {**paper["cache"], "node_local_dir": "/local/scratch"}}, jobs=paper_jobs)
+    assert "training activations (temporary)" not in local.disk
+    assert local.disk == {
+        stage: size for stage, size in shared.disk.items() if stage != "training activations (temporary)"
+    }
+    assert shared.node_local_bytes is None
+    assert local.node_local_bytes == 10_010_624 * 8 * 4096 * 2
+    assert "node-local, each GPU job (its shard)" in format_plan(local)
+    assert "node-local" not in format_plan(shared)

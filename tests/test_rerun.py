@@ -230,13 +230,13 @@ GPU_STAGE_SCRIPTS = ("cache_activations.py", "train_layer_shard.py", "finalize_s
 
 @pytest.mark.slow
 def test_operational_settings_and_code_edits_rerun_nothing_finished(finished_run, tmp_path):
-    """Devices, forward batch sizes, the store's codec and a GPU constraint change how jobs run, not
-    what they compute; a script edited by a `git pull` is newer than every output. Neither reruns
-    anything; a setting that defines a result still does, and finished SAEs are write-protected."""
+    """Devices, forward batch sizes, the store's codec, where shards live and a GPU constraint change
+    how jobs run, not what they compute; a script edited by a `git pull` is newer than every output.
+    Neither reruns anything; a setting that defines a result still does, and finished SAEs are write-protected."""
     workdir = tmp_path / "run"
     shutil.copytree(finished_run, workdir, symlinks=True)
     config = _config([2, 4])
-    config["cache"].update(device="cpu", batch_sequences=7, compressor="zstd")
+    config["cache"].update(device="cpu", batch_sequences=7, compressor="zstd", node_local_dir=str(tmp_path / "node"))
     config["sae"]["device"] = "cpu"
     config["evaluation"].update(batch_tokens=512, batch_sequences=3, device="cpu")
     config["models"]["mini-neox"]["gpu_constraint"] = "a100_80gb"

@@ -8,7 +8,7 @@ from sparsify import SaeConfig, SparseCoder, TrainConfig, Trainer
 
 from saerand.cache import ActivationCache, write_activation_cache
 from saerand.metrics import evaluate_sae
-from saerand.sae_training import default_lr, save_sae, train_sae
+from saerand.sae_training import SaeTrainer, default_lr, save_sae, train_sae, training_batches
 from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
@@ -222,3 +222,16 @@ def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_
             previous=tmp_path / "together" / "shard-0",
             chain=("m", "v"),
         )
+
+
+def test_fused_adam_is_one_kernel_and_trains_to_the_same_fvu(cache):
+    """sae.fused_adam runs torch's fused Adam (the default is its per-tensor loop); the rounding
+    differs, the training does not: the same FVU at every step to within 1e-4."""
+    default, fused = (
+        SaeTrainer(cache.d_model, replace(SETTINGS, optimizer="adam", lr_warmup_steps=2, fused_adam=flag), num_steps=6)
+        for flag in (False, True)
+    )
+    assert not default.optimizer.defaults["fused"] and fused.optimizer.defaults["fused"]
+    for trainer in (default, fused):
+        trainer.train_on(training_batches(cache, 1, SETTINGS, 32))
+    assert len(fused.fvu_trace) == 6 and fused.fvu_trace == pytest.approx(default.fvu_trace, abs=1e-4)

@@ -19,15 +19,21 @@ superposed toy data, every job on the CPU: the cluster's GPUs are fake) goes thr
   its time limit kept.
 - run 3: the sweep gets its default memory and is preempted (requeued by Slurm) once while it runs;
   it finishes, and the results equal those of the local run.
+- run 4: one SAE is deleted and the training shards go to node-local disk (cache.node_local_dir),
+  which the cluster empties after every job as a job's own tmpfs would be: its layer retrains
+  shard group by shard group, each shard cached and read in one cluster job and never on the
+  shared filesystem, and the SAE comes back as it was.
 The aggregations and plots are local rules: they run in Snakemake's own process, never on Slurm.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -62,6 +68,9 @@ HUNG_OUTPUT = Path("results/toy/superposition/seed-0.csv")
 TOY_RESULTS = Path("results/toy/superposition")
 # The layer whose SAEs' shard-0 checkpoint cannot be written in run 1: a file where its folder goes.
 BLOCKED = Path("results/mini-neox/trained/layers.1/checkpoints")
+# Deleted after run 3, rebuilt in run 4 from shards on node-local disk: layer 0's SAE, the only one
+# of its layer (the sweep's are on layer 1).
+REBUILT_SAE = Path("results/mini-neox/trained/x4-k4/layers.0/sae")
 # The workflow's own limits (saerand.retries) from smaller first values: the hung job 1 minute; in
 # run 2 1 minute and 100 MB, far below what Python with torch needs.
 RETRIES = "__import__('saerand.retries', fromlist=['r'])"
@@ -121,11 +130,12 @@ def _hang(workdir: Path, process: subprocess.Popen, times: int) -> int:
     return len(stopped)
 
 
-def _study_config(workdir: Path) -> Path:
+def _study_config(workdir: Path, node_local_dir: Path | None = None) -> Path:
     """tests/configs/mini.yaml without auto-interp (its jobs' partitions are checked by
     tests/test_slurm_profile.py; here they would add minutes of per-job Slurm overhead), and one
-    toy sweep on the CPU partition: the one that hangs; every job on the CPU."""
-    path = workdir.parent / "study.yaml"
+    toy sweep on the CPU partition: the one that hangs; every job on the CPU; training shards in
+    `node_local_dir` if given."""
+    path = workdir.parent / ("study.yaml" if node_local_dir is None else "study-node-local.yaml")
     if not path.exists():
         config = yaml.safe_load(MINI.read_text())
         config.pop("autointerp")
@@ -134,6 +144,7 @@ def _study_config(workdir: Path) -> Path:
         # study says where it runs.
         for section in ("cache", "sae", "evaluation", "toy"):
             config[section]["device"] = "cpu"
+        config["cache"]["node_local_dir"] = None if node_local_dir is None else str(node_local_dir)
         path.write_text(yaml.safe_dump(config))
     return path
 
@@ -158,7 +169,13 @@ def _requeue(cluster: SlurmCluster, workdir: Path, process: subprocess.Popen) ->
 
 
 def _run(
-    cluster: SlurmCluster, workdir: Path, profile: Path, hang: int = 0, requeue: bool = False, site: dict | None = None
+    cluster: SlurmCluster,
+    workdir: Path,
+    profile: Path,
+    hang: int = 0,
+    requeue: bool = False,
+    site: dict | None = None,
+    node_local_dir: Path | None = None,
 ) -> tuple[int, str]:
     env = {
         **cluster.env,
@@ -172,7 +189,7 @@ def _run(
         "--profile",
         str(profile),
         "--configfile",
-        str(_study_config(workdir)),
+        str(_study_config(workdir, node_local_dir)),
         "--config",
         f"variants=[{','.join(VARIANTS)}]",
     ]
@@ -208,11 +225,12 @@ def _outputs(workdir: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def slurm_study(tmp_path_factory, mini_run):
+def slurm_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm")
     workdir = root / "study"
     (workdir / BLOCKED).parent.mkdir(parents=True)
     (workdir / BLOCKED).write_text("not a folder\n")
+    node_local = root / "node-local"
     # Slurm counts 4 CPUs on this 2-core machine, and no CPU binding: a job asking for 1 CPU sees 2.
     with SlurmCluster(
         root / "cluster",
@@ -222,6 +240,7 @@ def slurm_study(tmp_path_factory, mini_run):
         partitions=PARTITION_MAX_MINUTES,
         enforce_part_limits=True,
         accounts=[ACCOUNT],
+        node_local_dir=node_local,
     ) as cluster:
         no_account = {key: value for key, value in SITE.items() if key != "SAERAND_SLURM_ACCOUNT"}
         runs = {"without_account": _run(cluster, workdir, _profile(root / "run0"), site=no_account)}
@@ -235,11 +254,23 @@ def slurm_study(tmp_path_factory, mini_run):
             "partial_files": [str(p) for p in workdir.rglob(".*partial*")],
         }
         runs["third"] = _run(cluster, workdir, _profile(root / "run3"), requeue=True)
+        rebuilt = workdir / REBUILT_SAE
+        metrics_before = json.loads((rebuilt.parent / "metrics.json").read_text())["metrics"]
+        for path in (rebuilt, *rebuilt.rglob("*")):
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)  # finished SAEs are write-protected
+        shutil.rmtree(rebuilt)
+        runs["fourth"] = _run(cluster, workdir, _profile(root / "run4"), node_local_dir=node_local)
         yield {
             "workdir": workdir,
-            "reference": mini_run[0],
             "failed_state": failed_state,
             "after_first": after_first,
+            "node_local": {
+                "dir": node_local,
+                "left": sorted(node_local.iterdir()),
+                "shared_shards": sorted(workdir.glob("results/*/*/cache/train/shard-*.zarr")),
+                "metrics_before": metrics_before,
+                "metrics_after": json.loads((rebuilt.parent / "metrics.json").read_text())["metrics"],
+            },
             "logs": {name: log for name, (_, log) in runs.items()},
             **{name: (code, _submitted(log, cluster)) for name, (code, log) in runs.items()},
         }
@@ -255,7 +286,7 @@ def test_without_an_account_nothing_is_submitted(slurm_study):
 def test_every_job_is_charged_to_the_account_within_its_partitions_limits(slurm_study):
     """Every job carried the account (the cluster refuses any other), and every time limit, the
     workflow's estimate or its retry's, stayed within what sinfo says its partition allows."""
-    jobs = [record for run in ("first", "second", "third") for _, record in slurm_study[run][1]]
+    jobs = [record for run in ("first", "second", "third", "fourth") for _, record in slurm_study[run][1]]
     assert jobs and {record.get("Account") for record in jobs} == {ACCOUNT}
     assert all(int(record["TimeLimit"]) <= PARTITION_MAX_MINUTES[record["Partition"]] for record in jobs)
 
@@ -347,12 +378,35 @@ def test_an_oom_kill_is_retried_with_more_memory_and_the_same_time(slurm_study):
     assert slurm_study["failed_state"] == {"sweep_table": False, "partial_files": []}
 
 
-def test_the_last_run_finishes_and_matches_a_local_run(slurm_study):
+def test_the_last_run_finishes_and_matches_a_local_run(slurm_study, mini_run):
     third = slurm_study["third"][1]
     assert [(name, r["JobState"]) for name, r in third] == [(HUNG_RULE, "COMPLETED")]
     on_slurm = pd.read_csv(slurm_study["workdir"] / "results" / "metrics.csv")
-    local = pd.read_csv(slurm_study["reference"] / "results" / "metrics.csv")
+    local = pd.read_csv(mini_run[0] / "results" / "metrics.csv")
     local = local[local["variant"].isin(VARIANTS)].reset_index(drop=True)[on_slurm.columns]
     pd.testing.assert_frame_equal(on_slurm, local, check_exact=False, rtol=1e-6)
     for figure in ("sae_metrics.png", "hyperparameter_sweep.png"):
         assert (slurm_study["workdir"] / "results" / "figures" / figure).stat().st_size > 10_000
+
+
+def test_shards_on_node_local_disk_live_and_die_in_their_shard_groups_job(slurm_study):
+    """Run 4 retrains the deleted SAE's layer: each shard group caches its shard in the node-local
+    folder and trains on it in the same cluster job; the cluster empties that folder after each job,
+    the submitting process never asks for the shard, nothing lands under results/, and the SAE is
+    rebuilt as it was."""
+    code, submitted = slurm_study["fourth"]
+    assert code == 0, slurm_study["logs"]["fourth"][-3000:]
+    groups = [(name.split("_")[0], record) for name, record in submitted]
+    assert [name for name, _ in groups] == [f"shard-mini-neox-trained-{s}" for s in range(3)] + [
+        "finish-mini-neox-trained"
+    ]
+    assert {record["JobState"] for _, record in groups} == {"COMPLETED"}
+    node_local = slurm_study["node_local"]
+    for name, record in groups[:3]:
+        log = Path(record["LogPath"]).read_text()
+        shard = name.rsplit("-", 1)[1]
+        assert re.search(
+            rf"output: {node_local['dir']}/saerand-\w+/mini-neox/trained/cache/train/shard-{shard}\.zarr", log
+        )
+    assert node_local["left"] == [] and node_local["shared_shards"] == []
+    assert node_local["metrics_after"] == pytest.approx(node_local["metrics_before"], rel=1e-6)

@@ -8,9 +8,13 @@ on opening, every chunk must be on disk (a lost one would read back as zeros).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +36,15 @@ COMPRESSORS = {
 
 
 STORED_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+_TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
 
 
 class IncompleteCacheError(RuntimeError):
     """A store that was not finished (a killed job) or is not an activation cache."""
+
+
+class NoRoomError(OSError):
+    """The filesystem a store goes to has less free space than the store takes."""
 
 
 class _StopForward(Exception):
@@ -101,6 +110,62 @@ class _ChunkedWriter:
             raise RuntimeError(f"{self.array.name}: wrote {self.row} of {self.array.shape[0]} rows")
 
 
+class _WriteBehind:
+    """Writes a cache's rows from a thread of its own, so that the next forward pass runs while this
+    one's rows go to disk. A GPU batch is cast on the GPU and copied into pinned host memory without
+    blocking; the thread waits for the copy, checks the rows are finite, and appends them. Its error
+    is raised in the caller at the next put or on leaving."""
+
+    def __init__(self, writers: dict[int, _ChunkedWriter], depth: int):
+        self.writers = writers
+        self.pending: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._write, name="cache_writer", daemon=True)
+        self.thread.start()
+
+    def put(self, layer: int, rows: torch.Tensor, sequences: tuple[int, int]) -> None:
+        """Queue `rows` (already in the stored dtype) of `layer`, from `sequences` (first, last)."""
+        finite = torch.isfinite(rows).all()  # on the device: no wait here
+        if rows.is_cuda:
+            host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+            host.copy_(rows, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+        else:
+            host, copied = rows, None
+        self._raise()
+        self.pending.put((layer, host, copied, finite, sequences))
+
+    def _write(self) -> None:
+        while (item := self.pending.get()) is not None:
+            if self.error is not None:
+                continue  # drained, so that the caller never blocks on a full queue
+            layer, host, copied, finite, (first, last) = item
+            try:
+                if copied is not None:
+                    copied.synchronize()
+                if not bool(finite):
+                    raise FloatingPointError(f"non-finite activations in layers.{layer} of sequences {first}..{last}")
+                self.writers[layer].append(host.numpy())
+            except BaseException as err:  # raised in the caller
+                self.error = err
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.pending.put(None)
+        self.thread.join()
+        if exc_type is None:
+            self._raise()
+            for writer in self.writers.values():
+                writer.close()
+
+
 def write_activation_cache(
     path: str | Path,
     subject: SubjectModel,
@@ -117,6 +182,7 @@ def write_activation_cache(
     n_tokens = n_sequences * context
     d_model = subject.model.config.hidden_size
     device = next(subject.model.parameters()).device
+    _check_room(Path(path), n_tokens * d_model * np.dtype(dtype).itemsize * len(layers))
     with atomic_directory(path) as staging:
         group = zarr.open_group(staging, mode="w", zarr_format=3)
         group.create_array("tokens", data=sequences.astype(np.int32), chunks=(max(1, chunk_rows // context), context))
@@ -136,17 +202,14 @@ def write_activation_cache(
             )
             for layer in layers
         }
-        for start in tqdm(range(0, n_sequences, batch_sequences), desc="caching", unit="batch"):
-            ids = torch.from_numpy(sequences[start : start + batch_sequences]).long().to(device)
-            for layer, acts in residual_stream(subject, ids, layers).items():
-                if not torch.isfinite(acts).all():
-                    raise FloatingPointError(
-                        f"non-finite activations in layers.{layer} of sequences {start}..{start + len(ids) - 1}"
-                    )
-                # Cast on the GPU: half the bytes cross to the host, and no second pass on the CPU.
-                writers[layer].append(acts.reshape(-1, d_model).to(STORED_DTYPES[dtype]).cpu().numpy())
-        for writer in writers.values():
-            writer.close()
+        # Two batches' rows in flight: the forward pass of the next overlaps the writing of this one.
+        with _WriteBehind(writers, depth=2 * len(layers)) as behind:
+            for start in tqdm(range(0, n_sequences, batch_sequences), desc="caching", unit="batch"):
+                ids = torch.from_numpy(sequences[start : start + batch_sequences]).long().to(device)
+                for layer, acts in residual_stream(subject, ids, layers).items():
+                    # Cast on the GPU: half the bytes cross to the host, and no second pass on the CPU.
+                    rows = acts.reshape(-1, d_model).to(STORED_DTYPES[dtype])
+                    behind.put(layer, rows, (start, start + len(ids) - 1))
         group.attrs.update(
             {
                 **(attrs or {}),
@@ -161,6 +224,19 @@ def write_activation_cache(
             }
         )
         group.attrs["complete"] = True
+
+
+def _check_room(path: Path, needed: int) -> None:
+    """Refuse before the forward passes when the store's filesystem cannot hold it (uncompressed;
+    a codec only shrinks it), instead of failing at the last chunk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise NoRoomError(
+            f"{path.parent} has {free / 1e9:,.2f} GB free and {path.name} takes {needed / 1e9:,.2f} GB: nothing "
+            "was written. Free space there, or for training shards point cache.node_local_dir at a larger disk "
+            "(null: the shared filesystem)."
+        )
 
 
 class ActivationCache:
@@ -213,13 +289,24 @@ class ActivationCache:
         shuffle_seed: int | None = None,
         window_chunks: int = 8,
         block_rows: int = 16,
+        device: str | torch.device = "cpu",
+        read_threads: int = 4,
+        windows_ahead: int = 2,
+        stats: ReaderStats | None = None,
     ) -> Iterator[torch.Tensor]:
-        """`batch_rows` rows at a time, always reading whole chunks (random row reads are slow).
+        """`batch_rows` rows at a time, float32 on `device`, always reading whole chunks (random row
+        reads are slow).
 
         shuffle_seed None: rows in stored order. Otherwise the buffer is mixed: its chunks are read
         in a seeded random order, `window_chunks` at a time, and the blocks of `block_rows`
         consecutive rows of each window are permuted together (whole blocks copy several times
         faster than single rows), so every batch draws from that many random places of the store.
+
+        A background thread reads up to `windows_ahead` windows ahead of the one being consumed,
+        `read_threads` chunks at once, into pinned host memory in the stored dtype; the window is
+        copied to `device` without blocking, cast and mixed there. The batches are the same, bit for
+        bit, on every device and with any number of threads; `stats` records the reader's busy time
+        and the consumer's waits.
         """
         array = self.activations(layer)
         rows_per_chunk = array.chunks[0]
@@ -229,34 +316,70 @@ class ActivationCache:
         else:
             per_read, rng = window_chunks, np.random.default_rng(shuffle_seed)
             starts = [starts[i] for i in rng.permutation(len(starts))]
-        carry = np.empty((0, self.d_model), dtype=np.float32)  # rows short of a batch, already in order
-        for first in range(0, len(starts), per_read):
-            group = starts[first : first + per_read]
-            sizes = [min(rows_per_chunk, self.n_tokens - start) for start in group]
-            window = np.empty((sum(sizes), self.d_model), dtype=np.float32)  # float32 in the same pass
-            offset = 0
-            for start, size in zip(group, sizes):
-                # torch's cast of the stored float16 is several times faster than numpy's.
-                torch.from_numpy(window[offset : offset + size]).copy_(torch.from_numpy(array[start : start + size]))
-                offset += size
-            if rng is not None:
-                window = _permute_blocks(window, block_rows, rng)
-            if len(carry):
-                window = np.concatenate([carry, window])
-            full = len(window) // batch_rows * batch_rows
-            for begin in range(0, full, batch_rows):
-                yield torch.from_numpy(window[begin : begin + batch_rows])
-            carry = window[full:].copy()
+        pin = torch.device(device).type == "cuda"
+        stats = ReaderStats() if stats is None else stats
+
+        def windows() -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
+            with ThreadPoolExecutor(read_threads, thread_name_prefix="chunk_reader") as pool:
+                for first in range(0, len(starts), per_read):
+                    began = time.perf_counter()
+                    group = starts[first : first + per_read]
+                    sizes = [min(rows_per_chunk, self.n_tokens - start) for start in group]
+                    window = torch.empty((sum(sizes), self.d_model), dtype=_TORCH_DTYPES[array.dtype], pin_memory=pin)
+                    places = np.cumsum([0, *sizes])
+                    parts = [window[place : place + size].numpy() for place, size in zip(places, sizes)]
+                    list(pool.map(_read_rows, [array] * len(group), group, parts))
+                    # Drawn window by window, as the reading order needs: the seed fixes every batch.
+                    order = None if rng is None else rng.permutation(len(window) // block_rows)
+                    stats.read_seconds += time.perf_counter() - began
+                    stats.windows += 1
+                    yield window, order
+
+        carry = torch.empty((0, self.d_model), dtype=torch.float32, device=device)  # rows short of a batch
+        reader = read_ahead(windows(), depth=windows_ahead)
+        try:
+            while True:
+                began = time.perf_counter()
+                item = next(reader, None)
+                stats.wait_seconds += time.perf_counter() - began
+                if item is None:
+                    break
+                stored, order = item
+                window = stored.to(device, non_blocking=True).float()
+                if order is not None:
+                    window = _permute_blocks(window, block_rows, torch.from_numpy(order).to(device, non_blocking=True))
+                if len(carry):
+                    window = torch.cat([carry, window])
+                full = len(window) // batch_rows * batch_rows
+                for begin in range(0, full, batch_rows):
+                    yield window[begin : begin + batch_rows]
+                carry = window[full:].clone()
+        finally:
+            reader.close()
         if len(carry) and not drop_last:
-            yield torch.from_numpy(carry)
+            yield carry
 
 
-def _permute_blocks(rows: np.ndarray, block_rows: int, rng: np.random.Generator) -> np.ndarray:
-    """`rows` with its whole blocks of `block_rows` in random order; a last partial block stays last."""
-    whole = len(rows) // block_rows * block_rows
-    blocks = rows[:whole].reshape(-1, block_rows, rows.shape[1])
-    mixed = blocks[rng.permutation(len(blocks))].reshape(whole, rows.shape[1])
-    return np.concatenate([mixed, rows[whole:]]) if whole < len(rows) else mixed
+def _read_rows(array, start: int, out: np.ndarray) -> None:
+    """Rows start.. of `array` into `out` (zarr releases the GIL while it reads)."""
+    out[:] = array[start : start + len(out)]
+
+
+@dataclasses.dataclass
+class ReaderStats:
+    """Where a reader's time went: reading windows (in its thread) and the consumer waiting for one."""
+
+    read_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    windows: int = 0
+
+
+def _permute_blocks(rows: torch.Tensor, block_rows: int, order: torch.Tensor) -> torch.Tensor:
+    """`rows` with its whole blocks of `block_rows` in `order`; a last partial block stays last."""
+    whole = len(order) * block_rows
+    blocks = rows[:whole].view(-1, block_rows, rows.shape[1])
+    mixed = blocks.index_select(0, order).view(whole, rows.shape[1])
+    return torch.cat([mixed, rows[whole:]]) if whole < len(rows) else mixed
 
 
 def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
@@ -284,6 +407,9 @@ def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
             hand_over((end, None))
         except BaseException as err:  # handed to the consumer, which raises it
             hand_over((None, err))
+        finally:
+            if hasattr(items, "close"):  # a generator's own clean-up (its thread pool) runs here
+                items.close()
 
     thread = threading.Thread(target=produce, name="read_ahead", daemon=True)
     thread.start()

@@ -246,23 +246,27 @@ class StudyCosts:
             host_memory_bytes=self._model_host_bytes(model) + weights,
         )
 
-    def llm_tokens_per_latent(self) -> float:
-        """Tokens the LLM reads and writes for one latent: its explanation, then each scorer's prompts
-        (examples_per_prompt samples each). An upper bound: vLLM's prefix cache skips the fixed part
-        of prompts after the first."""
+    def llm_tokens_per_latent(self, prefix_cached: bool | None = None) -> float:
+        """Tokens the LLM computes for one latent: its explanation, then each scorer's prompts
+        (examples_per_prompt samples each), and the answers. With vLLM's prefix cache
+        (`prefix_cached`, by default autointerp.llm.prefix_caching) the fixed part of each prompt,
+        the same for every latent, is computed once per server, so none of it counts here."""
         settings = self.config["autointerp"]
+        cached = settings["llm"]["prefix_caching"] if prefix_cached is None else prefix_cached
         example = settings["example_context"]
-        explain = EXPLAIN_FIXED_TOKENS + settings["explanation_examples"] * example * EXPLAIN_TOKENS_PER_EXAMPLE_TOKEN
+        explain = (0 if cached else EXPLAIN_FIXED_TOKENS) + (
+            settings["explanation_examples"] * example * EXPLAIN_TOKENS_PER_EXAMPLE_TOKEN
+        )
         per_prompt = settings["llm"]["examples_per_prompt"]
         prompts = (settings["test_examples"] + settings["non_activating"]) / per_prompt
-        score = prompts * (SCORE_FIXED_TOKENS + per_prompt * example * SCORE_TOKENS_PER_SAMPLE_TOKEN)
+        score = prompts * ((0 if cached else SCORE_FIXED_TOKENS) + per_prompt * example * SCORE_TOKENS_PER_SAMPLE_TOKEN)
         return explain + len(SCORERS) * score + (1 + len(SCORERS) * prompts) * ANSWER_TOKENS
 
-    def autointerp_llm(self, sharing: float = 1.0) -> JobCost:
+    def autointerp_llm(self, sharing: float = 1.0, prefix_cached: bool | None = None) -> JobCost:
         """One SAE's latents explained and scored by the served LLM (2 FLOPs per parameter and token);
         with `sharing` SAEs per server GPU, the FLOPs its job waits for."""
         settings = self.config["autointerp"]
-        tokens = settings["latents"] * self.llm_tokens_per_latent()
+        tokens = settings["latents"] * self.llm_tokens_per_latent(prefix_cached)
         return JobCost(
             flops=sharing * 2 * settings["llm"]["parameters"] * tokens,
             host_memory_bytes=2 * 2**30,

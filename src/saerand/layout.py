@@ -4,6 +4,9 @@ profiles/slurm names the groups in its group-components (tests/test_slurm_profil
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 # Cluster job groups (local runs ignore them): a (model, variant, shard)'s caching and the training
 # of every SAE on it (one job per layer) form one cluster job; finishing and evaluating SAEs are
 # batched per (model, variant), group-components of them per cluster job; a vLLM server and the
@@ -21,6 +24,21 @@ TOKENS_GROUP_RULES = ("autointerp_tokens",)
 # leaves them nearer the end (the LLM's clients latent by latent, the toy sweeps point by point).
 # Every other job starts over, so it must fit in its partition's time limit.
 RESUMABLE_RULES = ("llm_server", "autointerp_llm", "toy_sweep", "toy_sweep_gpu")
+
+# A (model, variant)'s training text, one shard of activations: temporary, and only read by the
+# training in its own shard group.
+TRAIN_SHARD = "results/{model}/{variant}/cache/train/shard-{shard}.zarr"
+
+
+def train_shard(node_local_dir: str | None, workdir: str | Path = ".") -> str:
+    """Where training shards live: under results/, or, with config `cache.node_local_dir`, in that
+    directory on the GPU node that caches and trains on them (one shard group is one cluster job),
+    in a folder named after the study's working directory so that two studies never share one."""
+    if node_local_dir is None:
+        return TRAIN_SHARD
+    study = hashlib.sha256(str(Path(workdir).resolve()).encode()).hexdigest()[:12]
+    return f"{node_local_dir.rstrip('/')}/saerand-{study}/{TRAIN_SHARD.removeprefix('results/')}"
+
 
 # Rules Snakemake runs itself, where it runs (the login node): never cluster jobs. The fetches need
 # the network that compute nodes lack; the aggregations and plots take seconds, less than a cluster

@@ -158,8 +158,7 @@ def evaluate_sae(
         sae.num_latents, *column_means(cache, layer, batch_rows, keep), n_units=cache.n_tokens // context
     )
     start = 0
-    for batch in tqdm(cache.batches(layer, batch_rows), desc=f"evaluating layers.{layer}"):
-        x = batch.to(device)
+    for x in tqdm(cache.batches(layer, batch_rows, device=device), desc=f"evaluating layers.{layer}"):
         encoded = sae.encode(x)
         x_hat = sae.decode(encoded.top_acts, encoded.top_indices)
         rows = torch.arange(start, start + len(x))

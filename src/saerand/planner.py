@@ -72,6 +72,9 @@ class Plan:
     # What the prefetch rules fetch on the login node: artefact -> (bytes downloaded, bytes on disk).
     downloads: dict[str, tuple[float, float]] = field(default_factory=dict)
     download_mb_s: float = 100.0
+    node_local_bytes: int | None = None  # a GPU job's node-local disk (cache.node_local_dir)
+    # The LLM's GPU-hours with vLLM's prefix cache on, and off (autointerp.llm.prefix_caching).
+    llm_gpu_hours: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_jobs(self) -> int:
@@ -155,13 +158,14 @@ def disk_high_water(config: dict[str, Any], costs: StudyCosts | None = None) -> 
     costs = StudyCosts(config) if costs is None else costs
     models = list(config["models"])
     pairs = [(model, variant) for model in models for variant in config["variants"]]
-    disk = {
-        "tokens": sum(costs.token_store_bytes(model) for model in models),
+    disk = {"tokens": sum(costs.token_store_bytes(model) for model in models)}
+    if config["cache"]["node_local_dir"] is None:
         # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
         # once, or as many as the scratch budget lets train together (the largest ones).
-        "training activations (temporary)": sum(
+        disk["training activations (temporary)"] = sum(
             sorted((costs.chain_scratch_bytes(model) for model, _ in costs.study.chains), reverse=True)[: costs.lanes]
-        ),
+        )
+    disk |= {
         "held-out activations": sum(costs.cache_eval(model).disk_bytes for model, _ in pairs),
         # A shard's job reads one checkpoint and writes the next; older ones are deleted.
         "training checkpoints (temporary)": sum(
@@ -171,6 +175,18 @@ def disk_high_water(config: dict[str, Any], costs: StudyCosts | None = None) -> 
     }
     disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads_of(config).values())
     return disk
+
+
+def node_local_bytes(config: dict[str, Any], costs: StudyCosts | None = None) -> int | None:
+    """The node-local disk one GPU job needs with config `cache.node_local_dir`: its shard, the
+    largest of the study (None: shards are on the shared filesystem)."""
+    if config["cache"]["node_local_dir"] is None:
+        return None
+    costs = StudyCosts(config) if costs is None else costs
+    shards = range(len(costs.study.shards))
+    return max(
+        (costs.cache_train_shard(model, s).disk_bytes for model, _ in costs.study.chains for s in shards), default=0
+    )
 
 
 def plan(
@@ -196,6 +212,12 @@ def plan(
             rule, (rule_flops_per_second(rule, gpu_flops), 0)
         )
 
+    llm_gpu_hours = {}
+    if "autointerp_llm" in rules:
+        # The LLM's FLOPs are proportional to the tokens it computes per latent.
+        per_latent = {cached: costs.llm_tokens_per_latent(cached) for cached in (True, False)}
+        scale = rules["autointerp_llm"].gpu_hours / costs.llm_tokens_per_latent()
+        llm_gpu_hours = {"prefix cache on": scale * per_latent[True], "prefix cache off": scale * per_latent[False]}
     disk = disk_high_water(config, costs)
     largest = max(costs.study.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
     step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.study.training_layers)
@@ -216,6 +238,8 @@ def plan(
         training_hours_in_budget=in_budget,
         downloads=downloads_of(config),
         download_mb_s=config["prefetch"]["bandwidth_mb_s"],
+        node_local_bytes=node_local_bytes(config, costs),
+        llm_gpu_hours=llm_gpu_hours,
     )
 
 
@@ -268,11 +292,16 @@ def format_plan(plan: Plan) -> str:
             )
     lines.append(f"{'total':<28}{plan.total_jobs:>8}{plan.gpu_hours:>12,.2f}")
     lines.append(f"{'cluster jobs (Slurm groups)':<28}{plan.cluster_jobs:>8}")
+    if plan.llm_gpu_hours:
+        hours = ", ".join(f"{hours:,.2f} with the {name}" for name, hours in plan.llm_gpu_hours.items())
+        lines.append(f"LLM GPU-hours: {hours} (autointerp.llm.prefix_caching)")
     lines.append("")
     lines.append(f"{'disk high-water mark':<36}{'bytes':>12}")
     for stage, size in plan.disk.items():
         lines.append(f"{stage:<36}{_bytes(size):>12}")
     lines.append(f"{'all stages at once':<36}{_bytes(sum(plan.disk.values())):>12}")
+    if plan.node_local_bytes is not None:
+        lines.append(f"{'node-local, each GPU job (its shard)':<36}{_bytes(plan.node_local_bytes):>12}")
     if plan.lanes is None:
         lines.append(
             "(temporary stages: every (model, variant) and SAE in training at once; fewer concurrent jobs need less)"

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
-from .cache import ActivationCache, read_ahead
+from .cache import ActivationCache, ReaderStats
 from .config import SaeHyperparameters, sae_directory
 from .models import resolve_device
 from .settings import SaeSettings, from_config
@@ -51,7 +51,7 @@ def _optimizer(sae: SparseCoder, settings: SaeSettings, num_steps: int):
         optimizer = ScheduleFreeWrapper(SignSGD(sae.parameters(), lr=lr), momentum=0.95)
         optimizer.train()
         return optimizer, None, lr
-    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, fused=settings.fused_adam or None)
     schedule = get_linear_schedule_with_warmup(optimizer, settings.lr_warmup_steps, num_steps)
     return optimizer, schedule, lr
 
@@ -74,7 +74,16 @@ class SaeTrainer:
         self.tokens_since_fired = torch.zeros(self.sae.num_latents, dtype=torch.long, device=self.device)
         self.step = 0
         self.tokens_seen = 0
-        self.fvu_trace: list[float] = []
+        self._fvu_trace: list[float] = []
+        self._fvu_pending: list[torch.Tensor] = []  # on the device until read: no host sync per step
+
+    @property
+    def fvu_trace(self) -> list[float]:
+        """The training FVU of every step so far (reading it waits for the device)."""
+        if self._fvu_pending:
+            self._fvu_trace.extend(torch.stack(self._fvu_pending).tolist())
+            self._fvu_pending.clear()
+        return self._fvu_trace
 
     def step_on(self, x: torch.Tensor) -> None:
         """One optimizer step on a batch of activations (already on this trainer's device)."""
@@ -102,7 +111,7 @@ class SaeTrainer:
             self.tokens_since_fired[out.latent_indices.flatten()] = 0
         self.step += 1
         self.tokens_seen += len(x)
-        self.fvu_trace.append(out.fvu.item())
+        self._fvu_pending.append(out.fvu.detach())
 
     def train_on(self, batches, *, description: str = "SAE") -> None:
         train_together([self], batches, description=description)
@@ -135,7 +144,7 @@ class SaeTrainer:
             trainer.schedule.load_state_dict(state["schedule"])
         trainer.tokens_since_fired.copy_(state["tokens_since_fired"])
         trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
-        trainer.fvu_trace = list(state["fvu_trace"])
+        trainer._fvu_trace = list(state["fvu_trace"])
         return trainer
 
     def finish(self) -> tuple[SparseCoder, dict[str, Any]]:
@@ -154,21 +163,27 @@ class SaeTrainer:
         }
 
 
+# Steps between two looks at the training FVU for the progress bar: each look waits for the GPU.
+PROGRESS_EVERY = 100
+
+
 def train_together(trainers: list[SaeTrainer], batches, *, description: str = "SAEs") -> None:
     """Train SAEs of one layer side by side from one read of each batch. Each takes exactly the
     steps it would take alone (its own seed, optimizer and counters; the batches do not depend on
-    expansion or k), so every SAE's weights equal those of training it alone."""
+    expansion or k), so every SAE's weights equal those of training it alone. `batches` are best
+    already on the trainers' device and read ahead (ActivationCache.batches)."""
     if len({(trainer.step, trainer.num_steps, trainer.device) for trainer in trainers}) != 1:
         raise ValueError("SAEs trained together must be at the same step of the same schedule on one device")
     first = trainers[0]
     # TF32 tensor cores for the float32 matmuls on a GPU, as sparsify's Trainer.fit sets (no effect on a CPU).
     torch.set_float32_matmul_precision("high")
-    progress = tqdm(read_ahead(batches), initial=first.step, total=first.num_steps, desc=description)
+    progress = tqdm(batches, initial=first.step, total=first.num_steps, desc=description)
     for batch in progress:
-        x = batch.to(first.device)
+        x = batch.to(first.device, non_blocking=True)
         for trainer in trainers:
             trainer.step_on(x)
-        progress.set_postfix(fvu=" ".join(f"{trainer.fvu_trace[-1]:.3f}" for trainer in trainers))
+        if first.step % PROGRESS_EVERY == 0:
+            progress.set_postfix(fvu=" ".join(f"{trainer.fvu_trace[-1]:.3f}" for trainer in trainers))
 
 
 def save_layer_checkpoint(directory: str | Path, trainers: dict[str, SaeTrainer], provenance: dict[str, Any]) -> None:
@@ -191,14 +206,25 @@ def buffer_order_seed(settings: SaeSettings, shard: int) -> int | None:
     return int(np.random.SeedSequence((settings.seed, shard)).generate_state(1, np.uint64)[0])
 
 
-def training_batches(cache: ActivationCache, layer: int, settings: SaeSettings, context_length: int, shard: int = 0):
-    """One shard's training batches, in stored order or mixed across the buffer (`buffer_shuffle`)."""
+def training_batches(
+    cache: ActivationCache,
+    layer: int,
+    settings: SaeSettings,
+    context_length: int,
+    shard: int = 0,
+    stats: ReaderStats | None = None,
+):
+    """One shard's training batches on the SAEs' device, in stored order or mixed across the buffer
+    (`buffer_shuffle`), read ahead by `read_threads` threads."""
     return cache.batches(
         layer,
         batch_rows(settings, context_length),
         shuffle_seed=buffer_order_seed(settings, shard),
         window_chunks=settings.buffer_window_chunks,
         block_rows=settings.buffer_block_rows,
+        device=settings.device,
+        read_threads=settings.read_threads,
+        stats=stats,
     )
 
 

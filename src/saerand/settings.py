@@ -81,6 +81,7 @@ class CacheSettings:
     batch_sequences: int
     compressor: str
     device: Device
+    node_local_dir: str | None  # where training shards live (saerand.layout.train_shard)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +102,8 @@ class SaeSettings:
     buffer_window_chunks: int
     buffer_block_rows: int
     device: Device
+    read_threads: int  # chunks read at once (saerand.cache.ActivationCache.batches)
+    fused_adam: bool  # torch's fused Adam kernel: faster, not bit-identical to the default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +145,7 @@ class LlmSettings:
     gpu_memory_utilization: float
     dtype: str
     seed: int
+    prefix_caching: bool
     server_args: list[str | float]
     environment: dict[str, str | float]
     start_timeout: float

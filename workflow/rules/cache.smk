@@ -13,7 +13,7 @@ rule cache_train_shard:
         lookahead=shard_lookahead,
         scratch_lane=chain_before_finished,
     output:
-        temp(directory("results/{model}/{variant}/cache/train/shard-{shard}.zarr")),
+        temp(directory(TRAIN_SHARD), group_jobs=NODE_LOCAL_SHARDS),
     log:
         "logs/cache_train_shard/{model}/{variant}/shard-{shard}.log",
     benchmark:

@@ -20,6 +20,7 @@ from saerand.layout import (
     SHARD_GROUP_RULES,
     TOKENS_GROUP,
     TOKENS_GROUP_RULES,
+    train_shard,
 )
 from saerand.planner import group_components
 from saerand.study import Study
@@ -154,6 +155,10 @@ def cluster_step_cpus(wildcards):
 SAE_DIR = sae_directory("{model}", "{variant}", "{layer}", "{expansion}", "{k}")
 # The training state of a layer's SAEs after a shard: .../layers.{layer}/checkpoints/shard-{shard}/x{e}-k{k}
 LAYER_CHECKPOINT = layer_checkpoint_directory("{model}", "{variant}", "{layer}", "{shard}")
+# A (model, variant)'s training activations, shard by shard: on the shared filesystem, or node-local
+# (Snakemake's nodelocal flag: the head process never looks for them).
+NODE_LOCAL_SHARDS = config["cache"]["node_local_dir"] is not None
+TRAIN_SHARD = train_shard(config["cache"]["node_local_dir"])
 
 
 def unfinished_targets(wildcards):

@@ -8,7 +8,7 @@
 rule train_layer_shard:
     input:
         # ancient: a shard re-cached for one layer's chain does not restart the other layers' chains.
-        shard=ancient("results/{model}/{variant}/cache/train/shard-{shard}.zarr"),
+        shard=ancient(TRAIN_SHARD),
         previous=previous_layer_checkpoint,
     output:
         temp(directory(LAYER_CHECKPOINT)),

@@ -57,6 +57,8 @@ def server_command(settings: dict[str, Any], socket_path: str, weights: str | No
         settings["dtype"],
         "--seed",
         str(settings["seed"]),
+        # Explicit, whatever vLLM's default: the planner's LLM time assumes it (saerand.costs).
+        "--enable-prefix-caching" if settings["prefix_caching"] else "--no-enable-prefix-caching",
     ]
     if settings["revision"] and not weights:
         command += ["--revision", settings["revision"]]
