@@ -18,6 +18,8 @@ memory. --json writes the figures with the device, the versions and the date.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -39,6 +41,8 @@ from saerand.sae_training import SaeTrainer, training_batches
 from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
+# Optional faster maths (sae settings), each timed against the default with --flags.
+FAST_FLAGS = ("fused_adam", "topk_before_relu")
 SIZES = {  # Pythia's published architectures (hidden, layers, heads)
     "toy": (128, 4, 4),
     "pythia-160m": (768, 12, 12),
@@ -122,6 +126,14 @@ def main(argv=None) -> dict[str, float]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--scratch", default=None, help="folder for the stores (default: the system's temp folder)")
     parser.add_argument("--read-threads", type=int, default=4, help="chunk-reading threads while training")
+    parser.add_argument("--optimizer", choices=["adam", "signum"], default="adam", help="adam: the paper's config")
+    parser.add_argument(
+        "--flags",
+        nargs="*",
+        default=[],
+        choices=FAST_FLAGS,
+        help="also time ours with each of these sae settings on (the same batches; final FVU compared)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here, with device and versions")
     args = parser.parse_args(argv)
 
@@ -141,7 +153,7 @@ def main(argv=None) -> dict[str, float]:
         expansion_factor=args.expansion,
         k=args.k,
         batch_size=args.batch_sequences,
-        optimizer="signum",
+        optimizer=args.optimizer,
         device=device,
         buffer_shuffle=True,
         read_threads=args.read_threads,
@@ -195,11 +207,20 @@ def main(argv=None) -> dict[str, float]:
             lambda: ours.train_on(training_batches(cache, layer, settings, args.context, stats=reader)), device
         )
         results["reader_busy_s"], results["trainer_waited_s"] = reader.read_seconds, reader.wait_seconds
+        for flag in args.flags:
+            flagged_settings = dataclasses.replace(settings, **{flag: True})
+            flagged = SaeTrainer(cache.d_model, flagged_settings, num_steps=ours.num_steps)
+            batches = training_batches(cache, layer, flagged_settings, args.context)
+            results[f"{flag}_training_tokens_per_s"] = tokens / timed(
+                functools.partial(flagged.train_on, batches), device
+            )
+            results[f"{flag}_final_fvu_difference"] = flagged.fvu_trace[-1] - ours.fvu_trace[-1]
 
         config = TrainConfig(
             SaeConfig(expansion_factor=args.expansion, k=args.k),
             batch_size=args.batch_sequences,
             layers=[layer],
+            optimizer=args.optimizer,
             save_dir=str(Path(scratch) / "sparsify"),
             run_name="bench",
             log_to_wandb=False,
@@ -248,6 +269,12 @@ def main(argv=None) -> dict[str, float]:
         f"{results['reader_busy_s']:.2f} s, trainer waited {results['trainer_waited_s']:.2f} s, "
         f"{args.read_threads} threads)"
     )
+    for flag in args.flags:
+        print(
+            f"  sae.{flag + ' / default':27s}"
+            f"{results[f'{flag}_training_tokens_per_s'] / results['our_training_tokens_per_s']:6.2f}"
+            f"   final training FVU {results[f'{flag}_final_fvu_difference']:+.2e} from the default's"
+        )
     if peak is None:
         print(f"  (d) SAE step d={d_in} latents={latents}: ran; no GPU, so no GPU memory to report")
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from saerand.dag import study_jobs
 from .workflow_runs import run_watching_shards
 
 REPO = Path(__file__).resolve().parents[1]
+
+# No test sees a Slurm it did not start: sinfo (the partitions' limits, saerand.retries) would
+# otherwise answer from the machine's own configuration, which a test cluster running beside the
+# test (another xdist worker's) takes over. Tests of a cluster give its SLURM_CONF to its commands.
+os.environ["SLURM_CONF"] = str(REPO / "tests" / "no-slurm-here.conf")
 
 
 @pytest.fixture(scope="session")
@@ -173,6 +179,8 @@ XDIST_GROUPS = (
 )
 
 
+# First among the hooks: xdist's worker reads the groups in its own hook, registered after this file.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     rank = {}
     for item in items:

@@ -2,6 +2,9 @@
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -129,3 +132,30 @@ def test_layer_training_benchmark_compares_one_read_with_separate_jobs(capsys):
     assert set(results) == {"separate_jobs", "one_process", "one_read"}
     assert all(rate > 0 for rate in results.values())
     assert "x separate jobs" in capsys.readouterr().out
+
+
+def test_the_device_check_runs_every_step_and_writes_one_table(tmp_path):
+    """bench/device_check.sh at toy size on the CPU (what a lent GPU runs at Pythia shapes)."""
+    environment = {**os.environ, "CHECK_SIZE": "toy", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    subprocess.run(["bash", str(REPO / "bench" / "device_check.sh")], env=environment, check=True, capture_output=True)
+    summary = json.loads((tmp_path / "device_check.json").read_text())
+    assert summary["device"].startswith("cpu") and summary["versions"]["eai-sparsify"] == "1.3.3"
+    toy = summary["runs"]["throughput-toy"]
+    for flag in ("fused_adam", "topk_before_relu"):
+        assert toy[f"{flag}_training_tokens_per_s"] > 0 and abs(toy[f"{flag}_final_fvu_difference"]) < 0.05
+    table = (tmp_path / "device_check.md").read_text()
+    assert "| our SAE training / sparsify's Trainer | >= 1.0 |" in table
+    # The cost model's constants measured, and its caching and training set beside the measured ones.
+    assert set(summary["rates"]) == {
+        "fp32_flops_per_second",
+        "half_flops_per_second",
+        "memory_bytes_per_second",
+        "disk_bytes_per_second",
+        "step_seconds",
+    }
+    assert all(value > 0 for value in summary["rates"].values())
+    ratios = summary["model_over_measured"]["throughput-toy"]
+    assert set(ratios) == {"cache_tokens_per_s", "our_training_tokens_per_s"} and all(r > 0 for r in ratios.values())
+    assert "| cost model / measured (goal: 0.67 to 1.5) | throughput-toy |" in table
+    assert "aten::" in (tmp_path / "profile" / "table.md").read_text()
+    assert (tmp_path / "profile" / "trace.json").stat().st_size > 0

@@ -4,14 +4,14 @@ import pytest
 
 from saerand.config import ConfigError, SaeTarget
 from saerand.costs import (
-    LLM_GPU_FLOPS,
+    CPU_CORE_FLOPS,
     JobCost,
     ModelSize,
     StudyCosts,
     estimated_mb,
-    estimated_minutes,
     sae_train_gpu_bytes,
 )
+from saerand.device_rates import ASSUMED_GPU
 
 
 @pytest.mark.parametrize(("model", "published"), [("pythia-160m", 162_322_944), ("pythia-6.9b", 6_857_302_016)])
@@ -19,11 +19,42 @@ def test_parameter_counts_match_pythia(paper, model, published):
     assert ModelSize.of(paper["models"][model]).params() == pytest.approx(published, rel=0.01)
 
 
-def test_first_limits_come_from_the_estimate():
+def test_first_limits_come_from_the_estimate(paper):
+    costs = StudyCosts(paper, rates=ASSUMED_GPU)
     # 1 PFLOP at 50 TFLOP/s is 20 s, times the margin of 3, plus 2 minutes of start-up: 3 minutes.
-    assert estimated_minutes(JobCost(1e15, 0, startup_minutes=2)) == pytest.approx(3.0)
-    assert estimated_minutes(JobCost(1e15, 0, startup_minutes=2), flops_per_second=50e9) == pytest.approx(1002.0)
+    assert costs.estimated_minutes("evaluate_sae", JobCost(1e15, 0, startup_minutes=2)) == pytest.approx(3.0)
+    # A CPU rule's at one core's rate.
+    cpu = costs.estimated_minutes("toy_sweep", JobCost(1e15, 0, startup_minutes=2))
+    assert cpu == pytest.approx(3 * 1e15 / CPU_CORE_FLOPS / 60 + 2)
     assert estimated_mb(JobCost(0, 2**30)) == 1024
+
+
+def test_training_time_is_steps_flops_and_bytes(paper):
+    """A shard of one 70M SAE (d 512, 32,768 latents) on 10,010,624 tokens in steps of 16,384: 611
+    steps; the encoder's 2 d n FLOPs per token; per step 40 bytes per weight and 20 per decoder
+    weight, and 8 bytes per token and latent of pre-activations."""
+    costs = StudyCosts(paper, rates=ASSUMED_GPU)
+    cost = costs.train_layer_shard("pythia-70m", 0, 0)
+    tokens, latents, steps = 10_010_624, 512 * 64, 10_010_624 / 16_384
+    assert cost.steps == pytest.approx(steps)
+    assert cost.flops == 2 * 512 * latents * tokens
+    weights = 2 * 512 * latents + latents + 512
+    assert cost.memory_bytes == pytest.approx(steps * (40 * weights + 20 * 512 * latents) + 8 * latents * tokens)
+    expected = steps * 1e-3 + cost.flops / 50e12 + cost.memory_bytes / 2.5e12
+    assert costs.job_seconds("train_layer_shard", cost) == pytest.approx(expected)
+    # At 70M the steps' fixed cost and bytes are over a fifth of the time; at 6.9B under a tenth.
+    assert cost.flops / 50e12 < 0.8 * expected
+    large = costs.train_layer_shard("pythia-6.9b", 0, 0)
+    assert large.flops / 50e12 > 0.9 * costs.job_seconds("train_layer_shard", large)
+
+
+def test_caching_takes_its_forward_pass_or_its_writes_whichever_is_longer(paper):
+    costs = StudyCosts(paper, rates=ASSUMED_GPU)
+    cost = costs.cache_train_shard("pythia-70m", 0)
+    assert cost.half_precision  # the paper's models run in 16 bits ("auto")
+    written = 10_010_624 * 6 * 512 * 2
+    assert costs.job_seconds("cache_train_shard", cost) == pytest.approx(max(cost.flops / 400e12, written / 1e9))
+    assert written / 1e9 > cost.flops / 400e12  # a 70M model writes slower than it computes
 
 
 def test_bigger_models_and_saes_get_bigger_limits(paper):
@@ -34,7 +65,7 @@ def test_bigger_models_and_saes_get_bigger_limits(paper):
         costs.train_layer_shard(large.model, 0, 0).flops > 60 * costs.train_layer_shard(small.model, 0, 0).flops
     )  # (4096/512)^2
     # A 160M layer trains its eight sweep points together: 16 + 32 + 64 + 128 latents per dimension, twice.
-    assert costs.train_layer_shard("pythia-160m", 3, 0).flops == 10_010_624 * 6 * 768 * 768 * 2 * 240
+    assert costs.train_layer_shard("pythia-160m", 3, 0).flops == 10_010_624 * 2 * 768 * 768 * 2 * 240
     assert (
         costs.cache_eval("pythia-6.9b").host_memory_bytes
         > 10 * 2**30
@@ -77,9 +108,9 @@ def test_an_llm_servers_batch_of_saes_fits_in_the_gpu_partitions_time_limit(pape
     assert capped.saes_per_server == 6
     job = capped.job_cost("autointerp_llm", {})
     assert (
-        estimated_minutes(job, LLM_GPU_FLOPS)
+        capped.estimated_minutes("autointerp_llm", job)
         <= 1440
-        < estimated_minutes(unlimited.job_cost("autointerp_llm", {}), LLM_GPU_FLOPS)
+        < unlimited.estimated_minutes("autointerp_llm", unlimited.job_cost("autointerp_llm", {}))
     )
     assert StudyCosts(paper, gpu_runtime_cap=1440).saes_per_server == 10
     assert StudyCosts(paper, gpu_runtime_cap=180).saes_per_server == 2

@@ -3,6 +3,8 @@ from collections import Counter
 import pytest
 
 from saerand.config import SCHEMA, load_config
+from saerand.costs import StudyCosts
+from saerand.device_rates import ASSUMED_GPU
 from saerand.planner import format_plan, main, plan
 
 from .conftest import REPO
@@ -84,16 +86,20 @@ def test_llm_gpu_hours_count_every_prompt_token_of_the_papers_settings(paper, pa
 
 
 def test_benchmark_files_calibrate_throughput(paper, paper_jobs, tmp_path):
-    assumed = plan(paper, jobs=paper_jobs)
+    """A finished 70M shard that took 5 times what the device model said scales the rule's hours by 5."""
+    assumed = plan(paper, jobs=paper_jobs, rates=ASSUMED_GPU)
     bench = tmp_path / "benchmarks" / "train_layer_shard" / "pythia-70m" / "trained" / "layers.0"
     bench.mkdir(parents=True)
-    job_flops = 6 * 512 * 512 * 64 * 10_010_624  # one shard of a 70M SAE
-    (bench / "shard-0.tsv").write_text(f"s\th:m:s\tmax_rss\n{job_flops / 10e12:.3f}\t0:0:1\t100\n")
-    measured = plan(paper, tmp_path / "benchmarks", jobs=paper_jobs)
+    costs = StudyCosts(paper, rates=ASSUMED_GPU)
+    predicted = costs.job_seconds("train_layer_shard", costs.train_layer_shard("pythia-70m", 0, 0))
+    (bench / "shard-0.tsv").write_text(f"s\th:m:s\tmax_rss\n{5 * predicted:.3f}\t0:0:1\t100\n")
+    measured = plan(paper, tmp_path / "benchmarks", rates=ASSUMED_GPU, jobs=paper_jobs)
     rule = measured.rules["train_layer_shard"]
-    assert rule.calibrated_from == 1 and rule.flops_per_second == pytest.approx(10e12, rel=1e-3)
+    assert rule.calibrated_from == 1 and rule.measured_scale == pytest.approx(5, rel=1e-3)
     assert rule.gpu_hours == pytest.approx(assumed.rules["train_layer_shard"].gpu_hours * 5, rel=1e-3)
     assert measured.rules["cache_eval"].calibrated_from == 0
+    assert "the device model x 5 (measured, 1 benchmark files)" in format_plan(measured)
+    assert "device model: NVIDIA H100 (assumed), rates from assumed" in format_plan(measured)
 
 
 def test_command_prints_the_plan(capsys, tmp_path, paper_jobs, monkeypatch):

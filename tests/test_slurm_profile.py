@@ -130,3 +130,25 @@ def test_a_site_profile_of_ones_own_keeps_each_rules_gpu_node_and_model_constrai
             # toy_sweep_gpu's embedding sweep is of the model, but not one of its jobs: the site's.
             assert ("constraint=a100_80gb" in fields) == (rule != "toy_sweep_gpu"), (rule, resources)
     assert all("gpu=" not in r and "nodes=" not in r for r in by_rule["tokenize_text"])
+
+
+def test_a_job_that_could_never_finish_in_its_partition_stops_the_plan(tmp_path):
+    """A GPU partition of 60 minutes: the paper's larger models' shard caching (Pythia-1B: about 172 min) could never
+    finish, so nothing is planned (a local run is not bound: tests/test_workflow.py)."""
+    plan = subprocess.run(
+        [
+            *SNAKEMAKE[: SNAKEMAKE.index("--profile")],
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **SITE, "SAERAND_SLURM_GPU_MAX_RUNTIME": "60"},
+    )
+    assert plan.returncode != 0 and "CannotFinish: cache_train_shard (model=pythia-" in plan.stdout + plan.stderr

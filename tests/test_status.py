@@ -9,7 +9,7 @@ from saerand.config import SCHEMA, layer_checkpoint_directory, load_config
 from saerand.costs import StudyCosts
 from saerand.dag import study_jobs
 from saerand.layout import GPU_RULES
-from saerand.planner import job_flops, measured_throughput, plan
+from saerand.planner import job_seconds, measured_scale, plan
 from saerand.status import format_status, incomplete_outputs, main, slurm_queue, study_status
 from saerand.study import Study
 
@@ -123,5 +123,5 @@ def test_the_time_left_is_what_snakemake_would_still_run(mini_run, tmp_path):
     left = [job for job in study_jobs(config, workdir) if job.rule in GPU_RULES]
     assert [(job.rule, job.wildcards["layer"]) for job in left] == [("evaluate_sae", str(target.layer))]
     costs = StudyCosts(config)
-    per_second = measured_throughput(costs, workdir / "benchmarks")["evaluate_sae"][0]
-    assert status.gpu_hours_left == pytest.approx(job_flops(costs, left[0]) / per_second / 3600)
+    scale = measured_scale(costs, workdir / "benchmarks")["evaluate_sae"][0]
+    assert status.gpu_hours_left == pytest.approx(job_seconds(costs, left[0]) * scale / 3600)

@@ -572,6 +572,20 @@ def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path, mini_run):
 
 
 @pytest.mark.slow
+def test_a_local_run_is_bound_by_no_partition_on_a_machine_with_slurm_caps(tmp_path, mini_run, monkeypatch):
+    """Caps of 1 minute (a login node's site settings, or its sinfo): the shard's caching, estimated
+    longer, would stop a Slurm plan; a local run caches it."""
+    monkeypatch.setenv("SAERAND_SLURM_GPU_MAX_RUNTIME", "1")
+    monkeypatch.setenv("SAERAND_SLURM_MAX_RUNTIME", "1")
+    start_from_built_model(mini_run[0], tmp_path)
+    shard = "results/mini-neox/trained/cache/train/shard-0.zarr"
+    planned = snakemake("--directory", str(tmp_path), "--configfile", str(MINI), "-n", "--", shard, check=False)
+    assert planned.returncode != 0 and "CannotFinish: cache_train_shard" in planned.stdout + planned.stderr
+    snakemake("--directory", str(tmp_path), "--configfile", str(MINI), "--cores", "2", "--", shard)
+    assert ActivationCache(tmp_path / shard).n_tokens == 2048
+
+
+@pytest.mark.slow
 def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path, mini_run):
     """A budget of one (model, variant)'s two shards: the control's first shard waits for the
     trained model's SAEs, and no more than two shards are ever on disk in all."""

@@ -1,4 +1,6 @@
-"""Cost model of the study's jobs: FLOPs, memory and disk from the model and SAE sizes.
+"""Cost model of the study's jobs: FLOPs, bytes moved, steps, memory and disk from the model and
+SAE sizes, and their time on a device (saerand.device_rates: fixed cost per step + dense FLOPs at the
+matmul rate + bytes at the memory bandwidth, and no less than a store's bytes at the disk's rate).
 
 One model serves both the planner (GPU-hours and disk before anything runs) and the cluster
 resources each job asks for (memory and time limit, scaled by the retry attempt).
@@ -21,6 +23,7 @@ from saerand.config import (
     sweep_layers,
     toy_latent_counts,
 )
+from saerand.device_rates import DeviceRates, newest_gpu_rates
 from saerand.layout import GPU_RULES
 from saerand.study import Study
 
@@ -29,10 +32,6 @@ PYTHIA_VOCAB = 50304  # padded; hub and local models are Pythias, the embedded m
 CACHE_BYTES = {"float32": 4, "float16": 2}
 # "auto" is bfloat16 on the GPU nodes the cost model plans for.
 MODEL_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2}
-# Sustained throughput assumed for one H100 when no benchmark file says otherwise: about 75% of its
-# 67 TFLOP/s fp32 peak (SAEs train in fp32; the small models run in fp32 too). Conservative for the
-# fp16 6.9B forward pass, which is cheap next to its SAEs.
-DEFAULT_GPU_FLOPS = 50e12
 # Time limits are the estimate times this margin plus start-up: loading (or downloading) the subject
 # model for jobs that run it, reading a checkpoint for the others.
 RUNTIME_MARGIN = 3.0
@@ -43,9 +42,13 @@ SAE_STARTUP_MINUTES = 2
 # large matrices (toy.gpu_sources: GloVe, embeddings) would take thousands of core-hours and keep a
 # GPU (rule toy_sweep_gpu).
 CPU_CORE_FLOPS = 57e9
-# Toy SAEs on a GPU take small optimizer steps that are bound by kernel launches, not FLOPs: about
-# 1 ms each, counted as FLOPs at the assumed throughput.
-TOY_STEP_SECONDS = 1e-3
+# Bytes a TopK SAE's optimizer step moves through device memory per weight: fused Adam reads the
+# weight, its gradient and both moments and writes three (28); the backward writes the gradients and
+# zeroing them writes again (8); clipping reads them (4). Per decoder weight also the renormalisation
+# (read, write: 8) and the gradient projection (read weight and gradient, write gradient: 12).
+STEP_BYTES_PER_WEIGHT, STEP_BYTES_PER_DECODER_WEIGHT = 40, 20
+# Per token and latent: the encoder's float32 pre-activations written, then read by the top-k.
+PREACTIVATION_BYTES = 8
 TOY_KINDS = 4  # inputs, Gaussian control, and both through the random MLP
 # delphi's prompts in tokens (about 4 characters each, measured on its prompts for 8-token examples):
 # the explainer's system prompt and few-shot examples, and per example shown its text and its
@@ -91,9 +94,17 @@ def sae_latents(d_model: int, expansion_factor: int) -> int:
     return d_model * expansion_factor
 
 
-def sae_train_flops_per_token(d_model: int, expansion_factor: int) -> float:
-    # The dense encoder dominates: forward 2 d n, backward 4 d n; the top-k decoder is sparse.
-    return 6 * d_model * sae_latents(d_model, expansion_factor)
+def sae_training_work(
+    d_model: int, expansion_factor: int, tokens: int, batch_tokens: int
+) -> tuple[float, float, float]:
+    """(dense FLOPs, device-memory bytes, optimizer steps) of training one TopK SAE on `tokens`. The
+    encoder's forward is the dense work (2 d n per token); sparsify's decoder and backward touch only
+    the k active latents of each token, which is small beside it."""
+    latents = sae_latents(d_model, expansion_factor)
+    steps = tokens / batch_tokens
+    weights = 2 * d_model * latents + latents + d_model
+    per_step = STEP_BYTES_PER_WEIGHT * weights + STEP_BYTES_PER_DECODER_WEIGHT * d_model * latents
+    return 2 * d_model * latents * tokens, steps * per_step + PREACTIVATION_BYTES * latents * tokens, steps
 
 
 def sae_state_bytes(d_model: int, expansion_factor: int, optimizer: str) -> int:
@@ -114,17 +125,27 @@ def sae_train_gpu_bytes(d_model: int, expansion_factor: int, optimizer: str, bat
 class JobCost:
     flops: float
     host_memory_bytes: int
-    disk_bytes: int = 0
+    disk_bytes: int = 0  # written by the job, and held on disk after it
     startup_minutes: float = MODEL_STARTUP_MINUTES
+    memory_bytes: float = 0.0  # moved through device memory besides the matmuls' own
+    steps: float = 0.0  # optimizer steps, each with a fixed cost
+    half_precision: bool = False  # its matmuls in the subject model's 16-bit dtype
 
 
 class StudyCosts:
     """Per-job costs of one validated study configuration."""
 
-    def __init__(self, config: dict[str, Any], study: Study | None = None, gpu_runtime_cap: float | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        study: Study | None = None,
+        gpu_runtime_cap: float | None = None,
+        rates: DeviceRates | None = None,
+    ):
         """`gpu_runtime_cap`: the GPU partition's time limit in minutes (None: none), which an LLM
-        server's batch of SAEs must fit in."""
+        server's batch of SAEs must fit in. `rates`: the GPU's (default: the newest bench file's)."""
         self.config = config
+        self.rates = newest_gpu_rates() if rates is None else rates
         self.study = Study.of(config) if study is None else study
         self.context = config["tokens"]["context_length"]
         self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
@@ -167,6 +188,9 @@ class StudyCosts:
         start, stop = self.study.shards[shard]
         return (stop - start) * self.context
 
+    def half_precision(self, model: str) -> bool:
+        return MODEL_BYTES[self.size(model).dtype] == 2
+
     def _model_host_bytes(self, model: str) -> int:
         size = self.size(model)
         # from_pretrained holds about one extra copy while converting; 4 GiB for Python and torch.
@@ -179,6 +203,7 @@ class StudyCosts:
             flops=tokens * size.forward_flops_per_token(max(layers), self.context),
             host_memory_bytes=self._model_host_bytes(model),
             disk_bytes=stored,
+            half_precision=self.half_precision(model),
         )
 
     def cache_train_shard(self, model: str, shard: int) -> JobCost:
@@ -197,13 +222,17 @@ class StudyCosts:
         points = self.layer_points(model, layer)
         states = sum(sae_state_bytes(d_model, p.expansion_factor, self.config["sae"]["optimizer"]) for p in points)
         chunk = self.config["cache"]["chunk_rows"] * d_model * 4
+        batch_tokens = self.config["sae"]["batch_size"] * self.context
+        work = [sae_training_work(d_model, p.expansion_factor, self.shard_tokens(shard), batch_tokens) for p in points]
+        flops, memory_bytes, steps = (sum(column) for column in zip(*work))
         return JobCost(
-            flops=self.shard_tokens(shard)
-            * sum(sae_train_flops_per_token(d_model, p.expansion_factor) for p in points),
+            flops=flops,
             # The mixing window in float32 and its permuted copy, one chunk read, one pending.
             host_memory_bytes=2 * states + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
             disk_bytes=states,
             startup_minutes=SAE_STARTUP_MINUTES,
+            memory_bytes=memory_bytes,
+            steps=steps,
         )
 
     def finalize_sae(self, target: SaeTarget) -> JobCost:
@@ -232,6 +261,7 @@ class StudyCosts:
         return JobCost(
             flops=self.eval_tokens * (model_flops + sae_flops),
             host_memory_bytes=self._model_host_bytes(target.model) + state,
+            half_precision=self.half_precision(target.model),
         )
 
     def collect_latents(self, model: str) -> JobCost:
@@ -244,6 +274,7 @@ class StudyCosts:
         return JobCost(
             flops=tokens * (size.forward_flops_per_token(last_layer, self.context) + encode),
             host_memory_bytes=self._model_host_bytes(model) + weights,
+            half_precision=self.half_precision(model),
         )
 
     def llm_tokens_per_latent(self, prefix_cached: bool | None = None) -> float:
@@ -283,7 +314,7 @@ class StudyCosts:
         wanted = llm["saes_per_server"]
         if gpu_runtime_cap is None:
             return wanted
-        one_sae = estimated_minutes(self.autointerp_llm(sharing=1 / llm["gpus"]), LLM_GPU_FLOPS) - LLM_STARTUP_MINUTES
+        one_sae = RUNTIME_MARGIN * self.job_seconds("autointerp_llm", self.autointerp_llm(sharing=1 / llm["gpus"])) / 60
         fitting = math.floor((gpu_runtime_cap - LLM_STARTUP_MINUTES) / one_sae) if one_sae > 0 else wanted
         return max(1, min(wanted, fitting))
 
@@ -310,12 +341,12 @@ class StudyCosts:
         saes_per_latent_count = TOY_KINDS * sae["l1_coefficients"]["n"]
         train = samples * (1 - sae["validation_fraction"])
         steps = saes_per_latent_count * len(latents) * sae["epochs"] * math.ceil(train / sae["batch_size"])
-        # Encoder and decoder, forward and backward: 12 d n FLOPs per sample and latent count n.
+        # Encoder and decoder, forward and backward: 12 d n FLOPs per sample and latent count n. On a
+        # GPU these small steps are bound by their fixed cost, not their FLOPs.
         flops = saes_per_latent_count * sum(sae["epochs"] * train * 12 * dims * n for n in latents)
         data_bytes = (TOY_KINDS + 1) * samples * dims * 4
-        launches = steps * TOY_STEP_SECONDS * DEFAULT_GPU_FLOPS if self.toy_on_gpu(dataset) else 0.0
         return JobCost(
-            flops=flops + launches, host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES
+            flops=flops, host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES, steps=steps
         )
 
     def job_cost(self, rule: str, wildcards: Mapping[str, str]) -> JobCost | None:
@@ -350,18 +381,19 @@ class StudyCosts:
         train = self.study.shards[-1][1] * self.context if self.study.shards else 0
         return 4 * (train + self.eval_tokens)
 
+    def job_seconds(self, rule: str, cost: JobCost) -> float:
+        """A job's time without start-up: the served LLM's FLOPs at its assumed rate per GPU, a CPU
+        rule's at one core's, a GPU rule's on the device (`rates`)."""
+        if rule == "autointerp_llm":
+            return cost.flops / LLM_GPU_FLOPS
+        if rule not in GPU_RULES:
+            return cost.flops / CPU_CORE_FLOPS
+        return self.rates.seconds(cost.flops, cost.memory_bytes, cost.steps, cost.disk_bytes, cost.half_precision)
 
-def rule_flops_per_second(rule: str, gpu_flops: float = DEFAULT_GPU_FLOPS) -> float:
-    """Assumed throughput of a rule's jobs: a GPU's (the served LLM's per GPU), or one CPU core's."""
-    if rule == "autointerp_llm":
-        return LLM_GPU_FLOPS
-    return gpu_flops if rule in GPU_RULES else CPU_CORE_FLOPS
-
-
-def estimated_minutes(cost: JobCost, flops_per_second: float = DEFAULT_GPU_FLOPS) -> float:
-    """A job's first time limit: the estimate with a margin, plus start-up (saerand.retries
-    raises it after a time-out)."""
-    return RUNTIME_MARGIN * cost.flops / flops_per_second / 60 + cost.startup_minutes
+    def estimated_minutes(self, rule: str, cost: JobCost) -> float:
+        """A job's first time limit: the estimate with a margin, plus start-up (saerand.retries
+        raises it after a time-out)."""
+        return RUNTIME_MARGIN * self.job_seconds(rule, cost) / 60 + cost.startup_minutes
 
 
 def estimated_mb(cost: JobCost) -> float:

@@ -2,10 +2,11 @@
 
 Jobs are Snakemake's own (a dry run of the workflow, saerand.dag), each costed by saerand.costs.
 
-    python -m saerand.planner --configfile config/config.yaml [--benchmarks benchmarks]
+    python -m saerand.planner --configfile config/config.yaml [--benchmarks benchmarks] [--device-rates FILE]
 
-GPU-hours come from the FLOP model in saerand.costs at an assumed throughput, replaced per rule by
-the throughput measured in that rule's benchmark files (Snakemake `benchmark:` TSVs) where they exist.
+GPU-hours come from the cost model in saerand.costs on a device's measured rates (bench/results,
+saerand.device_rates), scaled per rule by what that rule's benchmark files (Snakemake `benchmark:`
+TSVs of finished jobs) measured against the model where they exist.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import yaml
 from snakemake.io import glob_wildcards
 
 from saerand.config import SCHEMA, SaeTarget, glove_paths, load_config
-from saerand.costs import DEFAULT_GPU_FLOPS, StudyCosts, rule_flops_per_second
+from saerand.costs import StudyCosts
 from saerand.dag import PlannedJob, study_jobs
+from saerand.device_rates import DeviceRates
 from saerand.fetch import study_artefacts
 from saerand.layout import (
     BENCHMARKS,
@@ -47,14 +49,15 @@ SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 @dataclass
 class RulePlan:
     jobs: int = 0
-    flops: float = 0.0
-    flops_per_second: float | None = None  # None: a CPU rule
-    calibrated_from: int = 0  # benchmark files behind flops_per_second
+    seconds: float = 0.0  # the cost model's, on the device
+    gpu: bool = False
+    measured_scale: float = 1.0  # what finished jobs took over what the model said
+    calibrated_from: int = 0  # benchmark files behind measured_scale
     counted_in: str | None = None  # a job whose GPU-hours another rule's count (the LLM server's)
 
     @property
     def gpu_hours(self) -> float | None:
-        return None if self.flops_per_second is None else self.flops / self.flops_per_second / 3600
+        return self.seconds * self.measured_scale / 3600 if self.gpu else None
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Plan:
     node_local_bytes: int | None = None  # a GPU job's node-local disk (cache.node_local_dir)
     # The LLM's GPU-hours with vLLM's prefix cache on, and off (autointerp.llm.prefix_caching).
     llm_gpu_hours: dict[str, float] = field(default_factory=dict)
+    rates: DeviceRates | None = None  # the device the GPU rules' times are for
 
     @property
     def total_jobs(self) -> int:
@@ -85,11 +89,12 @@ class Plan:
         return sum(rule.gpu_hours or 0.0 for rule in self.rules.values())
 
 
-def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[float, int]]:
-    """FLOP/s per GPU rule from its benchmark files (jobs of models this config knows), and how many."""
+def measured_scale(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[float, int]]:
+    """Per GPU rule, the seconds its benchmark files measured (jobs of models this config knows) over
+    the seconds the cost model gives the same jobs, and how many files."""
     measured = {}
     for rule, pattern in BENCHMARKS.items():
-        flops = seconds = 0.0
+        predicted = seconds = 0.0
         files = 0
         # The rule's own pattern, each wildcard one path component.
         found = glob_wildcards(
@@ -109,14 +114,14 @@ def measured_throughput(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[
                 rows = list(csv.DictReader(handle, delimiter="\t"))
             if not rows:
                 continue
-            job_flops = costs.job_cost(rule, wildcards).flops
-            if job_flops <= 0:
+            job_seconds = costs.job_seconds(rule, costs.job_cost(rule, wildcards))
+            if job_seconds <= 0:
                 continue
-            flops += job_flops
+            predicted += job_seconds
             seconds += sum(float(row["s"]) for row in rows) / len(rows)
             files += 1
         if files and seconds > 0:
-            measured[rule] = (flops / seconds, files)
+            measured[rule] = (seconds / predicted, files)
     return measured
 
 
@@ -144,13 +149,11 @@ def cluster_jobs(jobs: list[PlannedJob], finish_batch: int) -> int:
     return len(shard_groups) + finish_groups + llm_groups + tokens_groups + ungrouped
 
 
-def job_flops(costs: StudyCosts, job: PlannedJob) -> float:
-    """FLOPs of a job's own work (0 outside the cost model). An LLM job's cost is its server's work
+def job_seconds(costs: StudyCosts, job: PlannedJob) -> float:
+    """Seconds of a job's own work (0 outside the cost model). An LLM job's cost is its server's work
     while the SAEs of that server share it; its own work is one SAE's."""
-    if job.rule == "autointerp_llm":
-        return costs.autointerp_llm().flops
-    cost = costs.job_cost(job.rule, job.wildcards)
-    return cost.flops if cost else 0.0
+    cost = costs.autointerp_llm() if job.rule == "autointerp_llm" else costs.job_cost(job.rule, job.wildcards)
+    return costs.job_seconds(job.rule, cost) if cost else 0.0
 
 
 def disk_high_water(config: dict[str, Any], costs: StudyCosts | None = None) -> dict[str, int]:
@@ -192,25 +195,24 @@ def node_local_bytes(config: dict[str, Any], costs: StudyCosts | None = None) ->
 def plan(
     config: dict[str, Any],
     benchmarks: Path | None = None,
-    gpu_flops: float = DEFAULT_GPU_FLOPS,
+    rates: DeviceRates | None = None,
     finish_batch: int | None = None,
     jobs: list[PlannedJob] | None = None,
 ) -> Plan:
-    """The study's plan; `jobs` are Snakemake's own for `config` (a dry run, saerand.dag), by
-    default planned here."""
-    costs = StudyCosts(config)
+    """The study's plan on the device of `rates` (default: the newest bench file's); `jobs` are
+    Snakemake's own for `config` (a dry run, saerand.dag), by default planned here."""
+    costs = StudyCosts(config, rates=rates)
     jobs = study_jobs(config) if jobs is None else jobs
     rules: dict[str, RulePlan] = defaultdict(RulePlan)
     for job in jobs:
         rules[job.rule].jobs += 1
-        rules[job.rule].flops += job_flops(costs, job)
+        rules[job.rule].seconds += job_seconds(costs, job)
     if "llm_server" in rules:
         rules["llm_server"].counted_in = "autointerp_llm"
-    measured = measured_throughput(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
+    measured = measured_scale(costs, benchmarks) if benchmarks and benchmarks.is_dir() else {}
     for rule in [rule for rule in GPU_RULES if rule in rules]:
-        rules[rule].flops_per_second, rules[rule].calibrated_from = measured.get(
-            rule, (rule_flops_per_second(rule, gpu_flops), 0)
-        )
+        rules[rule].gpu = True
+        rules[rule].measured_scale, rules[rule].calibrated_from = measured.get(rule, (1.0, 0))
 
     llm_gpu_hours = {}
     if "autointerp_llm" in rules:
@@ -240,6 +242,7 @@ def plan(
         download_mb_s=config["prefetch"]["bandwidth_mb_s"],
         node_local_bytes=node_local_bytes(config, costs),
         llm_gpu_hours=llm_gpu_hours,
+        rates=costs.rates,
     )
 
 
@@ -261,11 +264,15 @@ def chain_hours(costs: StudyCosts, rules: dict[str, RulePlan]) -> dict[tuple[str
     hours = {}
     for model, variant in costs.study.chains:
         layers = [layer for m, v, layer in costs.study.training_layers if (m, v) == (model, variant)]
-        flops = {"cache_train_shard": 0.0, "train_layer_shard": 0.0}
+        seconds = {"cache_train_shard": 0.0, "train_layer_shard": 0.0}
         for shard in range(len(costs.study.shards)):
-            flops["cache_train_shard"] += costs.cache_train_shard(model, shard).flops
-            flops["train_layer_shard"] += sum(costs.train_layer_shard(model, layer, shard).flops for layer in layers)
-        hours[model, variant] = sum(f / rules[rule].flops_per_second / 3600 for rule, f in flops.items())
+            seconds["cache_train_shard"] += costs.job_seconds(
+                "cache_train_shard", costs.cache_train_shard(model, shard)
+            )
+            seconds["train_layer_shard"] += sum(
+                costs.job_seconds("train_layer_shard", costs.train_layer_shard(model, layer, shard)) for layer in layers
+            )
+        hours[model, variant] = sum(s * rules[rule].measured_scale / 3600 for rule, s in seconds.items())
     return hours
 
 
@@ -278,20 +285,24 @@ def _bytes(n: float) -> str:
 
 
 def format_plan(plan: Plan) -> str:
-    lines = [f"{'rule':<28}{'jobs':>8}{'GPU-hours':>12}  throughput"]
+    lines = [f"{'rule':<28}{'jobs':>8}{'GPU-hours':>12}  from"]
     for name, rule in plan.rules.items():
         if rule.counted_in:
             lines.append(f"{name:<28}{rule.jobs:>8}{'GPU':>12}  counted in {rule.counted_in}")
         elif rule.gpu_hours is None:
             lines.append(f"{name:<28}{rule.jobs:>8}{'local' if name in LOCAL_RULES else 'CPU':>12}")
         else:
-            source = f"measured, {rule.calibrated_from} benchmark files" if rule.calibrated_from else "assumed"
-            lines.append(
-                f"{name:<28}{rule.jobs:>8}{rule.gpu_hours:>12,.2f}  "
-                f"{rule.flops_per_second / 1e12:.3g} TFLOP/s ({source})"
-            )
+            if name == "autointerp_llm":
+                source = "the served LLM's FLOPs at 200 TFLOP/s per GPU (assumed)"
+            else:
+                source = "the device model"
+            if rule.calibrated_from:
+                source += f" x {rule.measured_scale:.3g} (measured, {rule.calibrated_from} benchmark files)"
+            lines.append(f"{name:<28}{rule.jobs:>8}{rule.gpu_hours:>12,.2f}  {source}")
     lines.append(f"{'total':<28}{plan.total_jobs:>8}{plan.gpu_hours:>12,.2f}")
     lines.append(f"{'cluster jobs (Slurm groups)':<28}{plan.cluster_jobs:>8}")
+    if plan.rates:
+        lines.append(f"device model: {plan.rates.device}, rates from {plan.rates.source} (--device-rates)")
     if plan.llm_gpu_hours:
         hours = ", ".join(f"{hours:,.2f} with the {name}" for name, hours in plan.llm_gpu_hours.items())
         lines.append(f"LLM GPU-hours: {hours} (autointerp.llm.prefix_caching)")
@@ -346,14 +357,16 @@ def main(argv: list[str] | None = None) -> None:
         help="Snakemake benchmark files of earlier runs of this study, to calibrate throughput",
     )
     parser.add_argument(
-        "--gpu-tflops",
-        type=float,
-        default=DEFAULT_GPU_FLOPS / 1e12,
-        help="assumed sustained TFLOP/s of one GPU where no benchmark file exists",
+        "--device-rates",
+        type=Path,
+        default=None,
+        help="a GPU's rates.json from bench/device_rates.py (default: the newest under bench/results, "
+        "else assumed H100 figures)",
     )
     args = parser.parse_args(argv)
     config = load_config(args.configfile, SCHEMA)
-    print(format_plan(plan(config, args.benchmarks, args.gpu_tflops * 1e12)))
+    rates = None if args.device_rates is None else DeviceRates.load(args.device_rates)
+    print(format_plan(plan(config, args.benchmarks, rates)))
 
 
 if __name__ == "__main__":

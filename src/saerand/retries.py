@@ -131,8 +131,11 @@ def partition_limits(partition: str) -> dict[str, float]:
     return limits
 
 
-def _cap(resource: str, gpu: bool, environ: Mapping[str, str]) -> float | None:
-    """The site's cap, or the partition's own limit where Slurm reports one."""
+def _cap(resource: str, gpu: bool, environ: Mapping[str, str] | None) -> float | None:
+    """The site's cap, or the partition's own limit where Slurm reports one; none for `environ` None
+    (jobs that do not go to Slurm, which no partition bounds)."""
+    if environ is None:
+        return None
     value = environ.get(CAP_VARIABLES[resource, gpu])
     if value:
         return float(value)
@@ -148,13 +151,13 @@ def escalated(base: float, failures: Iterable[str], reason: str, factor: float, 
     return min(limit, int(cap)) if cap else limit
 
 
-def runtime_cap(gpu: bool, environ: Mapping[str, str] = os.environ) -> float | None:
+def runtime_cap(gpu: bool, environ: Mapping[str, str] | None = os.environ) -> float | None:
     """Minutes a job on the GPU (or CPU) partition may ask for at most (None: no limit known)."""
     return _cap("runtime", gpu, environ)
 
 
 def runtime_share(
-    base_minutes: float, gpu: bool, environ: Mapping[str, str] = os.environ, group_minutes: float | None = None
+    base_minutes: float, gpu: bool, environ: Mapping[str, str] | None = os.environ, group_minutes: float | None = None
 ) -> int | None:
     """The most time a job may ask for: the partition's cap, or, for a member of a group whose jobs
     run one after the other in one cluster job (its limit the sum of theirs), the member's share of
@@ -169,7 +172,7 @@ def runtime_minutes(
     base_minutes: float,
     failures: list[str],
     gpu: bool,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = os.environ,
     group_minutes: float | None = None,
     must_fit: str | None = None,
 ) -> int:
@@ -194,7 +197,7 @@ def time_exhausted(
     base_minutes: float,
     failures: list[str],
     gpu: bool,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = os.environ,
     group_minutes: float | None = None,
 ) -> int:
     """The time limit (minutes) at which an earlier attempt of this run timed out with all the time
@@ -207,5 +210,5 @@ def time_exhausted(
     return 0
 
 
-def memory_mb(base_mb: float, failures: list[str], gpu: bool, environ: Mapping[str, str] = os.environ) -> int:
+def memory_mb(base_mb: float, failures: list[str], gpu: bool, environ: Mapping[str, str] | None = os.environ) -> int:
     return escalated(base_mb, failures, OUT_OF_MEMORY, MEMORY_FACTOR, _cap("mem_mb", gpu, environ))

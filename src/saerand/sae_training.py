@@ -15,6 +15,7 @@ side from one read of each batch (train_together), each exactly as it would alon
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .cache import ActivationCache, ReaderStats
 from .config import SaeHyperparameters, sae_directory
 from .models import resolve_device
 from .settings import SaeSettings, from_config
+from .topk_encoder import topk_before_relu
 
 
 def job_settings(sae_param: dict[str, Any]) -> SaeSettings:
@@ -70,6 +72,8 @@ class SaeTrainer:
             self.device,
             dtype=torch.float32,
         )
+        if settings.topk_before_relu:
+            self.sae.encode = functools.partial(topk_before_relu, self.sae, relu_all=settings.auxk_alpha > 0)
         self.optimizer, self.schedule, self.lr = _optimizer(self.sae, settings, num_steps)
         self.tokens_since_fired = torch.zeros(self.sae.num_latents, dtype=torch.long, device=self.device)
         self.step = 0

@@ -104,6 +104,7 @@ class SaeSettings:
     device: Device
     read_threads: int  # chunks read at once (saerand.cache.ActivationCache.batches)
     fused_adam: bool  # torch's fused Adam kernel: faster, not bit-identical to the default
+    topk_before_relu: bool  # saerand.topk_encoder: no ReLU pass over every pre-activation
 
 
 @dataclasses.dataclass(frozen=True)

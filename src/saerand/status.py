@@ -5,10 +5,10 @@
 Read from the working directory: a stage is done for an SAE when its output exists, running when
 Snakemake has marked that output incomplete (a job started or submitted and not yet finished; a
 killed run's marks stay until Snakemake runs again) and waiting otherwise. Where Slurm's `squeue` is
-on PATH, this user's queued and running jobs per rule. The GPU time left is the planner's FLOP model
+on PATH, this user's queued and running jobs per rule. The GPU time left is the planner's cost model
 over the GPU jobs Snakemake itself would still run (a dry run in the directory, running jobs
-counted whole), at each rule's throughput measured from the finished jobs' benchmark files (the
-planner's assumed throughput for a rule with none).
+counted whole), scaled per rule by what the finished jobs' benchmark files measured against the
+model (unscaled for a rule with none).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from saerand.config import SCHEMA, SaeTarget, layer_checkpoint_directory, load_config
-from saerand.costs import StudyCosts, rule_flops_per_second
+from saerand.costs import StudyCosts
 from saerand.dag import PlannedJob, study_jobs
 from saerand.layout import GPU_RULES
-from saerand.planner import job_flops, measured_throughput
+from saerand.planner import job_seconds, measured_scale
 
 STATES = ("done", "running", "waiting")
 
@@ -121,12 +121,12 @@ def study_status(
         )
     # The jobs the next run would do (a dry run here), with the planner's FLOPs.
     benchmarks = directory / "benchmarks"
-    measured = measured_throughput(costs, benchmarks) if benchmarks.is_dir() else {}
+    measured = measured_scale(costs, benchmarks) if benchmarks.is_dir() else {}
     status.calibrated_rules = {rule: files for rule, (_, files) in measured.items()}
     for job in study_jobs(config, directory) if jobs is None else jobs:
         if job.rule in GPU_RULES:
-            per_second = measured[job.rule][0] if job.rule in measured else rule_flops_per_second(job.rule)
-            status.gpu_hours_left += job_flops(costs, job) / per_second / 3600
+            scale = measured[job.rule][0] if job.rule in measured else 1.0
+            status.gpu_hours_left += job_seconds(costs, job) * scale / 3600
     return status
 
 
@@ -142,7 +142,7 @@ def format_status(status: Status, gpus: int) -> str:
     calibrated = ", ".join(f"{rule} ({n})" for rule, n in sorted(status.calibrated_rules.items())) or "none yet"
     lines.append(
         f"GPU time left: {_duration(status.gpu_hours_left)}, about {_duration(status.gpu_hours_left / gpus)} "
-        f"on {gpus} GPU{'s' if gpus > 1 else ''} (throughput measured on finished jobs of: {calibrated})"
+        f"on {gpus} GPU{'s' if gpus > 1 else ''} (the model scaled by finished jobs of: {calibrated})"
     )
     if status.queue:
         by_state = Counter()

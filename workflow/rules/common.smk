@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from saerand import retries
-from saerand.costs import StudyCosts, estimated_mb, estimated_minutes, rule_flops_per_second
+from saerand.costs import StudyCosts, estimated_mb
 from saerand.layout import (
     BENCHMARKS,
     FINISH_GROUP,
@@ -219,11 +219,19 @@ FINISH_BATCH = group_components(FINISH_GROUP)
 TOKENS_BATCH = group_components(TOKENS_GROUP)
 
 
+def cluster_caps():
+    """Where the partitions' limits are read (saerand.retries): the environment and sinfo, for a run
+    that submits jobs (and the jobs inside it) and for a dry run, which plans for one; None for a local
+    run, which no partition bounds, even on a login node that has Slurm."""
+    plugin = workflow.executor_plugin
+    return None if plugin is not None and plugin.name == "local" else os.environ
+
+
 def job_mem_mb(wildcards, attempt, rulename):
     cost = COSTS.job_cost(rulename, dict(wildcards.items()))
     base = CPU_JOB_MB if cost is None else estimated_mb(cost)
     failures = retries.earlier_failures(rulename, wildcards, attempt)
-    return retries.memory_mb(base, failures, on_gpu_partition(rulename))
+    return retries.memory_mb(base, failures, on_gpu_partition(rulename), cluster_caps())
 
 
 def on_gpu_partition(rulename):
@@ -238,7 +246,7 @@ def base_minutes(rulename, wildcards):
     cost = COSTS.job_cost(rulename, dict(wildcards.items()))
     if cost is None:
         return CPU_JOB_MINUTES_BY_RULE.get(rulename, CPU_JOB_MINUTES)
-    return estimated_minutes(cost, rule_flops_per_second(rulename))
+    return COSTS.estimated_minutes(rulename, cost)
 
 
 def group_minutes(rulename, wildcards):
@@ -270,6 +278,7 @@ def job_runtime(wildcards, attempt, rulename):
         base_minutes(rulename, wildcards),
         retries.earlier_failures(rulename, wildcards, attempt),
         on_gpu_partition(rulename),
+        cluster_caps(),
         group_minutes=group_minutes(rulename, wildcards),
         must_fit=(
             f"{rulename} ({', '.join(f'{k}={v}' for k, v in wildcards.items())})"
@@ -288,6 +297,7 @@ def job_time_exhausted(wildcards, attempt, rulename):
         base_minutes(rulename, wildcards),
         retries.earlier_failures(rulename, wildcards, attempt),
         on_gpu_partition(rulename),
+        cluster_caps(),
         group_minutes=group_minutes(rulename, wildcards),
     )
 
