@@ -1,6 +1,7 @@
 """A device's rates for the cost model (saerand.device_rates): dense float32 and 16-bit matmul FLOP/s,
-device-memory bandwidth (a copy), the scratch disk's fsync'd write rate, and the fixed cost of one SAE
-optimizer step (our trainer at a shape whose FLOPs and bytes are negligible). Writes rates.json with
+device-memory bandwidth (a copy), the scratch disk's fsync'd write rate, the fixed cost of one SAE
+optimizer step (our trainer at a shape whose FLOPs and bytes are negligible), and the top-k rate
+(k 32 of a batch's float32 pre-activations). Writes rates.json with
 the device, the versions and the date; bench/device_report.py then sets the model's predictions
 beside bench/throughput.py's measurements.
 
@@ -37,6 +38,13 @@ def copy_bytes_per_second(device: str, mib: int, repeats: int) -> float:
     target = torch.empty_like(source)
     target.copy_(source)
     return 2 * source.nbytes * repeats / timed(lambda: [target.copy_(source) for _ in range(repeats)], device)
+
+
+def topk_elements_per_second(device: str, rows: int, latents: int, k: int, repeats: int) -> float:
+    """Pre-activations a top-k selection goes through per second (float32, as SAEs train)."""
+    values = torch.randn(rows, latents, device=device)
+    values.topk(k, sorted=False)
+    return rows * latents * repeats / timed(lambda: [values.topk(k, sorted=False) for _ in range(repeats)], device)
 
 
 def sae_step_seconds(device: str, steps: int) -> float:
@@ -77,6 +85,7 @@ def main(argv=None) -> DeviceRates:
         memory_bytes_per_second=copy_bytes_per_second(device, 1024 if gpu else 256, 20 if gpu else 5),
         disk_bytes_per_second=storage_write_bytes_per_s(args.scratch or tempfile.gettempdir(), 2**30 if gpu else 2**28),
         step_seconds=sae_step_seconds(device, 200 if gpu else 50),
+        topk_elements_per_second=topk_elements_per_second(device, 4096, 16384 if gpu else 8192, 32, 20 if gpu else 3),
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(provenance(bench="device_rates", **rates.record()), indent=2) + "\n")

@@ -49,13 +49,8 @@ def predicted_tokens_per_s(rates: DeviceRates, arguments: dict[str, str]) -> dic
     caching = rates.seconds(
         tokens * model.forward_flops_per_token(layers - 1, context), written_bytes=written, half_precision=gpu
     )
-    flops, memory_bytes, steps = sae_training_work(
-        hidden, int(arguments["expansion"]), tokens, int(arguments["batch_sequences"]) * context
-    )
-    return {
-        "cache_tokens_per_s": tokens / caching,
-        "our_training_tokens_per_s": tokens / rates.seconds(flops, memory_bytes, steps),
-    }
+    work = sae_training_work(hidden, int(arguments["expansion"]), tokens, int(arguments["batch_sequences"]) * context)
+    return {"cache_tokens_per_s": tokens / caching, "our_training_tokens_per_s": tokens / rates.seconds(**work)}
 
 
 def report(folder: Path) -> dict:
@@ -98,9 +93,10 @@ def report(folder: Path) -> dict:
             )
         lines.append(", ".join(f"{key} {value:.3g}" for key, value in summary["rates"].items()))
     lines.append("")
+    profile = "; the step profile: profile/table.md" if (folder / "profile" / "table.md").exists() else ""
     lines.append(
         f"torch {summary['versions'].get('torch')}, sparsify {summary['versions'].get('eai-sparsify')}, "
-        f"zarr {summary['versions'].get('zarr')}; the step profile: profile/table.md"
+        f"zarr {summary['versions'].get('zarr')}{profile}"
     )
     (folder / "device_check.json").write_text(json.dumps(summary, indent=2) + "\n")
     (folder / "device_check.md").write_text("\n".join(lines) + "\n")

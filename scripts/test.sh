@@ -9,4 +9,6 @@ bash scripts/setup.sh --vllm
 .venv/bin/ruff format --check .
 .venv/bin/snakefmt --check Snakefile workflow/rules
 # Two workers, each taking whole groups of tests that share a costly fixture (tests/conftest.py).
+# pytest stays at 9.1 (requirements.txt): 9.2 keeps node ids where pytest-xdist 3.8 cannot append
+# its group suffix, and the groups are then split across the workers.
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder "$@"

@@ -6,7 +6,7 @@ import torch
 from sparsify import SparseCoder, SparseCoderConfig
 
 from saerand.autointerp.delphi_compat import DelphiTokenizer, import_delphi
-from saerand.autointerp.latents import draw_order, write_latent_cache
+from saerand.autointerp.latents import draw_order, without_special_tokens, write_latent_cache
 from saerand.variants import SubjectModel
 
 SETTINGS = {"draw": 40, "seed": 0, "latents": 6, "min_examples": 40, "example_context": 8, "batch_sequences": 16}
@@ -113,3 +113,11 @@ def test_chat_template_gives_token_ids_as_delphis_offline_client_needs(small_tok
     fixed = DelphiTokenizer(small_tokenizer).apply_chat_template(messages, tokenize=True)
     assert isinstance(fixed, list) and all(isinstance(t, int) for t in fixed)
     assert not isinstance(small_tokenizer.apply_chat_template(messages, tokenize=True), list)
+
+
+def test_separators_are_dropped_from_the_stream_and_the_rest_cut_again():
+    """As delphi's filter_bos: BOS/EOS (here 0) leave the stream; the rest keeps its order in
+    sequences of the same length, the last partial one dropped."""
+    sequences = np.array([[0, 5, 6, 7], [8, 0, 9, 10], [11, 12, 0, 13]])
+    assert without_special_tokens(sequences, {0}).tolist() == [[5, 6, 7, 8], [9, 10, 11, 12]]
+    assert without_special_tokens(sequences, set()).tolist() == sequences.tolist()

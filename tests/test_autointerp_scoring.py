@@ -5,6 +5,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from saerand.autointerp import run
 from saerand.autointerp.delphi_compat import DelphiTokenizer
@@ -23,12 +24,31 @@ SETTINGS = {
     "bootstrap_resamples": 200,
     "seed": 0,
     "highlight_threshold": 0.3,
+    "max_examples": None,
 }
 
 
-def _records(raw_dir, tokenizer):
-    dataset, _ = run.latent_dataset(raw_dir, "layers.0", tokenizer, SETTINGS)
+def _records(raw_dir, tokenizer, **settings):
+    dataset, _ = run.latent_dataset(raw_dir, "layers.0", tokenizer, SETTINGS | settings)
     return {record.latent.latent_index: record for record in dataset}
+
+
+def test_max_examples_keeps_each_latents_top_windows_and_draws_from_them(raw_dir, small_tokenizer):
+    """The random latent fires in about 260 of the 1,200 windows, at 0.5-2: capped at 40, its
+    examples are its 40 strongest windows, and the explanation and test examples come from those;
+    its non-activating windows stay those where it never fires."""
+    tokenizer = DelphiTokenizer(small_tokenizer)
+    every = _records(raw_dir, tokenizer)[RANDOM_LATENT]
+    capped = _records(raw_dir, tokenizer, max_examples=40)[RANDOM_LATENT]
+    peaks = sorted((float(example.activations.max()) for example in every.examples), reverse=True)
+    assert len(every.examples) > 200 and len(capped.examples) == 40
+    assert [float(example.activations.max()) for example in capped.examples] == pytest.approx(peaks[:40])
+    floor = peaks[39]
+    for example in capped.train + capped.test:
+        assert float(example.activations.max()) >= floor
+    assert min(float(example.activations.max()) for example in every.test) < floor  # uncapped: lower quantiles
+    assert all(float(example.activations.max()) == 0 for example in capped.not_active)
+    assert len(capped.not_active) == len(every.not_active) == SETTINGS["non_activating"]
 
 
 def test_the_null_explainer_scores_a_token_latent_high_and_a_random_one_at_chance(raw_dir, small_tokenizer):
@@ -178,3 +198,17 @@ def test_the_summary_records_the_settings_without_the_llm_servers_environment_an
     run.score_sae(raw_dir, "layers.0", model_dir, {**SETTINGS, "llm": llm}, output, explainer="tokens")
     recorded = json.loads((output / "summary.json").read_text())["autointerp"]
     assert recorded["llm"] == {"model": "owner/llm"} and recorded["seed"] == SETTINGS["seed"]
+
+
+def test_the_pooled_auroc_is_one_roc_over_every_latents_samples(raw_dir, model_dir, tmp_path):
+    """Beside the mean of per-latent AUROCs (what Figure 3 draws), one AUROC over the pooled samples,
+    with latents resampled for its interval."""
+    summary = run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, tmp_path / "tokens", explainer="tokens")
+    samples = pd.read_csv(tmp_path / "tokens" / "samples.csv")
+    for scorer in ("fuzz", "detection"):
+        rows = samples[samples["scorer"] == scorer]
+        pooled = summary[f"{scorer}_auroc_pooled"]
+        assert pooled == pytest.approx(roc_auc_score(rows["activating"], rows["probability"]))
+        assert summary[f"{scorer}_auroc_pooled_low"] <= pooled <= summary[f"{scorer}_auroc_pooled_high"]
+    written = json.loads((tmp_path / "tokens" / "summary.json").read_text())
+    assert written["fuzz_auroc_pooled"] == summary["fuzz_auroc_pooled"]

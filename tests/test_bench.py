@@ -152,6 +152,7 @@ def test_the_device_check_runs_every_step_and_writes_one_table(tmp_path):
         "memory_bytes_per_second",
         "disk_bytes_per_second",
         "step_seconds",
+        "topk_elements_per_second",
     }
     assert all(value > 0 for value in summary["rates"].values())
     ratios = summary["model_over_measured"]["throughput-toy"]

@@ -208,9 +208,11 @@ def test_a_local_script_dataset_stops_before_any_job(demo, tmp_path):
     assert "config key 'datasets.eval.path'" in _error(bad) and "write instead" in _error(bad)
 
 
-def test_paper_config_reads_redpajama_files_shuffled_with_held_out_text_from_the_same_stream():
+def test_paper_config_reads_redpajama_v2s_sample_shuffled_with_held_out_text_from_the_same_stream():
     config = load_config(REPO / "config" / "config.yaml", SCHEMA)
-    assert config["datasets"]["train"]["path"] == "json" and "eval" not in config["datasets"]
+    train = config["datasets"]["train"]
+    assert (train["path"], train["text_column"]) == ("EleutherAI/rpj-v2-sample", "raw_content")  # the authors'
+    assert "eval" not in config["datasets"]
     assert config["datasets"]["shuffle_seed"] == 42
     held, train = token_split(config, "eval"), token_split(config, "train")
     assert held["skip_tokens"] == 0 and train["skip_tokens"] == held["n_tokens"] == config["tokens"]["eval_tokens"]

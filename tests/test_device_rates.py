@@ -4,12 +4,12 @@ import pytest
 
 from saerand.device_rates import ASSUMED_GPU, DeviceRates, newest_gpu_rates
 
-RATES = DeviceRates("test GPU", 10e12, 100e12, 1e12, 1e9, 1e-3, source="test")
+RATES = DeviceRates("test GPU", 10e12, 100e12, 1e12, 1e9, 1e-3, 1e11, source="test")
 
 
 def test_a_jobs_time_is_its_steps_flops_and_bytes_or_its_writes():
-    # 1000 steps of 1 ms, 10 TFLOP at 10 TFLOP/s, 2 TB at 1 TB/s: 1 + 1 + 2 s.
-    assert RATES.seconds(10e12, memory_bytes=2e12, steps=1000) == pytest.approx(4.0)
+    # 1000 steps of 1 ms, 10 TFLOP at 10 TFLOP/s, 2 TB at 1 TB/s, a top-k over 1e11 elements: 1 + 1 + 2 + 1 s.
+    assert RATES.seconds(10e12, memory_bytes=2e12, steps=1000, topk_elements=1e11) == pytest.approx(5.0)
     assert RATES.seconds(10e12, half_precision=True) == pytest.approx(0.1)
     # Writing 5 GB at 1 GB/s hides the 0.1 s of a forward pass; the two overlap.
     assert RATES.seconds(10e12, written_bytes=5e9, half_precision=True) == pytest.approx(5.0)

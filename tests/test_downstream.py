@@ -1,9 +1,10 @@
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from saerand.downstream import downstream_scores
+from saerand.downstream import downstream_scores, spliced_reconstruction
 from saerand.variants import SubjectModel
 
 
@@ -62,3 +63,34 @@ def test_intervals_over_sequences_hold_the_estimate_whatever_the_batch_size(tiny
     )
     for name, value in scores.items():
         assert again[name] == pytest.approx(value, rel=1e-5)
+
+
+def test_special_tokens_keep_their_activations_and_are_not_counted(tiny_neox, token_ids):
+    """SAEBench's exclude_special_tokens_from_reconstruction: with a token marked special, the
+    zero reconstruction is spliced in only at other positions, and only the positions whose input
+    is ordinary count; marking no token present changes nothing."""
+    subject = SubjectModel(tiny_neox, "trained")
+    every = downstream_scores(subject, ReconstructionDouble(0.0), 1, token_ids, batch_sequences=10)[0]
+    absent = int(token_ids.max()) + 1
+    unchanged = downstream_scores(
+        subject, ReconstructionDouble(0.0), 1, token_ids, batch_sequences=10, special_token_ids=[absent]
+    )[0]
+    assert unchanged == pytest.approx(every)
+    frequent = int(np.bincount(token_ids.reshape(-1)).argmax())
+    excluded = downstream_scores(
+        subject, ReconstructionDouble(0.0), 1, token_ids, batch_sequences=10, special_token_ids=[frequent]
+    )[0]
+    # By hand: the clean loss over the positions whose input is not `frequent`.
+    ids = torch.from_numpy(token_ids).long()
+    with torch.no_grad():
+        logits = tiny_neox(input_ids=ids).logits[:, :-1].float()
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    ordinary = ids[:, :-1] != frequent
+    assert excluded["ce_clean"] == pytest.approx(nll[ordinary].mean().item(), rel=1e-5)
+
+
+def test_the_reconstruction_is_spliced_in_only_where_asked():
+    hidden = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
+    spliced = torch.tensor([[True, False, True], [False, False, True]])
+    patched = spliced_reconstruction(ReconstructionDouble(0.0), spliced)(hidden)
+    assert (patched[spliced] == 0).all() and torch.equal(patched[~spliced], hidden[~spliced])

@@ -13,6 +13,7 @@ import torch
 from saerand.toy import metrics
 from saerand.toy.data import gaussian_control, sharkey_data
 from saerand.toy.l1_sae import (
+    LOSSES,
     STANDARDIZED_MEAN_SQUARED_ERROR,
     SUMMED_SQUARED_ERROR,
     L1Sae,
@@ -314,7 +315,7 @@ def _train_frontiers() -> pd.DataFrame:
     rows = []
     for kind, data in _datasets().items():
         for coefficient in l1_coefficients()[7:12]:
-            result = train_l1_sae(data, N_LATENTS, coefficient, epochs=30, seed=0, **FAST)
+            result = train_l1_sae(data, N_LATENTS, coefficient, epochs=30, seed=0, loss=SUMMED_SQUARED_ERROR, **FAST)
             rows.append({"kind": kind, **result.metrics})
     return pd.DataFrame(rows)
 
@@ -359,3 +360,20 @@ def test_mlp_brings_data_and_gaussian_frontiers_together(frontiers, measure):
     after = _control_over_data(frontiers, "outputs", measure, MLP_COMPARISON_AT)
     assert 1.0 < after < 1.35
     assert after - 1 < 0.4 * (before - 1)
+
+
+def test_the_default_loss_encodes_a_row_and_its_multiples_alike():
+    """Standardised (the default, the authors'): the SAE encodes standardised rows, so the data at
+    0.38 times its scale (the random MLP's outputs against its inputs) gets the very same codes;
+    summed, the codes follow the scale. (Training still weighs the reconstruction error on the input
+    scale under both, as the authors' code does.)"""
+    data, _ = sharkey_data(600, N_FEATURES, N_DIMS, seed=0)
+    rows = torch.from_numpy(data)
+    for loss in LOSSES:
+        model = train_l1_sae(data, 32, 0.1, epochs=2, seed=0, loss=loss, **FAST).model
+        with torch.no_grad():
+            codes, scaled = (model(x)[1] for x in (rows, 0.38 * rows))
+        if loss == STANDARDIZED_MEAN_SQUARED_ERROR:
+            torch.testing.assert_close(scaled, codes, rtol=1e-4, atol=1e-5)
+        else:
+            assert scaled.abs().sum() < 0.8 * codes.abs().sum()  # measured 0.61

@@ -81,7 +81,7 @@ def demo() -> dict:
 
 def test_toy_loss_and_gaussian_control_defaults(demo):
     toy = validate_config(demo, SCHEMA)["toy"]
-    assert toy["sae"]["loss"] == "summed_squared_error"
+    assert toy["sae"]["loss"] == "standardized_mean_squared_error"
     assert toy["gaussian_control"] == "scalar"
 
 

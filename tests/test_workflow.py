@@ -103,16 +103,16 @@ def test_paper_grid_dry_run(tmp_path):
         ("embeddings-pythia-6.9b", 0),
     ]
     assert [seed for dataset, seed in toy if dataset == "superposition"] == list(range(10))
-    # Each Pythia at its trained and step0 revisions, RedPajama's JSON-lines files, the LLM; GloVe once.
+    # Each (deduped) Pythia at its trained and step0 revisions, RedPajama v2's sample, the LLM; GloVe once.
     fetched = sorted(w["artefact"] for r, w in jobs if r == "fetch_hub")
     assert fetched == sorted(
         [
-            f"models--EleutherAI--pythia-{size}@{revision}"
+            f"models--EleutherAI--pythia-{size}-deduped@{revision}"
             for size in ("70m", "160m", "410m", "1b", "6.9b")
             for revision in ("main", "step0")
         ]
         + [
-            "datasets--togethercomputer--RedPajama-Data-1T-Sample@main",
+            "datasets--EleutherAI--rpj-v2-sample@main",
             "models--hugging-quants--Meta-Llama-3.1-70B-Instruct-AWQ-INT4@main",
         ]
     )
@@ -120,7 +120,7 @@ def test_paper_grid_dry_run(tmp_path):
         r"rule cache_eval:\n\s+input: ([^\n]*)\n(?:.*\n){0,8}?\s+wildcards: model=pythia-70m, variant=step0",
         result.stdout,
     )
-    assert step0 and "pythia-70m@step0.json" in step0[1] and "pythia-70m@main.json" in step0[1]
+    assert step0 and "pythia-70m-deduped@step0.json" in step0[1] and "pythia-70m-deduped@main.json" in step0[1]
 
 
 def test_a_missing_glove_file_is_fetched_or_stops_the_workflow_before_any_job(tmp_path):
@@ -223,6 +223,7 @@ def test_end_to_end_mini_study(mini_run):
         "ce_loss_score",
         "kl_div_score",
         "fuzz_auroc_tokens",
+        "fuzz_auroc_pooled_tokens",
         "entropy_normalised",
     ):
         assert (table[f"{metric}_low"] <= table[f"{metric}_high"]).all(), metric
@@ -285,6 +286,7 @@ def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_
         "hyperparameter_sweep.png",
         "roc_mini-neox_tokens.png",
         "examples_mini-neox_tokens.csv",
+        "appendix_d_mini-neox_tokens.png",
         "metrics.csv",
         "claims.csv",
         "figure4_lomax.png",
@@ -669,3 +671,9 @@ def test_autointerp_runs_in_the_workflow(mini_run):
     assert (mini_run / "results" / "figures" / "roc_mini-neox_tokens.png").stat().st_size > 10_000
     examples = pd.read_csv(mini_run / "results" / "autointerp" / "examples_mini-neox_tokens.csv")
     assert len(examples) == 5 * 2 * 5 and examples["explanation"].str.startswith("tokens: ").all()
+    # Appendix D: each listed latent's three most activating examples, strongest first, marked.
+    assert examples["top_1"].str.contains(r"<<.+>>\(\d+\.\d\d\)").all()
+    assert (examples["top_1_max"] >= examples["top_2_max"]).all() and (
+        examples["top_2_max"] >= examples["top_3_max"]
+    ).all()
+    assert (mini_run / "results" / "figures" / "appendix_d_mini-neox_tokens.png").stat().st_size > 10_000

@@ -83,6 +83,9 @@ def sweep_study(
 
 
 SUMMARY_COLUMNS = ("fuzz_auroc", "detection_auroc")
+# One AUROC over every latent's samples, beside the mean of per-latent ones; summaries scored before
+# it existed lack it (NaN here), and are not scored again for it.
+POOLED_COLUMNS = ("fuzz_auroc_pooled", "detection_auroc_pooled")
 ENTROPY_COLUMNS = ("entropy_nats", "entropy_normalised")
 
 
@@ -91,8 +94,8 @@ def autointerp_directory(sae: SaeTarget, explainer: str) -> str:
 
 
 def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> pd.DataFrame:
-    """Per SAE: mean AUROC of each scorer per explainer, with its bootstrap interval, and the mean
-    token entropy (the same for every explainer: it comes from the explanation examples)."""
+    """Per SAE: mean AUROC of each scorer per explainer and the pooled one, with their bootstrap
+    intervals, and the mean token entropy (the same for every explainer: it comes from the explanation examples)."""
     rows = []
     for sae in saes:
         row = {
@@ -107,6 +110,9 @@ def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> 
             for column in SUMMARY_COLUMNS:
                 for suffix in ("", "_low", "_high"):
                     row[f"{column}_{explainer}{suffix}"] = summary[f"{column}{suffix}"]
+            for column in POOLED_COLUMNS:
+                for suffix in ("", "_low", "_high"):
+                    row[f"{column}_{explainer}{suffix}"] = summary.get(f"{column}{suffix}", float("nan"))
             row[f"latents_scored_{explainer}"] = summary["scored"]
             row[f"latents_failed_{explainer}"] = summary["failed"]
             row[f"samples_unparsed_{explainer}"] = sum(summary[f"{column[:-6]}_unparsed"] for column in SUMMARY_COLUMNS)

@@ -94,17 +94,21 @@ def sae_latents(d_model: int, expansion_factor: int) -> int:
     return d_model * expansion_factor
 
 
-def sae_training_work(
-    d_model: int, expansion_factor: int, tokens: int, batch_tokens: int
-) -> tuple[float, float, float]:
-    """(dense FLOPs, device-memory bytes, optimizer steps) of training one TopK SAE on `tokens`. The
-    encoder's forward is the dense work (2 d n per token); sparsify's decoder and backward touch only
-    the k active latents of each token, which is small beside it."""
+def sae_training_work(d_model: int, expansion_factor: int, tokens: int, batch_tokens: int) -> dict[str, float]:
+    """The work of training one TopK SAE on `tokens`, as JobCost fields: dense FLOPs, device-memory
+    bytes, optimizer steps and top-k elements. The encoder's forward is the dense work (2 d n per
+    token); sparsify's decoder and backward touch only the k active latents of each token, which is
+    small beside it; the top-k goes through every latent of every token."""
     latents = sae_latents(d_model, expansion_factor)
     steps = tokens / batch_tokens
     weights = 2 * d_model * latents + latents + d_model
     per_step = STEP_BYTES_PER_WEIGHT * weights + STEP_BYTES_PER_DECODER_WEIGHT * d_model * latents
-    return 2 * d_model * latents * tokens, steps * per_step + PREACTIVATION_BYTES * latents * tokens, steps
+    return {
+        "flops": 2 * d_model * latents * tokens,
+        "memory_bytes": steps * per_step + PREACTIVATION_BYTES * latents * tokens,
+        "steps": steps,
+        "topk_elements": latents * tokens,
+    }
 
 
 def sae_state_bytes(d_model: int, expansion_factor: int, optimizer: str) -> int:
@@ -130,6 +134,7 @@ class JobCost:
     memory_bytes: float = 0.0  # moved through device memory besides the matmuls' own
     steps: float = 0.0  # optimizer steps, each with a fixed cost
     half_precision: bool = False  # its matmuls in the subject model's 16-bit dtype
+    topk_elements: float = 0.0  # pre-activations its top-k selections go through
 
 
 class StudyCosts:
@@ -224,15 +229,16 @@ class StudyCosts:
         chunk = self.config["cache"]["chunk_rows"] * d_model * 4
         batch_tokens = self.config["sae"]["batch_size"] * self.context
         work = [sae_training_work(d_model, p.expansion_factor, self.shard_tokens(shard), batch_tokens) for p in points]
-        flops, memory_bytes, steps = (sum(column) for column in zip(*work))
+        total = {name: sum(point[name] for point in work) for name in work[0]}
         return JobCost(
-            flops=flops,
+            flops=total["flops"],
             # The mixing window in float32 and its permuted copy, one chunk read, one pending.
             host_memory_bytes=2 * states + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
             disk_bytes=states,
             startup_minutes=SAE_STARTUP_MINUTES,
-            memory_bytes=memory_bytes,
-            steps=steps,
+            memory_bytes=total["memory_bytes"],
+            steps=total["steps"],
+            topk_elements=total["topk_elements"],
         )
 
     def finalize_sae(self, target: SaeTarget) -> JobCost:
@@ -388,7 +394,9 @@ class StudyCosts:
             return cost.flops / LLM_GPU_FLOPS
         if rule not in GPU_RULES:
             return cost.flops / CPU_CORE_FLOPS
-        return self.rates.seconds(cost.flops, cost.memory_bytes, cost.steps, cost.disk_bytes, cost.half_precision)
+        return self.rates.seconds(
+            cost.flops, cost.memory_bytes, cost.steps, cost.disk_bytes, cost.half_precision, cost.topk_elements
+        )
 
     def estimated_minutes(self, rule: str, cost: JobCost) -> float:
         """A job's first time limit: the estimate with a margin, plus start-up (saerand.retries

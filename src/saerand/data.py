@@ -60,7 +60,8 @@ def token_sequences(
 
     n_tokens None takes the whole split. The stream: the documents in a random order seeded by
     `shuffle_seed` (None keeps the stored order, which for RedPajama is source by source), joined
-    with EOS and cut into sequences that start with EOS (sparsify.data.chunk_and_tokenize),
+    with EOS (each tokenized batch's text starting with one) and cut into sequences of `context_length`, so a
+    sequence holds an EOS wherever a document boundary falls in it (sparsify.data.chunk_and_tokenize),
     tokenizing only as many documents as needed. A given (spec, tokenizer, seed) always yields the
     same stream, so disjoint [skip, skip + n) ranges of it are disjoint sets of text.
     """

@@ -1,7 +1,8 @@
 """What one device does per second: the constants of the cost model's job times (saerand.costs).
 
 A GPU job's time is a fixed cost per optimizer step, plus its dense FLOPs at the device's matmul
-rate, plus the bytes it moves through device memory at the memory's bandwidth; a job that writes a
+rate, plus the bytes it moves through device memory at the memory's bandwidth, plus the
+pre-activations its top-k selections go through at the device's top-k rate; a job that writes a
 store takes at least its bytes at the scratch disk's fsync'd write rate (the two overlap). The rates
 are measured by bench/device_rates.py into bench/results/<device>-<date>/rates.json; the planner
 uses the newest such file of a GPU, and assumed H100 figures, said so, where none exists.
@@ -25,6 +26,7 @@ class DeviceRates:
     memory_bytes_per_second: float  # device memory, a copy's reads and writes together
     disk_bytes_per_second: float  # scratch writes, fsync'd
     step_seconds: float  # one SAE optimizer step whose FLOPs and bytes are negligible
+    topk_elements_per_second: float  # pre-activations a top-k selection goes through
     source: str = "assumed"
 
     def seconds(
@@ -34,9 +36,15 @@ class DeviceRates:
         steps: float = 0.0,
         written_bytes: float = 0.0,
         half_precision: bool = False,
+        topk_elements: float = 0.0,
     ) -> float:
         matmul = self.half_flops_per_second if half_precision else self.fp32_flops_per_second
-        compute = steps * self.step_seconds + flops / matmul + memory_bytes / self.memory_bytes_per_second
+        compute = (
+            steps * self.step_seconds
+            + flops / matmul
+            + memory_bytes / self.memory_bytes_per_second
+            + topk_elements / self.topk_elements_per_second
+        )
         return max(compute, written_bytes / self.disk_bytes_per_second)
 
     @classmethod
@@ -67,7 +75,8 @@ class DeviceRates:
 
 # Where no bench file of a GPU exists: an H100's sustained fp32 matmul (75% of its 67 TFLOP/s peak)
 # and 16-bit (about 40% of 990), most of its 3.35 TB/s HBM3, a parallel filesystem's 1 GB/s per
-# writer, and a step's kernel launches. Not measured: the planner says "assumed".
+# writer, a step's kernel launches, and a top-k pass at about a tenth of the bandwidth's elements.
+# Not measured: the planner says "assumed".
 ASSUMED_GPU = DeviceRates(
     device="NVIDIA H100 (assumed)",
     fp32_flops_per_second=50e12,
@@ -75,6 +84,7 @@ ASSUMED_GPU = DeviceRates(
     memory_bytes_per_second=2.5e12,
     disk_bytes_per_second=1e9,
     step_seconds=1e-3,
+    topk_elements_per_second=1e11,
 )
 
 

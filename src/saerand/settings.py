@@ -126,6 +126,7 @@ class SimilarityMargins:
 class EvaluationSettings:
     batch_tokens: int
     batch_sequences: int
+    ce_special_tokens: Literal["excluded", "spliced"]
     bootstrap_resamples: int
     similarity_margins: SimilarityMargins
     figure_reading: Literal["masked_per_token", "pooled"]
@@ -171,6 +172,8 @@ class AutointerpSettings:
     latents: int
     draw: int
     min_examples: int
+    filter_special_tokens: bool
+    max_examples: int | None
     explanation_examples: int
     explanation_sampling: Literal["top", "random", "quantiles", "mix"]
     test_examples: int

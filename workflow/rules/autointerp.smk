@@ -127,7 +127,18 @@ use rule autointerp_tokens as autointerp_llm with:
 
 rule autointerp_figures:
     input:
-        lambda wc: [f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
+        model_files,
+        scores=lambda wc: [
+            f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model
+        ],
+        # Appendix D's top activating examples come from the latent caches the SAEs were scored on.
+        latents=lambda wc: sorted(
+            {
+                f"results/{t.model}/{t.variant}/autointerp/latents"
+                for t in AUTOINTERP_STUDY_TARGETS
+                if t.model == wc.model
+            }
+        ),
     output:
         roc=report(
             "results/figures/roc_{model}_{explainer}.png",
@@ -143,6 +154,13 @@ rule autointerp_figures:
             subcategory="{model}",
             labels={"item": "latent examples", "explainer": "{explainer}"},
         ),
+        appendix_d=report(
+            "results/figures/appendix_d_{model}_{explainer}.png",
+            caption="../report/appendix_d.rst",
+            category=SECTION33,
+            subcategory="{model}",
+            labels={"item": "Appendix D", "explainer": "{explainer}"},
+        ),
     log:
         "logs/autointerp_figures/{model}_{explainer}.log",
     benchmark:
@@ -156,5 +174,7 @@ rule autointerp_figures:
         deviations=DEVIATIONS,
         saes=lambda wc: [list(t) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model],
         per_sae=5,
+        model=model_settings,
+        autointerp=LATENT_SETTINGS,
     script:
         "../scripts/autointerp_figures.py"

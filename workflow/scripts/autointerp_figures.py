@@ -1,17 +1,29 @@
 from saerand.atomic import write_text
-from saerand.autointerp.report import examples_table, roc_figure
-from saerand.config import SaeTarget
+from saerand.autointerp.delphi_compat import DelphiTokenizer
+from saerand.autointerp.report import appendix_d_figure, examples_table, roc_figure, top_examples
+from saerand.config import SaeTarget, revision_for
 from saerand.jobs import start_job
+from saerand.models import load_tokenizer
 from saerand.provenance import provenance
+from saerand.reruns import with_operational
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards, output = snakemake.params, snakemake.wildcards, snakemake.output
 saes = [SaeTarget(*sae) for sae in params.saes]
-roc_figure(
-    saes,
-    wildcards.explainer,
-    "fuzz",
-    output.roc,
-    provenance(sources=list(snakemake.input), explainer=wildcards.explainer, scorer="fuzz"),
-)
-write_text(output.examples, examples_table(saes, wildcards.explainer, params.per_sae).to_csv(index=False))
+sources = provenance(sources=list(snakemake.input), explainer=wildcards.explainer)
+roc_figure(saes, wildcards.explainer, "fuzz", output.roc, sources | {"scorer": "fuzz"})
+# Appendix D: the listed latents' top activating examples, read from the caches they were scored on.
+listed = examples_table(saes, wildcards.explainer, params.per_sae)
+tokenizer = DelphiTokenizer(load_tokenizer(params.model["location"], revision_for(params.model, "trained")))
+settings = with_operational(params.autointerp, snakemake.config["autointerp"])
+examples = {}
+for sae in saes:
+    latents = set(listed[(listed["variant"] == sae.variant) & (listed["layer"] == sae.layer)]["latent"])
+    raw_dir = f"results/{sae.model}/{sae.variant}/autointerp/latents/delphi"
+    examples |= {
+        (sae, latent): top
+        for latent, top in top_examples(raw_dir, sae.autointerp_module, tokenizer, settings, latents).items()
+    }
+table = examples_table(saes, wildcards.explainer, params.per_sae, examples)
+write_text(output.examples, table.to_csv(index=False))
+appendix_d_figure(table, examples, output.appendix_d, sources)

@@ -1,10 +1,11 @@
 from sparsify import SparseCoder
 
 from saerand.atomic import atomic_directory
-from saerand.autointerp.latents import write_latent_cache
+from saerand.autointerp.latents import without_special_tokens, write_latent_cache
+from saerand.config import revision_for
 from saerand.data import load_token_store
 from saerand.jobs import start_job
-from saerand.models import resolve_device
+from saerand.models import load_tokenizer, resolve_device
 from saerand.provenance import provenance
 from saerand.reruns import with_operational
 from saerand.variants import load_variant
@@ -15,6 +16,10 @@ model_settings = params.model
 autointerp_settings = with_operational(params.autointerp, snakemake.config["autointerp"])
 device = resolve_device(autointerp_settings["device"])
 sequences = load_token_store(snakemake.input.tokens)
+if autointerp_settings["filter_special_tokens"]:
+    tokenizer = load_tokenizer(model_settings["location"], revision_for(model_settings, "trained"))
+    special = {tokenizer.bos_token_id, tokenizer.eos_token_id} - {None}
+    sequences = without_special_tokens(sequences, special)
 subject, variant_record = load_variant(
     model_settings["location"],
     model_settings,

@@ -41,8 +41,15 @@ metrics, replicates = evaluate_sae(
 subject, variant_record = load_variant(
     model_settings["location"], model_settings, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
 )
+excluded = special_token_ids if evaluation_settings.ce_special_tokens == "excluded" else ()
 scores, score_replicates = downstream_scores(
-    subject, sae, layer, cache.tokens(), batch_sequences=evaluation_settings.batch_sequences, **intervals
+    subject,
+    sae,
+    layer,
+    cache.tokens(),
+    batch_sequences=evaluation_settings.batch_sequences,
+    special_token_ids=excluded,
+    **intervals,
 )
 metrics |= scores
 print(metrics)
@@ -64,6 +71,7 @@ write_json(
         eval_cache=cache.attrs,
         variant_record=variant_record,
         special_token_ids=special_token_ids,
+        ce_context_length=int(cache.tokens().shape[1]),  # every CE/KL pass's context
         bootstrap=intervals
         | {
             "unit": "held-out sequence",

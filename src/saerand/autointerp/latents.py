@@ -40,6 +40,17 @@ class LatentSelection:
     example_windows: list[int]  # activating example windows of each selected latent
 
 
+def without_special_tokens(sequences: np.ndarray, special: set[int]) -> np.ndarray:
+    """The stream of `sequences` without the `special` token ids (the BOS/EOS that separate
+    documents), cut again into sequences of the same length, the last partial one dropped: what
+    delphi's `filter_bos` (on by default) does before it caches latents, so no example window is
+    centred on a separator."""
+    stream = sequences.reshape(-1)
+    stream = stream[~np.isin(stream, sorted(special))]
+    length = sequences.shape[1]
+    return stream[: len(stream) // length * length].reshape(-1, length)
+
+
 def draw_order(num_latents: int, seed: int) -> np.ndarray:
     """Every latent in a seeded random order: the order in which latents are drawn."""
     return np.random.default_rng(seed).permutation(num_latents)

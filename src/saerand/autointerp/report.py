@@ -1,5 +1,6 @@
 """Auto-interpretability results across SAEs: ROC curves in the style of Figures 1, 2 and 8-10,
-and an Appendix D-style table of latents and their examples."""
+and Appendix D as printed: latents with their explanation and their top activating examples, the
+active tokens marked with their activations, as a table and as a figure."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from sklearn.metrics import roc_curve
 from ..aggregate import autointerp_directory
 from ..config import SaeTarget
 from ..plots import VARIANT_STYLE, plt, save_figure
+from .run import latent_dataset
+
+TOP_EXAMPLES = 3  # Appendix D shows each latent's three most activating examples
 
 
 def roc_figure(saes: Sequence[SaeTarget], explainer: str, scorer: str, path: str | Path, provenance: dict) -> None:
@@ -41,24 +45,99 @@ def roc_figure(saes: Sequence[SaeTarget], explainer: str, scorer: str, path: str
     save_figure(figure, path, provenance)
 
 
-def examples_table(saes: Sequence[SaeTarget], explainer: str, per_sae: int) -> pd.DataFrame:
-    """The first `per_sae` latents of each SAE (in the draw order): explanation, scores, entropy
-    and the top explanation example, as Appendix D lists them."""
+def top_examples(raw_dir: str | Path, module: str, tokenizer, settings: dict, latents: set[int]) -> dict:
+    """latent -> its TOP_EXAMPLES most activating windows, each (tokens as text, activations), from
+    the latent cache an SAE (`module`) was scored on (delphi sorts a latent's windows by top activation)."""
+    dataset, _ = latent_dataset(raw_dir, module, tokenizer, settings)
+    top = {}
+    for record in dataset:
+        if record.latent.latent_index in latents:
+            top[record.latent.latent_index] = [
+                (tokenizer.batch_decode(example.tokens), example.activations.tolist())
+                for example in record.examples[:TOP_EXAMPLES]
+            ]
+    return top
+
+
+def marked(tokens: Sequence[str], activations: Sequence[float]) -> str:
+    """An example's text with each active token marked as <<token>>(activation), as Appendix D
+    highlights them."""
+    return "".join(f"<<{t}>>({a:.2f})" if a > 0 else t for t, a in zip(tokens, activations))
+
+
+def examples_table(
+    saes: Sequence[SaeTarget], explainer: str, per_sae: int, examples: dict | None = None
+) -> pd.DataFrame:
+    """The first `per_sae` latents of each SAE (in the draw order): explanation, scores, entropy,
+    the top explanation example, and with `examples` ((SAE, latent) -> top_examples' list) the
+    top activating examples marked (`top_1`...) with their highest activation (`top_1_max`...), as
+    Appendix D lists them."""
     rows = []
     for sae in saes:
         lines = Path(autointerp_directory(sae, explainer), "latents.jsonl").read_text().splitlines()
         for entry in [json.loads(line) for line in lines if "failed" not in line][:per_sae]:
-            rows.append(
-                {
-                    "model": sae.model,
-                    "variant": sae.variant,
-                    "layer": sae.layer,
-                    "latent": entry["latent"],
-                    "explanation": entry["explanation"],
-                    "fuzz_auroc": entry["fuzz_auroc"],
-                    "detection_auroc": entry["detection_auroc"],
-                    "entropy_nats": entry["entropy_nats"],
-                    "example": entry["shown"][0] if entry["shown"] else "",
-                }
-            )
+            row = {
+                "model": sae.model,
+                "variant": sae.variant,
+                "layer": sae.layer,
+                "expansion_factor": sae.expansion_factor,
+                "k": sae.k,
+                "latent": entry["latent"],
+                "explanation": entry["explanation"],
+                "fuzz_auroc": entry["fuzz_auroc"],
+                "detection_auroc": entry["detection_auroc"],
+                "entropy_nats": entry["entropy_nats"],
+                "example": entry["shown"][0] if entry["shown"] else "",
+            }
+            for rank, (tokens, activations) in enumerate((examples or {}).get((sae, entry["latent"]), []), 1):
+                row[f"top_{rank}"] = marked(tokens, activations)
+                row[f"top_{rank}_max"] = max(activations)
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def appendix_d_figure(table: pd.DataFrame, examples: dict, path: str | Path, provenance: dict) -> None:
+    """Appendix D's layout: per latent its explanation, then its top examples with each token shaded
+    by its activation (relative to the latent's highest) and the peak activation at the line's end."""
+    blocks = [
+        (row, examples.get((SaeTarget(row.model, row.variant, row.layer, row.expansion_factor, row.k), row.latent), []))
+        for row in table.itertuples()
+    ]
+    lines = sum(1 + len(top) for _, top in blocks)
+    figure = plt.figure(figsize=(11, 0.32 * lines + 0.6))
+    ax = figure.add_axes((0.01, 0.01, 0.98, 0.98))
+    ax.set_axis_off()
+    renderer = figure.canvas.get_renderer()
+    height = 1 / max(lines, 1)
+    y = 1 - height / 2
+    shade = plt.get_cmap("Oranges")
+    for row, top in blocks:
+        title = (
+            f"{row.model} {VARIANT_STYLE[row.variant][0]}, layer {row.layer}, latent {row.latent}: {row.explanation}"
+        )
+        ax.text(0, y, title[:160], fontsize=8, weight="bold", va="center", transform=ax.transAxes)
+        y -= height
+        peak = max((max(acts) for _, acts in top), default=0.0) or 1.0
+        for tokens, activations in top:
+            x = 0.02
+            for token, activation in zip(tokens, activations):
+                text = ax.text(
+                    x,
+                    y,
+                    token.replace("\n", " ").replace("\t", " ") or " ",
+                    fontsize=7,
+                    family="monospace",
+                    va="center",
+                    transform=ax.transAxes,
+                    bbox={
+                        "facecolor": shade(0.15 + 0.85 * activation / peak) if activation > 0 else "none",
+                        "edgecolor": "none",
+                        "pad": 0.5,
+                    },
+                )
+                x += text.get_window_extent(renderer).width / figure.bbox.width
+                if x > 0.9:
+                    break
+            ax.text(0.92, y, f"max {max(activations):.2f}", fontsize=7, va="center", transform=ax.transAxes)
+            y -= height
+    save_figure(figure, path, provenance)

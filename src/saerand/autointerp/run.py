@@ -18,23 +18,53 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, write_json
 from ..config import revision_for
-from ..intervals import bootstrap_mean, with_intervals
+from ..intervals import bootstrap_mean, resample_counts, with_intervals
 from ..models import load_tokenizer
 from ..progress import resume_progress
 from ..provenance import provenance, without_secrets
 from ..reruns import result_defining
 from .delphi_compat import DelphiTokenizer, import_delphi
 from .llm import NoAnswer, Server, ServerWatch, score_with_llm
-from .scoring import SCORERS, LatentLog, score_with_null
+from .scoring import SCORERS, LatentLog, pooled_auroc, score_with_null
 
 import_delphi()
 from delphi.config import ConstructorConfig, SamplerConfig  # noqa: E402
-from delphi.latents import LatentDataset  # noqa: E402
+from delphi.latents import LatentDataset, LatentRecord  # noqa: E402
+from delphi.latents.constructors import constructor  # noqa: E402
+from delphi.latents.samplers import sampler  # noqa: E402
+
+
+class CappedLatentDataset(LatentDataset):
+    """delphi's LatentDataset with the authors' `max_examples`: each latent's activating windows, which
+    delphi's constructor sorts by their top activation, are cut to the first `max_examples` before
+    the explanation examples and the test quantiles are drawn from them (delphi 0.1.3 has no cap; the
+    authors' pipeline kept 10,000). Non-activating windows are still those where the latent never
+    fires. Latent neighbours (a non-activating source this workflow does not use) are not loaded."""
+
+    def __init__(self, *args: Any, max_examples: int | None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_examples = max_examples
+
+    def _process_latent(self, latent_data) -> LatentRecord | None:
+        record = LatentRecord(latent_data.latent)
+        record.per_token_frequency = len(latent_data.activation_data.activations) / self.tokens.numel()
+        record = constructor(
+            record=record,
+            activation_data=latent_data.activation_data,
+            constructor_cfg=self.constructor_cfg,
+            tokens=self.tokens,
+            tokenizer=self.tokenizer,
+            all_data=self.all_data[latent_data.module],
+        )
+        if record is None:
+            return None
+        record.examples = record.examples[: self.max_examples]
+        return sampler(record, self.sampler_cfg, self.tokenizer)
 
 
 def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[str, Any]) -> tuple[LatentDataset, dict]:
     selection = json.loads((Path(raw_dir) / module / "selection.json").read_text())
-    dataset = LatentDataset(
+    dataset = CappedLatentDataset(
         raw_dir,
         SamplerConfig(
             n_examples_train=settings["explanation_examples"],
@@ -50,6 +80,7 @@ def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[s
         tokenizer=tokenizer,
         modules=[module],
         latents={module: torch.tensor(selection["selected"], dtype=torch.long)},
+        max_examples=settings["max_examples"],
     )
     return dataset, selection
 
@@ -150,18 +181,25 @@ def score_sae(
         summary[column], replicates[column] = bootstrap_mean(
             values, settings["bootstrap_resamples"], settings["seed"] + offset
         )
+    samples = [{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]]
+    if scored:
+        latents = [entry["latent"] for entry in scored]
+        counts = resample_counts(len(latents), settings["bootstrap_resamples"], settings["seed"])
+        for scorer in SCORERS:
+            summary[f"{scorer}_auroc_pooled"], replicates[f"{scorer}_auroc_pooled"] = pooled_auroc(
+                samples, scorer, latents, counts
+            )
     summary = with_intervals(summary, replicates)
     summary["bootstrap"] = {
         "unit": "sampled latent",
         "resamples": settings["bootstrap_resamples"],
         "replicates": {name: [round(v, 7) for v in values.tolist()] for name, values in replicates.items()},
     }
-    samples = pd.DataFrame([{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]])
     with atomic_directory(output) as staging:
         with open(staging / "latents.jsonl", "w") as handle:
             for entry in entries:
                 handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
-        samples.to_csv(staging / "samples.csv", index=False)
+        pd.DataFrame(samples).to_csv(staging / "samples.csv", index=False)
         write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(settings)))
     shutil.rmtree(progress)
     return summary

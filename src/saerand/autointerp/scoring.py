@@ -1,7 +1,8 @@
 """Scoring SAE latents the way delphi does, with any explainer, and the token-identity null.
 
-Each latent's examples come from delphi (`LatentDataset`: explanation examples from the top
-quantiles, test examples by quantile, non-activating windows); the fuzzing and detection samples
+Each latent's examples come from delphi (`LatentDataset`: explanation examples drawn from its
+pool of activating windows as `explanation_sampling` says, at random by default; test examples by
+quantile; non-activating windows); the fuzzing and detection samples
 are built by delphi's own scorers (`FuzzingScorer._prepare`, `DetectionScorer._prepare`), so an
 LLM and the null explainer score the very same samples. Results are appended per latent as they
 come (`LatentLog`), so a killed job resumes after its last finished latent, and one failed
@@ -113,9 +114,26 @@ class NullExplainer:
         return float(np.mean([self.weight(tokens[i]) for i in marked])) if marked else 0.0
 
 
-def auroc(activating: list[bool], probability: list[float]) -> float:
-    """AUROC of one latent's samples (NaN without both classes), as delphi's compute_auc."""
-    return float(roc_auc_score(activating, probability)) if len(set(activating)) == 2 else float("nan")
+def auroc(activating: list[bool], probability: list[float], weights=None) -> float:
+    """AUROC of samples (NaN without both classes), as delphi's compute_auc; `weights` per sample."""
+    if len(set(np.asarray(activating)[np.asarray(weights) > 0] if weights is not None else activating)) != 2:
+        return float("nan")
+    return float(roc_auc_score(activating, probability, sample_weight=weights))
+
+
+def pooled_auroc(
+    samples: list[dict[str, Any]], scorer: str, latents: list[int], counts: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """One AUROC over every sample of every latent that `scorer` scored (the pooled reading of a
+    SAE's AUROC, beside the mean of per-latent AUROCs), and its replicates: resample r weighs each
+    of latent i's samples counts[r, i] (saerand.intervals.resample_counts over `latents`)."""
+    rows = [sample for sample in samples if sample["scorer"] == scorer]
+    index = {latent: i for i, latent in enumerate(latents)}
+    activating = [sample["activating"] for sample in rows]
+    probability = [sample["probability"] for sample in rows]
+    owner = np.array([index[sample["latent"]] for sample in rows], dtype=int)
+    point = auroc(activating, probability)
+    return point, np.array([auroc(activating, probability, weights[owner]) for weights in counts])
 
 
 class LatentLog(JsonLinesLog):
