@@ -159,9 +159,24 @@ def mini_run(tmp_path_factory, worker_id) -> tuple[Path, int]:
     with FileLock(shared / "mini.lock"):
         if not done.exists():
             shutil.rmtree(workdir, ignore_errors=True)  # a worker's failed attempt
+            shutil.rmtree(_snapshot(workdir), ignore_errors=True)
             workdir.mkdir()
-            done.write_text(json.dumps(run_watching_shards(workdir)[0]))
+            most_shards = run_watching_shards(workdir)[0]
+            shutil.copytree(workdir, _snapshot(workdir), symlinks=True)  # copy2 keeps every mtime
+            done.write_text(json.dumps(most_shards))
     return workdir, json.loads(done.read_text())
+
+
+def _snapshot(workdir: Path) -> Path:
+    return workdir.with_name(f"{workdir.name}.snapshot")
+
+
+@pytest.fixture(scope="session")
+def mini_snapshot(mini_run) -> Path:
+    """The finished mini run as it was before any test touched it, for the tests that copy a
+    finished study: the tests of mini_run itself rerun parts of it in place, one after the other
+    on one xdist worker, while these may run on the other."""
+    return _snapshot(mini_run[0])
 
 
 # Fixtures that run the workflow, a Slurm cluster or an LLM server: every test using one takes
@@ -172,10 +187,11 @@ SLOW_FIXTURES = {"mini_run", "finished_run", "slurm_study", "served_llm", "tiny_
 # (which mostly waits on its jobs' time limits) beside the local workflow runs'.
 XDIST_GROUPS = (
     ("slurm", lambda item: item.path.name.startswith("test_slurm")),
-    ("mini", lambda item: "mini_run" in item.fixturenames),
     ("rerun", lambda item: "finished_run" in item.fixturenames),
     ("llm", lambda item: {"served_llm", "tiny_llama"} & set(item.fixturenames)),
     ("paper", lambda item: "paper_jobs" in item.fixturenames),
+    # Tests that work in the shared mini run itself; those on a copy (mini_snapshot) go anywhere.
+    ("mini", lambda item: "mini_run" in item.fixturenames and "mini_snapshot" not in item.fixturenames),
 )
 
 

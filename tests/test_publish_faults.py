@@ -96,9 +96,9 @@ def _run_refusing(workdir: Path, targets: list[str], outputs: list[str], refusal
 
 
 @pytest.mark.slow
-def test_a_job_failing_as_it_publishes_leaves_none_of_its_outputs(mini_run, tmp_path):
+def test_a_job_failing_as_it_publishes_leaves_none_of_its_outputs(mini_snapshot, tmp_path):
     workdir = tmp_path / "study"
-    shutil.copytree(mini_run[0], workdir, symlinks=True)  # copy2 keeps every mtime
+    shutil.copytree(mini_snapshot, workdir, symlinks=True)  # copy2 keeps every mtime
     workdir = workdir.resolve()  # as jobs see it from their working directory
     jobs = _jobs(workdir, [target for targets in ROUNDS for target in targets])
     rules = {rule for rule, _ in jobs.values()} - set(TARGET_RULES)

@@ -163,11 +163,11 @@ def _figure_provenance(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, mini_run) -> Path:
+def finished_run(tmp_path_factory, mini_snapshot) -> Path:
     """The cut-down study run to the end by a plain `snakemake` (no --profile), from the mini
     study's embedded model and token stores."""
     workdir = tmp_path_factory.mktemp("rerun")
-    start_from_built_model(mini_run[0], workdir)
+    start_from_built_model(mini_snapshot, workdir)
     # In the mini config's key order: Snakemake compares dict params by their repr.
     (workdir / "config.yaml").write_text(yaml.safe_dump(_config([2, 4]), sort_keys=False))
     _snakemake(PLAIN, REPO, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2")

@@ -51,7 +51,9 @@ from .workflow_runs import MINI, SNAKEMAKE
 
 VARIANTS = ["trained"]  # one chain: the failed group and its rerun are the test; a second only adds minutes
 # "... submitted with SLURM jobid 12 (log: .../slurm_logs/rule_cache_eval/mini-neox_control/12.log)"
-SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/(?:rule|group)_([^/]+)/(\S*)\)")
+SUBMITTED = re.compile(
+    r"has been submitted with SLURM jobid (\d+) \(log: (?=\S*/slurm_logs/(?:rule|group)_([^/]+)/)(\S+)\)"
+)
 CPU_PARTITION, GPU_PARTITION = "cpu-test", "gpu-test"
 PARTITION_MAX_MINUTES = {CPU_PARTITION: 2, GPU_PARTITION: 30}
 ACCOUNT = "saerand"
@@ -388,11 +390,11 @@ def test_an_oom_kill_is_retried_with_more_memory_and_the_same_time(slurm_study):
     assert slurm_study["failed_state"] == {"sweep_table": False, "partial_files": []}
 
 
-def test_the_last_run_finishes_and_matches_a_local_run(slurm_study, mini_run):
+def test_the_last_run_finishes_and_matches_a_local_run(slurm_study, mini_snapshot):
     third = slurm_study["third"][1]
     assert [(name, r["JobState"]) for name, r in third] == [(HUNG_RULE, "COMPLETED")]
     on_slurm = pd.read_csv(slurm_study["workdir"] / "results" / "metrics.csv")
-    local = pd.read_csv(mini_run[0] / "results" / "metrics.csv")
+    local = pd.read_csv(mini_snapshot / "results" / "metrics.csv")
     local = local[local["variant"].isin(VARIANTS)].reset_index(drop=True)[on_slurm.columns]
     pd.testing.assert_frame_equal(on_slurm, local, check_exact=False, rtol=1e-6)
     for figure in ("sae_metrics.png", "hyperparameter_sweep.png"):

@@ -2,7 +2,7 @@
 profiles/slurm: one vLLM server (the tiny double, on this CPU) and the SAEs it serves go to the GPU
 partition as one cluster job that asks for the server's GPU and CPUs (the SAEs' jobs are clients of
 it and ask for none), and the server is stopped when they are done. Starts from a finished local
-mini study (tests/conftest.py, mini_run).
+mini study (tests/conftest.py, mini_snapshot).
 
 The LLM comes from a hub (tests/hub_double.py) as on a real cluster: `snakemake prefetch` fetches it
 where Snakemake runs (the login node), then the hub goes away and the cluster job serves the
@@ -23,9 +23,11 @@ from .test_slurm import CPU_PARTITION, GPU_PARTITION, SITE, SUBMITTED, _profile,
 from .workflow_runs import MINI, SNAKEMAKE
 
 
-def test_an_llm_server_and_its_saes_run_as_one_gpu_cluster_job_from_the_fetched_weights(tmp_path, mini_run, tiny_llama):
+def test_an_llm_server_and_its_saes_run_as_one_gpu_cluster_job_from_the_fetched_weights(
+    tmp_path, mini_snapshot, tiny_llama
+):
     workdir = tmp_path / "study"
-    shutil.copytree(mini_run[0], workdir, symlinks=True)
+    shutil.copytree(mini_snapshot, workdir, symlinks=True)
     overlay = write_llm_config(tmp_path / "llm.yaml", "owner/tiny-llama", saes_per_server=2)
     with SlurmCluster(
         tmp_path / "cluster", cpus=4, gpus=2, real_memory_mb=12000, partitions={CPU_PARTITION: 2, GPU_PARTITION: None}

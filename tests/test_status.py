@@ -105,13 +105,13 @@ def test_the_command_prints_the_table(capsys, tmp_path):
     assert out.splitlines()[1].split() == ["stage", "done", "running", "waiting"] and "GPU time left" in out
 
 
-def test_the_time_left_is_what_snakemake_would_still_run(mini_run, tmp_path):
+def test_the_time_left_is_what_snakemake_would_still_run(mini_snapshot, tmp_path):
     """A finished study has nothing left; with one SAE's metrics and the table made from them
     deleted, exactly its evaluation is left (GPU work: the aggregations are local), timed at the
     throughput its study's own evaluations measured. (With the table kept, Snakemake would not
     redo the metrics, and neither does the time left count them.)"""
     workdir = tmp_path / "study"
-    shutil.copytree(mini_run[0], workdir, symlinks=True)  # copy2 keeps every mtime
+    shutil.copytree(mini_snapshot, workdir, symlinks=True)  # copy2 keeps every mtime
     config = load_config(REPO / "tests" / "configs" / "mini.yaml", SCHEMA)
     finished = study_status(config, workdir, queue=Counter())
     assert finished.gpu_hours_left == 0 and finished.stages["evaluation"]["done"] == finished.saes

@@ -538,10 +538,10 @@ def test_toy_study_runs_as_part_of_the_workflow(mini_run):
 
 
 @pytest.mark.slow
-def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path, mini_run):
+def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path, mini_snapshot):
     """The control's held-out store and every training shard read different Gaussian inputs; a
     rerun of a shard job writes the same bytes (the noise is derived from the store, not drawn anew)."""
-    start_from_built_model(mini_run[0], tmp_path)
+    start_from_built_model(mini_snapshot, tmp_path)
     stores = {
         "eval": "results/mini-neox/control/cache/eval.zarr",
         **{f"shard-{i}": f"results/mini-neox/control/cache/train/shard-{i}.zarr" for i in range(2)},
@@ -574,12 +574,12 @@ def test_control_noise_is_fresh_per_store_and_reproducible(tmp_path, mini_run):
 
 
 @pytest.mark.slow
-def test_a_local_run_is_bound_by_no_partition_on_a_machine_with_slurm_caps(tmp_path, mini_run, monkeypatch):
+def test_a_local_run_is_bound_by_no_partition_on_a_machine_with_slurm_caps(tmp_path, mini_snapshot, monkeypatch):
     """Caps of 1 minute (a login node's site settings, or its sinfo): the shard's caching, estimated
     longer, would stop a Slurm plan; a local run caches it."""
     monkeypatch.setenv("SAERAND_SLURM_GPU_MAX_RUNTIME", "1")
     monkeypatch.setenv("SAERAND_SLURM_MAX_RUNTIME", "1")
-    start_from_built_model(mini_run[0], tmp_path)
+    start_from_built_model(mini_snapshot, tmp_path)
     shard = "results/mini-neox/trained/cache/train/shard-0.zarr"
     planned = snakemake("--directory", str(tmp_path), "--configfile", str(MINI), "-n", "--", shard, check=False)
     assert planned.returncode != 0 and "CannotFinish: cache_train_shard" in planned.stdout + planned.stderr
@@ -588,7 +588,7 @@ def test_a_local_run_is_bound_by_no_partition_on_a_machine_with_slurm_caps(tmp_p
 
 
 @pytest.mark.slow
-def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path, mini_run):
+def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path, mini_snapshot):
     """A budget of one (model, variant)'s two shards: the control's first shard waits for the
     trained model's SAEs, and no more than two shards are ever on disk in all."""
     config = yaml.safe_load(MINI.read_text())
@@ -602,7 +602,7 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path, mini_run
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "run"
     workdir.mkdir()
-    start_from_built_model(mini_run[0], workdir)
+    start_from_built_model(mini_snapshot, workdir)
     plan = snakemake(
         "--dry-run",
         "--directory",
@@ -622,17 +622,16 @@ def test_a_scratch_budget_runs_the_chains_one_after_the_other(tmp_path, mini_run
     assert len(pd.read_csv(workdir / "results" / "metrics.csv")) == 2 * 2
 
 
-def test_the_llm_explainer_runs_as_one_server_group_beside_the_null(mini_run, tiny_llama, tmp_path):
+def test_the_llm_explainer_runs_as_one_server_group_beside_the_null(mini_snapshot, tiny_llama, tmp_path):
     """The paper's explainer through the workflow: one vLLM service job (the tiny double) and the
     trained variant's 3 SAEs (the sweep's too) in one group on a finished study, beside the null
     explainer's results; the server is stopped when its SAEs are done."""
     workdir = tmp_path / "study"
-    shutil.copytree(mini_run[0], workdir, symlinks=True)
+    shutil.copytree(mini_snapshot, workdir, symlinks=True)
     overlay = write_llm_config(tmp_path / "llm.yaml", tiny_llama, saes_per_server=15)
     # A service and its consumers run at once, in the local profile's 2 cores (the clients ask for none).
     args = ("--directory", str(workdir), "--configfile", str(MINI), str(overlay), "--config", "variants=[trained]")
     counts = Counter(rule for rule, _ in planned_jobs(snakemake(*args, "--dry-run").stdout))
-    # (Earlier tests may have left other pieces of the shared mini study to redo.)
     assert counts["llm_server"] == 1 and counts["autointerp_llm"] == 3 and not counts["train_layer_shard"]
     snakemake(*args)
     server_log = (workdir / "logs" / "llm_server" / "llm-0.log").read_text()

@@ -26,4 +26,6 @@ for sae in saes:
     }
 table = examples_table(saes, wildcards.explainer, params.per_sae, examples)
 write_text(output.examples, table.to_csv(index=False))
-appendix_d_figure(table, examples, output.appendix_d, sources)
+# The figure shows each SAE's first listed latent (the table has them all), as the paper's few examples.
+first = table.groupby(["variant", "layer"], sort=False).head(1)
+appendix_d_figure(first, examples, output.appendix_d, sources)
