@@ -22,7 +22,7 @@ from saerand.corpus import text_file_dataset
 from saerand.data import token_sequences
 from saerand.metrics import evaluate_sae
 from saerand.models import load_causal_lm, load_tokenizer
-from saerand.sae_training import train_sae
+from saerand.sae_training import sparsify_adam_is_8bit, train_sae
 from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
@@ -57,6 +57,8 @@ def main(argv=None) -> int:
         k=args.k,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
+        # Like for like: sparsify's Trainer takes 8-bit Adam where bitsandbytes is installed.
+        adam_8bit=args.optimizer == "adam" and not args.fused_adam and sparsify_adam_is_8bit(),
         fused_adam=args.fused_adam,
         buffer_shuffle=False,
         device="cpu",

@@ -37,7 +37,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from saerand.cache import ActivationCache, ReaderStats, write_activation_cache
 from saerand.models import resolve_device
 from saerand.provenance import provenance
-from saerand.sae_training import SaeTrainer, training_batches
+from saerand.sae_training import SaeTrainer, sparsify_adam_is_8bit, training_batches
 from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
@@ -154,6 +154,8 @@ def main(argv=None) -> dict[str, float]:
         k=args.k,
         batch_size=args.batch_sequences,
         optimizer=args.optimizer,
+        # Like for like: sparsify's Trainer takes 8-bit Adam where bitsandbytes is installed.
+        adam_8bit=args.optimizer == "adam" and sparsify_adam_is_8bit(),
         device=device,
         buffer_shuffle=True,
         read_threads=args.read_threads,
@@ -208,7 +210,10 @@ def main(argv=None) -> dict[str, float]:
         )
         results["reader_busy_s"], results["trainer_waited_s"] = reader.read_seconds, reader.wait_seconds
         for flag in args.flags:
-            flagged_settings = dataclasses.replace(settings, **{flag: True})
+            # fused_adam is torch's Adam: it replaces an 8-bit one.
+            flagged_settings = dataclasses.replace(
+                settings, **{flag: True}, **({"adam_8bit": False} if flag == "fused_adam" else {})
+            )
             flagged = SaeTrainer(cache.d_model, flagged_settings, num_steps=ours.num_steps)
             batches = training_batches(cache, layer, flagged_settings, args.context)
             results[f"{flag}_training_tokens_per_s"] = tokens / timed(

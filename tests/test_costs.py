@@ -49,6 +49,24 @@ def test_training_time_is_steps_flops_and_bytes(paper):
     assert large.flops / 50e12 > 0.8 * costs.job_seconds("train_layer_shard", large)
 
 
+def test_the_authors_trajectory_pays_per_pass_and_per_optimizer_step(paper):
+    """config/presets/authors_sae.yaml: batches of 4 sequences in two chunks, an optimizer step every
+    8 batches, 8-bit Adam: twice the passes of 16,384-token batches, an eighth of their optimizer
+    steps' bytes, and half the optimizer state (2 bytes of moments per weight for 8)."""
+    authors = copy.deepcopy(paper)
+    authors["sae"] |= {"batch_size": 4, "grad_acc_steps": 8, "micro_acc_steps": 2, "adam_8bit": True}
+    ours, theirs = (
+        StudyCosts(config, rates=ASSUMED_GPU).train_layer_shard("pythia-70m", 0, 0) for config in (paper, authors)
+    )
+    tokens, latents = 10_010_624, 512 * 64
+    weights = 2 * 512 * latents + latents + 512
+    assert theirs.steps == pytest.approx(tokens / 4096) and theirs.steps == pytest.approx(4 * ours.steps)
+    step_bytes = 40 * weights + 20 * 512 * latents
+    assert theirs.memory_bytes == pytest.approx(tokens / 65_536 * step_bytes + 8 * latents * tokens)
+    assert theirs.flops == ours.flops
+    assert theirs.disk_bytes == 6 * weights and ours.disk_bytes == 12 * weights
+
+
 def test_caching_takes_its_forward_pass_or_its_writes_whichever_is_longer(paper):
     costs = StudyCosts(paper, rates=ASSUMED_GPU)
     cost = costs.cache_train_shard("pythia-70m", 0)

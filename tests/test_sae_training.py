@@ -1,3 +1,4 @@
+import sys
 from dataclasses import replace
 
 import pytest
@@ -8,7 +9,7 @@ from sparsify import SaeConfig, SparseCoder, TrainConfig, Trainer
 
 from saerand.cache import ActivationCache, write_activation_cache
 from saerand.metrics import evaluate_sae
-from saerand.sae_training import SaeTrainer, default_lr, save_sae, train_sae, training_batches
+from saerand.sae_training import SaeTrainer, default_lr, geometric_median, save_sae, train_sae, training_batches
 from saerand.settings import SaeSettings, section_settings
 from saerand.variants import SubjectModel
 
@@ -51,11 +52,27 @@ def test_training_reduces_fvu_and_keeps_decoder_rows_unit_norm(cache):
     assert torch.allclose(norms, torch.ones_like(norms), atol=0.05)
 
 
-@pytest.mark.parametrize("optimizer", ["signum", "adam"])
-def test_matches_sparsify_trainer_bit_for_bit(tmp_path, cache, tiny_neox, token_ids, optimizer):
-    """The cached-activation loop and sparsify's online Trainer give the same weights."""
-    settings = replace(SETTINGS, optimizer=optimizer, lr_warmup_steps=2)
-    ours, _ = train_sae(cache, 1, settings, context_length=32)
+@pytest.mark.parametrize(
+    "optimizer, extra",
+    [
+        ("signum", {}),
+        ("adam", {}),
+        ("adam", {"adam_8bit": True}),
+        ("adam", {"adam_8bit": True, "grad_acc_steps": 2, "micro_acc_steps": 2, "auxk_alpha": 0.03125}),
+    ],
+)
+def test_matches_sparsify_trainer_bit_for_bit(tmp_path, monkeypatch, cache, tiny_neox, token_ids, optimizer, extra):
+    """The cached-activation loop and sparsify's online Trainer give the same weights, with gradient
+    accumulation over batches and chunks too (whose schedule sparsify sizes in batches). sparsify
+    takes bitsandbytes' 8-bit Adam whenever it is installed: without `adam_8bit` it is hidden."""
+    accumulation = {key: value for key, value in extra.items() if key != "adam_8bit"}
+    settings = replace(SETTINGS, optimizer=optimizer, lr_warmup_steps=2, dead_feature_threshold=100, **extra)
+    if accumulation:
+        settings = replace(settings, lr_schedule_length="batches")
+    ours, summary = train_sae(cache, 1, settings, context_length=32)
+    assert summary["optimizer_steps"] == 6 // settings.grad_acc_steps
+    if not settings.adam_8bit:
+        monkeypatch.setitem(sys.modules, "bitsandbytes", None)
 
     config = TrainConfig(
         SaeConfig(expansion_factor=4, k=4),
@@ -63,6 +80,8 @@ def test_matches_sparsify_trainer_bit_for_bit(tmp_path, cache, tiny_neox, token_
         layers=[1],
         optimizer=optimizer,
         lr_warmup_steps=2,
+        dead_feature_threshold=100,
+        **accumulation,
         save_dir=str(tmp_path / "sparsify"),
         run_name="run",
         log_to_wandb=False,
@@ -102,15 +121,34 @@ def test_default_learning_rates_scale_with_latents():
     assert default_lr("adam", 4 * 2**14) == pytest.approx(1e-4)
 
 
-@pytest.mark.parametrize("optimizer, buffer_shuffle", [("signum", False), ("adam", False), ("adam", True)])
+# The authors' fork (config/presets/authors_sae.yaml) at this test's size: an optimizer step every
+# three batches of two sequences, so steps span the shards.
+AUTHORS = {
+    "batch_size": 2,
+    "grad_acc_steps": 3,
+    "micro_acc_steps": 2,
+    "loop": "authors",
+    "grad_clip_norm": 1.0,
+    "lr_schedule_length": "batches",
+    "decoder_bias_init": "geometric_median",
+    "adam_8bit": True,
+}
+
+
+@pytest.mark.parametrize(
+    "optimizer, buffer_shuffle, preset",
+    [("signum", False, {}), ("adam", False, {}), ("adam", True, {}), ("adam", True, AUTHORS)],
+)
 def test_training_over_shards_with_checkpoints_equals_one_pass(
-    tmp_path, cache, tiny_neox, token_ids, optimizer, buffer_shuffle
+    tmp_path, cache, tiny_neox, token_ids, optimizer, buffer_shuffle, preset
 ):
     """Stop after every shard, reload from disk, continue: the same weights as one pass (with the
-    buffer mixed, one pass over the same shards' mixed batches)."""
+    buffer mixed, one pass over the same shards' mixed batches), also where an optimizer step's
+    accumulated gradients span two shards."""
     from saerand.sae_training import SaeTrainer, save_layer_checkpoint, training_batches
 
-    settings = _resumed_settings(optimizer, buffer_shuffle=buffer_shuffle)
+    settings = replace(_resumed_settings(optimizer, buffer_shuffle=buffer_shuffle), **preset)
+    batches = 24 // settings.batch_size
     shards = []
     for index, part in enumerate((token_ids[:8], token_ids[8:16], token_ids[16:])):
         path = tmp_path / f"shard-{index}.zarr"
@@ -119,7 +157,7 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(
         )
         shards.append(ActivationCache(path))
     if buffer_shuffle:
-        uninterrupted = SaeTrainer(cache.d_model, settings, num_steps=6)
+        uninterrupted = SaeTrainer(cache.d_model, settings, num_steps=batches)
         for index, shard in enumerate(shards):
             uninterrupted.train_on(training_batches(shard, 1, settings, 32, shard=index))
         whole, _ = uninterrupted.finish()
@@ -128,7 +166,7 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(
     checkpoint = None
     for index, shard in enumerate(shards):
         trainer = (
-            SaeTrainer(shard.d_model, settings, num_steps=6)
+            SaeTrainer(shard.d_model, settings, num_steps=batches)
             if checkpoint is None
             else SaeTrainer.from_checkpoint(checkpoint / "x4-k4", settings)
         )
@@ -136,7 +174,8 @@ def test_training_over_shards_with_checkpoints_equals_one_pass(
         checkpoint = tmp_path / f"checkpoint-{index}"
         save_layer_checkpoint(checkpoint, {"x4-k4": trainer}, {"shard": index})
     resumed, summary = SaeTrainer.from_checkpoint(checkpoint / "x4-k4", settings).finish()
-    assert summary["steps"] == 6 and summary["tokens"] == 24 * 32
+    assert summary["steps"] == batches and summary["tokens"] == 24 * 32
+    assert summary["optimizer_steps"] == batches // settings.grad_acc_steps
     for name, tensor in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
 
@@ -235,3 +274,72 @@ def test_fused_adam_is_one_kernel_and_trains_to_the_same_fvu(cache):
     for trainer in (default, fused):
         trainer.train_on(training_batches(cache, 1, SETTINGS, 32))
     assert len(fused.fvu_trace) == 6 and fused.fvu_trace == pytest.approx(default.fvu_trace, abs=1e-4)
+
+
+def test_geometric_median_resists_an_outlier_where_the_mean_does_not():
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [100.0, 0.0]])
+    torch.testing.assert_close(geometric_median(points), torch.tensor([2.0, 0.0]), atol=1e-3, rtol=0)
+    assert points.mean(0)[0] == pytest.approx(21.2)
+    # An equilateral triangle's is its centre, where the iteration starts: it stays there.
+    triangle = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0**0.5]])
+    torch.testing.assert_close(geometric_median(triangle), triangle.mean(0))
+
+
+def _recorded_grad_norms(trainer: SaeTrainer) -> list[float]:
+    """The gradient norm the optimizer steps with, at every step."""
+    norms = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        norms.append(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in trainer.sae.parameters()])).item())
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    return norms
+
+
+def test_authors_loop_clips_each_batch_before_the_projection_and_decays_little(cache):
+    """The authors' fork: the summed gradient clipped after every batch, then the decoder-parallel
+    part removed (so a step's norm ends below the clip), b_dec at the geometric median, 8-bit Adam,
+    the decay sized in batches (6 batches, 3 steps, 1 warm-up step: 3/5 of the peak at the end);
+    sparsify's loop clips last (the norm is the clip) and decays to 0 over its optimizer steps."""
+    from bitsandbytes.optim import Adam8bit
+
+    clip = 1e-3  # below every raw gradient norm here
+    preset = replace(
+        SETTINGS, **(AUTHORS | {"batch_size": 4, "grad_acc_steps": 2}), optimizer="adam", lr_warmup_steps=1
+    )
+    authors = SaeTrainer(cache.d_model, replace(preset, grad_clip_norm=clip), num_steps=6)
+    sparsify = SaeTrainer(
+        cache.d_model,
+        replace(SETTINGS, optimizer="adam", lr_warmup_steps=1, grad_acc_steps=2, grad_clip_norm=clip),
+        num_steps=6,
+    )
+    assert isinstance(authors.optimizer, Adam8bit) and isinstance(sparsify.optimizer, torch.optim.Adam)
+    norms = {name: _recorded_grad_norms(trainer) for name, trainer in (("authors", authors), ("sparsify", sparsify))}
+    for trainer in (authors, sparsify):
+        trainer.train_on(training_batches(cache, 1, preset, 32))
+    assert len(norms["authors"]) == len(norms["sparsify"]) == 3
+    assert all(norm < clip * 0.999 for norm in norms["authors"])
+    assert norms["sparsify"] == pytest.approx([clip] * 3, rel=1e-4)
+    assert authors.schedule.get_last_lr()[0] == pytest.approx(authors.lr * 3 / 5)
+    assert sparsify.schedule.get_last_lr()[0] == 0.0
+    assert authors.optimizer.state[authors.sae.encoder.weight]["state1"].dtype == torch.uint8
+    assert len(authors.fvu_trace) == 12  # two chunks a batch
+
+
+def test_geometric_median_decoder_bias_starts_at_the_first_batchs_median(cache):
+    settings = replace(SETTINGS, decoder_bias_init="geometric_median")
+    trainer = SaeTrainer(cache.d_model, settings, num_steps=6)
+    first = next(training_batches(cache, 1, settings, 32))
+    trainer.optimizer.step = lambda *args, **kwargs: None  # the bias as initialised, before any update
+    trainer.step_on(first)
+    torch.testing.assert_close(trainer.sae.b_dec.detach(), geometric_median(first))
+    assert not torch.allclose(trainer.sae.b_dec.detach(), first.mean(0), atol=1e-3)
+
+
+def test_8bit_adam_refuses_what_it_cannot_be():
+    with pytest.raises(ValueError, match="sae.adam_8bit and sae.fused_adam exclude each other"):
+        SaeTrainer(8, replace(SETTINGS, optimizer="adam", adam_8bit=True, fused_adam=True), num_steps=1)
+    with pytest.raises(ValueError, match="sae.adam_8bit applies to optimizer adam, not signum"):
+        SaeTrainer(8, replace(SETTINGS, adam_8bit=True), num_steps=1)

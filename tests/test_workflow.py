@@ -273,7 +273,22 @@ def test_the_claims_table_compares_trained_with_every_other_variant(mini_run):
         "control has the highest token entropy",
         "random variants have the lowest token entropy",
         "trained token entropy rises with depth",
+        "control worsens with depth",
+        "others improve with depth",
+        "AUROC falls with depth",
+        "re-randomised closer to trained than step0",
+        "variant ordering kept across the sweep",  # the sweep's (2, 4) on layer 1
     }
+    assert claims["paper_words"].notna().all() and claims["source"].notna().all()
+    # Per layer: three random variants x EV, cosine and AUROC; the control's null-explainer AUROC.
+    assert len(claims[claims["claim"] == "random closer to trained than the control"]) == 2 * 3 * 3
+    assert len(claims[claims["claim"] == "control at chance for the null explainer"]) == 2
+    # Section 4 on the superposition sweep (two seeds): one row each at its 32 latents.
+    toy = claims[claims["model"] == "superposition"].set_index("claim")
+    assert len(toy) == 3 and "1 - NRE" in toy.loc["the gap shrinks after the random MLP", "comparison"]
+    # Without a margin a claim holds only where its interval excludes zero.
+    unbounded = claims[claims["margin"].isna()]
+    assert (~unbounded["holds"] | (unbounded["low"] > 0) | (unbounded["high"] < 0)).all()
 
 
 def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_path):

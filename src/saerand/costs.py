@@ -94,35 +94,46 @@ def sae_latents(d_model: int, expansion_factor: int) -> int:
     return d_model * expansion_factor
 
 
-def sae_training_work(d_model: int, expansion_factor: int, tokens: int, batch_tokens: int) -> dict[str, float]:
+def sae_training_work(
+    d_model: int,
+    expansion_factor: int,
+    tokens: int,
+    batch_tokens: int,
+    grad_acc_steps: int = 1,
+    micro_acc_steps: int = 1,
+) -> dict[str, float]:
     """The work of training one TopK SAE on `tokens`, as JobCost fields: dense FLOPs, device-memory
-    bytes, optimizer steps and top-k elements. The encoder's forward is the dense work (2 d n per
-    token); sparsify's decoder and backward touch only the k active latents of each token, which is
-    small beside it; the top-k goes through every latent of every token."""
+    bytes, passes (a forward and backward of one chunk, each with a step's fixed cost) and top-k
+    elements. The encoder's forward is the dense work (2 d n per token); sparsify's decoder and
+    backward touch only the k active latents of each token, which is small beside it; the top-k goes
+    through every latent of every token; the optimizer's passes over the weights come once per
+    optimizer step (grad_acc_steps batches)."""
     latents = sae_latents(d_model, expansion_factor)
-    steps = tokens / batch_tokens
+    batches = tokens / batch_tokens
     weights = 2 * d_model * latents + latents + d_model
     per_step = STEP_BYTES_PER_WEIGHT * weights + STEP_BYTES_PER_DECODER_WEIGHT * d_model * latents
     return {
         "flops": 2 * d_model * latents * tokens,
-        "memory_bytes": steps * per_step + PREACTIVATION_BYTES * latents * tokens,
-        "steps": steps,
+        "memory_bytes": batches / grad_acc_steps * per_step + PREACTIVATION_BYTES * latents * tokens,
+        "steps": batches * micro_acc_steps,
         "topk_elements": latents * tokens,
     }
 
 
-def sae_state_bytes(d_model: int, expansion_factor: int, optimizer: str) -> int:
-    """Weights plus optimizer state in fp32 (Adam: two moments; signum: one buffer)."""
+def sae_state_bytes(d_model: int, expansion_factor: int, optimizer: str, adam_8bit: bool = False) -> int:
+    """fp32 weights plus the optimizer's state (Adam: two fp32 moments, or two bytes with 8-bit
+    Adam; signum: one fp32 buffer)."""
     weights = 2 * d_model * sae_latents(d_model, expansion_factor) + sae_latents(d_model, expansion_factor) + d_model
-    return 4 * weights * (3 if optimizer == "adam" else 2)
+    state = {"adam": 2 if adam_8bit else 8, "signum": 4}[optimizer]
+    return weights * (4 + state)
 
 
-def sae_train_gpu_bytes(d_model: int, expansion_factor: int, optimizer: str, batch_tokens: int) -> int:
+def sae_train_gpu_bytes(d_model: int, expansion_factor: int, optimizer: str, batch_tokens: int, adam_8bit=False) -> int:
     """Peak GPU memory of a training step: state, gradients, and the batch's pre-activations."""
     latents = sae_latents(d_model, expansion_factor)
     gradients = 4 * 2 * d_model * latents
     activations = 4 * batch_tokens * latents * 2  # pre-activations and their gradient
-    return sae_state_bytes(d_model, expansion_factor, optimizer) + gradients + activations
+    return sae_state_bytes(d_model, expansion_factor, optimizer, adam_8bit) + gradients + activations
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,7 @@ class JobCost:
     disk_bytes: int = 0  # written by the job, and held on disk after it
     startup_minutes: float = MODEL_STARTUP_MINUTES
     memory_bytes: float = 0.0  # moved through device memory besides the matmuls' own
-    steps: float = 0.0  # optimizer steps, each with a fixed cost
+    steps: float = 0.0  # SAE forward and backward passes, each with a step's fixed cost
     half_precision: bool = False  # its matmuls in the subject model's 16-bit dtype
     topk_elements: float = 0.0  # pre-activations its top-k selections go through
 
@@ -221,19 +232,33 @@ class StudyCosts:
         """The SAEs trained together on one layer (the study's own and the sweep's)."""
         return sae_hyperparameters(self.config, model, layer)
 
+    def _sae_state_bytes(self, d_model: int, expansion_factor: int) -> int:
+        sae = self.config["sae"]
+        return sae_state_bytes(d_model, expansion_factor, sae["optimizer"], sae["adam_8bit"])
+
+    def _chunk_tokens(self) -> int:
+        """Tokens of one forward and backward pass of an SAE: a batch, or a chunk of one."""
+        sae = self.config["sae"]
+        return sae["batch_size"] * self.context // sae["micro_acc_steps"]
+
     def train_layer_shard(self, model: str, layer: int, shard: int) -> JobCost:
         """Training every SAE of a layer on one shard from one read of each batch."""
         d_model = self.size(model).d_model
         points = self.layer_points(model, layer)
-        states = sum(sae_state_bytes(d_model, p.expansion_factor, self.config["sae"]["optimizer"]) for p in points)
+        sae = self.config["sae"]
+        states = sum(self._sae_state_bytes(d_model, p.expansion_factor) for p in points)
         chunk = self.config["cache"]["chunk_rows"] * d_model * 4
-        batch_tokens = self.config["sae"]["batch_size"] * self.context
-        work = [sae_training_work(d_model, p.expansion_factor, self.shard_tokens(shard), batch_tokens) for p in points]
+        batch_tokens = sae["batch_size"] * self.context
+        accumulation = {"grad_acc_steps": sae["grad_acc_steps"], "micro_acc_steps": sae["micro_acc_steps"]}
+        work = [
+            sae_training_work(d_model, p.expansion_factor, self.shard_tokens(shard), batch_tokens, **accumulation)
+            for p in points
+        ]
         total = {name: sum(point[name] for point in work) for name in work[0]}
         return JobCost(
             flops=total["flops"],
             # The mixing window in float32 and its permuted copy, one chunk read, one pending.
-            host_memory_bytes=2 * states + (2 * self.config["sae"]["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
+            host_memory_bytes=2 * states + (2 * sae["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
             disk_bytes=states,
             startup_minutes=SAE_STARTUP_MINUTES,
             memory_bytes=total["memory_bytes"],
@@ -243,20 +268,22 @@ class StudyCosts:
 
     def finalize_sae(self, target: SaeTarget) -> JobCost:
         d_model = self.size(target.model).d_model
-        state = sae_state_bytes(d_model, target.expansion_factor, self.config["sae"]["optimizer"])
+        state = self._sae_state_bytes(d_model, target.expansion_factor)
         weights = 4 * (2 * d_model * sae_latents(d_model, target.expansion_factor))
         return JobCost(
             flops=0.0, host_memory_bytes=2 * state + 2 * 2**30, disk_bytes=weights, startup_minutes=SAE_STARTUP_MINUTES
         )
 
     def layer_step_gpu_bytes(self, model: str, layer: int) -> int:
-        """Peak GPU memory of a layer's training job: every SAE's state resident, one SAE's step at a time."""
-        d_model, optimizer = self.size(model).d_model, self.config["sae"]["optimizer"]
-        batch_tokens = self.config["sae"]["batch_size"] * self.context
+        """Peak GPU memory of a layer's training job: every SAE's state resident, one SAE's pass at a time."""
+        d_model, sae = self.size(model).d_model, self.config["sae"]
         points = self.layer_points(model, layer)
-        states = [sae_state_bytes(d_model, p.expansion_factor, optimizer) for p in points]
-        steps = [sae_train_gpu_bytes(d_model, p.expansion_factor, optimizer, batch_tokens) for p in points]
-        return sum(states) + max(step - state for step, state in zip(steps, states))
+        states = [self._sae_state_bytes(d_model, p.expansion_factor) for p in points]
+        passes = [
+            sae_train_gpu_bytes(d_model, p.expansion_factor, sae["optimizer"], self._chunk_tokens(), sae["adam_8bit"])
+            for p in points
+        ]
+        return sum(states) + max(step - state for step, state in zip(passes, states))
 
     def evaluate_sae(self, target: SaeTarget) -> JobCost:
         size = self.size(target.model)

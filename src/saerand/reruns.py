@@ -6,6 +6,10 @@ timeouts, concurrency, the LLM server's interpreter, resources and extra flags),
 `x-operational: true` in the config schema, reach a job through the run's config instead, so a
 change of them (raising a timeout after an error message says so, moving to another GPU) never
 makes a finished study redo its GPU work.
+
+A result-defining key added after studies finished under the behaviour its default keeps is marked
+`x-params-omit-default: true`: at its default it is left out of the params, so adding the key
+reruns nothing, while setting it to another value reruns what it changes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import yaml
 from .config import SCHEMA
 
 OPERATIONAL = "x-operational"
+OMIT_DEFAULT = "x-params-omit-default"
 
 
 @functools.cache
@@ -42,14 +47,16 @@ def operational_keys(section: str) -> set[str]:
 
 
 def result_defining(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` of `section` without its operational keys, nested sections included: a job's params."""
+    """`values` of `section` without its operational keys, nor the keys that are at a default that
+    keeps an earlier behaviour, nested sections included: a job's params."""
     properties = _section_schema(section).get("properties", {})
     operational = operational_keys(section)
     kept = {}
     for key, value in values.items():
-        if key in operational:
+        spec = properties.get(key, {})
+        if key in operational or (spec.get(OMIT_DEFAULT) and value == spec.get("default")):
             continue
-        nested = properties.get(key, {}).get("properties")
+        nested = spec.get("properties")
         kept[key] = result_defining(f"{section}.{key}", value) if nested and isinstance(value, Mapping) else value
     return kept
 

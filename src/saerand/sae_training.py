@@ -3,11 +3,14 @@
 The loop keeps what sparsify 1.3.3's Trainer does per step: seed right before building the SAE in
 fp32, b_dec from the first batch's mean, unit-norm decoder rows before every forward, AuxK on
 latents dead for `dead_feature_threshold` tokens, loss fvu + auxk_alpha * auxk + multi_topk_fvu / 8,
-gradient parallel to decoder rows removed, lr scaled by sqrt(2**14 / num_latents), and the
-schedule-free average saved (optimizer.eval()). Batches are `batch_size` sequences' worth of
+gradients accumulated over grad_acc_steps batches of micro_acc_steps chunks, gradient parallel to
+decoder rows removed, lr scaled by sqrt(2**14 / num_latents), and the schedule-free average saved
+(optimizer.eval()). `loop: authors` with config/presets/authors_sae.yaml trains as the paper's
+authors' fork of EleutherAI's sae does instead (geometric-median decoder bias, clipping after every
+batch, 8-bit Adam, the schedule sized in batches). Batches are `batch_size` sequences' worth of
 activations: in stored order, as the Trainer's unshuffled DataLoader feeds them (`buffer_shuffle`
 off, which the parity tests use), or mixed across the activation buffer. SaeTrainer checkpoints everything
-(weights, optimizer and schedule state, dead-latent counters), so training split over activation
+(weights, optimizer and schedule state, dead-latent counters, a step's accumulated gradients), so training split over activation
 shards gives the same weights as one pass. The SAEs of one layer (the sweep points) train side by
 side from one read of each batch (train_together), each exactly as it would alone.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -47,15 +51,55 @@ def default_lr(optimizer: str, num_latents: int) -> float:
     return {"signum": 5e-3, "adam": 2e-4}[optimizer] / scale
 
 
-def _optimizer(sae: SparseCoder, settings: SaeSettings, num_steps: int):
+def sparsify_adam_is_8bit() -> bool:
+    """Whether sparsify's Trainer, given optimizer adam, takes bitsandbytes' 8-bit Adam: it does
+    whenever bitsandbytes is installed (so do the authors' fork), and torch's Adam otherwise."""
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _adam_class(settings: SaeSettings):
+    if not settings.adam_8bit:
+        return functools.partial(torch.optim.Adam, fused=settings.fused_adam or None)
+    if settings.fused_adam:
+        raise ValueError(
+            "sae.adam_8bit and sae.fused_adam exclude each other: bitsandbytes' 8-bit Adam is its own kernel"
+        )
+    try:
+        from bitsandbytes.optim import Adam8bit
+    except ImportError as error:
+        raise ImportError(
+            "sae.adam_8bit needs bitsandbytes (pip install bitsandbytes==0.50.2, envs/sae.yaml has it); "
+            "or set sae.adam_8bit: false"
+        ) from error
+    return Adam8bit
+
+
+def _optimizer(sae: SparseCoder, settings: SaeSettings, num_batches: int):
     lr = settings.lr or default_lr(settings.optimizer, sae.num_latents)
     if settings.optimizer == "signum":
+        if settings.adam_8bit:
+            raise ValueError("sae.adam_8bit applies to optimizer adam, not signum")
         optimizer = ScheduleFreeWrapper(SignSGD(sae.parameters(), lr=lr), momentum=0.95)
         optimizer.train()
         return optimizer, None, lr
-    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, fused=settings.fused_adam or None)
-    schedule = get_linear_schedule_with_warmup(optimizer, settings.lr_warmup_steps, num_steps)
+    optimizer = _adam_class(settings)(sae.parameters(), lr=lr)
+    # sparsify's Trainer and the authors' fork size the decay in batches but step it per optimizer
+    # step: with gradient accumulation the learning rate never decays far.
+    length = num_batches if settings.lr_schedule_length == "batches" else -(-num_batches // settings.grad_acc_steps)
+    schedule = get_linear_schedule_with_warmup(optimizer, settings.lr_warmup_steps, length)
     return optimizer, schedule, lr
+
+
+def geometric_median(points: torch.Tensor, max_iterations: int = 100, tolerance: float = 1e-5) -> torch.Tensor:
+    """The point minimising the summed distances to `points` (rows), by Weiszfeld's iteration from
+    their mean, stopping as the authors' fork does (100 iterations, or a move under 1e-5)."""
+    guess = points.mean(0)
+    for _ in range(max_iterations):
+        weights = 1 / torch.linalg.vector_norm(points - guess, dim=1).clamp_min(torch.finfo(points.dtype).tiny)
+        previous, guess = guess, (weights / weights.sum()) @ points
+        if torch.linalg.vector_norm(guess - previous) < tolerance:
+            break
+    return guess
 
 
 class SaeTrainer:
@@ -76,46 +120,64 @@ class SaeTrainer:
             self.sae.encode = functools.partial(topk_before_relu, self.sae, relu_all=settings.auxk_alpha > 0)
         self.optimizer, self.schedule, self.lr = _optimizer(self.sae, settings, num_steps)
         self.tokens_since_fired = torch.zeros(self.sae.num_latents, dtype=torch.long, device=self.device)
-        self.step = 0
+        # Latents fired and tokens seen since the last optimizer step (gradient accumulation).
+        self.fired_in_step = torch.zeros(self.sae.num_latents, dtype=torch.bool, device=self.device)
+        self.tokens_in_step = 0
+        self.step = 0  # batches trained on; an optimizer step every grad_acc_steps of them
         self.tokens_seen = 0
         self._fvu_trace: list[float] = []
         self._fvu_pending: list[torch.Tensor] = []  # on the device until read: no host sync per step
 
     @property
     def fvu_trace(self) -> list[float]:
-        """The training FVU of every step so far (reading it waits for the device)."""
+        """The training FVU of every chunk so far, one per batch unless micro_acc_steps splits them
+        (reading it waits for the device)."""
         if self._fvu_pending:
             self._fvu_trace.extend(torch.stack(self._fvu_pending).tolist())
             self._fvu_pending.clear()
         return self._fvu_trace
 
     def step_on(self, x: torch.Tensor) -> None:
-        """One optimizer step on a batch of activations (already on this trainer's device)."""
-        auxk_alpha = self.settings.auxk_alpha
-        threshold = self.settings.dead_feature_threshold
-        clip = self.settings.grad_clip_norm
+        """Train on one batch of activations (already on this trainer's device): forward and
+        backward per chunk, and the optimizer step once grad_acc_steps batches have added up."""
+        settings = self.settings
         sae = self.sae
+        accumulated = settings.grad_acc_steps * settings.micro_acc_steps
         if self.step == 0:
-            sae.b_dec.data = x.mean(0)
+            sae.b_dec.data = geometric_median(x) if settings.decoder_bias_init == "geometric_median" else x.mean(0)
         sae.set_decoder_norm_to_unit_norm()
-        dead_mask = self.tokens_since_fired > threshold if auxk_alpha > 0 else None
-        total_variance = (x - x.mean(0)).pow(2).sum()
-        out = sae(x, dead_mask=dead_mask, total_variance=total_variance)
-        loss = out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
-        loss.backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
+        dead_mask = self.tokens_since_fired > settings.dead_feature_threshold if settings.auxk_alpha > 0 else None
+        batch_variance = (x - x.mean(0)).pow(2).sum()
+        for chunk in x.chunk(settings.micro_acc_steps):
+            # sparsify normalises every chunk by its batch; the authors' fork by the chunk itself.
+            variance = batch_variance if settings.loop == "sparsify" else (chunk - chunk.mean(0)).pow(2).sum()
+            out = sae(chunk, dead_mask=dead_mask, total_variance=variance)
+            loss = out.fvu + settings.auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
+            loss.div(accumulated).backward()
+            self.fired_in_step[out.latent_indices.flatten()] = True
+            self._fvu_pending.append(out.fvu.detach())
+        if settings.loop == "authors" and settings.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), settings.grad_clip_norm)
+        self.step += 1
+        self.tokens_seen += len(x)
+        self.tokens_in_step += len(x)
+        if self.step % settings.grad_acc_steps == 0:
+            self._optimizer_step()
+
+    def _optimizer_step(self) -> None:
+        clip = self.settings.grad_clip_norm
+        self.sae.remove_gradient_parallel_to_decoder_directions()
+        if self.settings.loop == "sparsify" and clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.sae.parameters(), clip)
         self.optimizer.step()
         self.optimizer.zero_grad()
         if self.schedule is not None:
             self.schedule.step()
         with torch.no_grad():
-            self.tokens_since_fired += len(x)
-            self.tokens_since_fired[out.latent_indices.flatten()] = 0
-        self.step += 1
-        self.tokens_seen += len(x)
-        self._fvu_pending.append(out.fvu.detach())
+            self.tokens_since_fired += self.tokens_in_step
+            self.tokens_since_fired[self.fired_in_step] = 0
+        self.fired_in_step.zero_()
+        self.tokens_in_step = 0
 
     def train_on(self, batches, *, description: str = "SAE") -> None:
         train_together([self], batches, description=description)
@@ -127,6 +189,10 @@ class SaeTrainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "tokens_since_fired": self.tokens_since_fired,
+            # An optimizer step in the making when the shard ended: the next shard completes it.
+            "fired_in_step": self.fired_in_step,
+            "tokens_in_step": self.tokens_in_step,
+            "accumulated_grads": [parameter.grad for parameter in self.sae.parameters()],
             "step": self.step,
             "tokens_seen": self.tokens_seen,
             "fvu_trace": self.fvu_trace,
@@ -147,6 +213,11 @@ class SaeTrainer:
         if trainer.schedule is not None:
             trainer.schedule.load_state_dict(state["schedule"])
         trainer.tokens_since_fired.copy_(state["tokens_since_fired"])
+        if "fired_in_step" in state:  # checkpoints from before gradient accumulation have none
+            trainer.fired_in_step.copy_(state["fired_in_step"])
+            trainer.tokens_in_step = state["tokens_in_step"]
+            for parameter, grad in zip(trainer.sae.parameters(), state["accumulated_grads"], strict=True):
+                parameter.grad = grad
         trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
         trainer._fvu_trace = list(state["fvu_trace"])
         return trainer
@@ -159,6 +230,7 @@ class SaeTrainer:
         threshold = self.settings.dead_feature_threshold
         return self.sae, {
             "steps": self.step,
+            "optimizer_steps": self.step // self.settings.grad_acc_steps,
             "tokens": self.tokens_seen,
             "lr": self.lr,
             "first_train_fvu": self.fvu_trace[0] if self.fvu_trace else None,

@@ -105,6 +105,12 @@ class SaeSettings:
     read_threads: int  # chunks read at once (saerand.cache.ActivationCache.batches)
     fused_adam: bool  # torch's fused Adam kernel: faster, not bit-identical to the default
     topk_before_relu: bool  # saerand.topk_encoder: no ReLU pass over every pre-activation
+    grad_acc_steps: int  # batches per optimizer step
+    micro_acc_steps: int  # chunks per batch, one forward and backward each
+    lr_schedule_length: Literal["optimizer_steps", "batches"]
+    decoder_bias_init: Literal["mean", "geometric_median"]
+    adam_8bit: bool  # bitsandbytes' Adam8bit
+    loop: Literal["sparsify", "authors"]  # where the gradient is clipped, and each chunk's FVU variance
 
 
 @dataclasses.dataclass(frozen=True)

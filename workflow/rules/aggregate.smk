@@ -101,13 +101,16 @@ rule plot_hyperparameter_sweep:
         "../scripts/plot_hyperparameter_sweep.py"
 
 
-# The paper's claims as numbers (saerand.claims), on the study's own SAEs.
-CLAIM_SAES = [list(t) for t in SAE_TARGETS if t.hyperparameters == main_hyperparameters(config)]
+# The paper's claims as numbers (saerand.claims): on the study's own SAEs, the sweep's (Figure 11's
+# ordering) and the superposition toy study's (saerand.toy.claims).
+CLAIM_SAES = [list(t) for t in SAE_TARGETS]
+CLAIM_TOY_DATASETS = [name for name in TOY_DATASETS if name == SUPERPOSITION]
 
 
 rule claims:
     input:
         metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in CLAIM_SAES],
+        toy=[f"results/toy/{name}/metrics.csv" for name in CLAIM_TOY_DATASETS],
         autointerp=(
             [f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_STUDY_TARGETS for e in AUTOINTERP["explainers"]]
             if AUTOINTERP
@@ -136,5 +139,9 @@ rule claims:
         explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
         margins=config["evaluation"]["similarity_margins"],
         reading=config["evaluation"]["figure_reading"],
+        point=list(main_hyperparameters(config)),
+        parameters={model: COSTS.size(model).params() for model in config["models"]},
+        toy_datasets=CLAIM_TOY_DATASETS,
+        resamples=config["evaluation"]["bootstrap_resamples"],
     script:
         "../scripts/claims.py"

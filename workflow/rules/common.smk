@@ -43,6 +43,7 @@ from saerand.report import deviations
 from saerand.reruns import result_defining
 from saerand.settings import AutointerpSettings, section_settings
 from saerand.toy.glove import glove_downloads, glove_hint
+from saerand.toy.sweep import SUPERPOSITION
 
 STUDY = Study.of(config)
 # An LLM server's batch of SAEs fits in the GPU partition's time limit (saerand.retries: the site's
