@@ -58,6 +58,7 @@ rule all:
         "results/metrics.csv",
         "results/claims.csv",
         "results/figures/sae_metrics.png",
+        [f"results/figures/training_curves_{m}.png" for m in config["models"] if curve_saes(m)],
         ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
         ["results/toy/figures/figure4_lomax.png"] if "toy" in config else [],
         [f"results/toy/{dataset}/figures" for dataset in TOY_DATASETS],

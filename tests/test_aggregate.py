@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -149,3 +150,40 @@ def test_intervals_are_drawn_as_bands_for_one_sae_per_point_and_bars_for_a_mean_
     ys = band.get_paths()[0].vertices[:, 1]
     trained = main_study(table, **STUDY).query("variant == 'control'")["explained_variance_masked_per_token"]
     assert ys.min() == pytest.approx(trained.min() - 0.02) and ys.max() == pytest.approx(trained.max() + 0.03)
+
+
+def test_training_curves_draw_each_saes_points_by_variant_and_measure(tmp_path, monkeypatch):
+    """A row per variant, a column per measure, a line per layer through that SAE's own points."""
+    from saerand import plots
+
+    curves = pd.DataFrame(
+        [
+            {
+                "variant": variant,
+                "layer": layer,
+                "tokens": 100 * point,
+                "fvu": 1 / point + layer,
+                "fired_fraction": 0.5,
+                "dead_fraction": 0.0,
+            }
+            for variant in ("trained", "control")
+            for layer in (0, 1)
+            for point in (1, 2, 3)
+        ]
+    )
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path, provenance: saved.update(figure=figure))
+    plots.training_curves_figure(curves, tmp_path / "curves.png", {}, "m: training curves")
+    axes = saved["figure"].axes
+    assert len(axes) == 2 * 3
+    fvu = [ax for ax in axes if ax.get_ylabel() == "Training FVU"]
+    lines = sorted(
+        (tuple(line.get_xdata()), tuple(line.get_ydata()))
+        for ax in fvu
+        for line in ax.get_lines()
+        if len(line.get_xdata())
+    )
+    assert lines[0] == ((100, 200, 300), (1.0, 0.5, 1 / 3)) and len(lines) == 2 * 2
+    # SAEs trained before curves: a title and no axes.
+    plots.training_curves_figure(pd.DataFrame(), tmp_path / "none.png", {}, "m: none recorded")
+    assert not saved["figure"].axes and saved["figure"].texts[0].get_text() == "m: none recorded"

@@ -34,6 +34,7 @@ ROUNDS = [
     # Leaves: nothing reads them.
     [
         "results/figures/hyperparameter_sweep.png",
+        "results/figures/training_curves_mini-neox.png",
         "results/claims.csv",
         "results/figures/roc_mini-neox_tokens.png",
         "results/toy/superposition/metrics.csv",

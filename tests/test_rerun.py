@@ -177,7 +177,7 @@ def finished_run(tmp_path_factory, mini_snapshot) -> Path:
 
 def _drop_a_sweep_point(finished_run: Path, tmp_path: Path, command: list[str], rerun_cwd: Path | None) -> None:
     """Copy the finished run, check a rerun has nothing to do, drop sweep point (2, 4) and rerun:
-    the aggregation and both figures are redone without its SAEs, and nothing else is."""
+    the aggregation, both figures and the claims are redone without its SAEs, and nothing else is."""
     workdir = tmp_path / "run"
     shutil.copytree(finished_run, workdir, symlinks=True)  # copy2 keeps every mtime
     config = workdir / "config.yaml"
@@ -199,7 +199,8 @@ def _drop_a_sweep_point(finished_run: Path, tmp_path: Path, command: list[str], 
     assert not plain or WORKFLOW_PROFILE in output
     assert _rows(workdir) == [("control", 1, 4, 4), ("trained", 1, 4, 4)], output[-4000:]
     rules = sorted(rule for rule, _ in planned_jobs(output) if rule != "all")
-    assert rules == ["aggregate_metrics", "plot_hyperparameter_sweep"], output[-4000:]
+    # The claims read the sweep too (Figure 11's ordering); the training curves only the study's own SAEs.
+    assert rules == ["aggregate_metrics", "claims", "plot_hyperparameter_sweep"], output[-4000:]
     assert all(path.exists() for path in dropped)  # still on disk, no longer in the table
     for name, mtime in before.items():
         assert (figures / name).stat().st_mtime_ns > mtime, f"{name} was not redrawn"

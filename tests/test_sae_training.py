@@ -343,3 +343,33 @@ def test_8bit_adam_refuses_what_it_cannot_be():
         SaeTrainer(8, replace(SETTINGS, optimizer="adam", adam_8bit=True, fused_adam=True), num_steps=1)
     with pytest.raises(ValueError, match="sae.adam_8bit applies to optimizer adam, not signum"):
         SaeTrainer(8, replace(SETTINGS, adam_8bit=True), num_steps=1)
+
+
+def test_the_training_curve_is_recorded_saved_and_resumed(tmp_path, tiny_neox, token_ids):
+    """A point every batch here (6 batches, under CURVE_POINTS): the chunks' mean FVU since the
+    previous point, the share of latents fired since it, the share dead; over two shards with a
+    checkpoint between, the same curve as one pass; saved beside the SAE."""
+    from saerand.sae_training import CURVE_FILE, save_layer_checkpoint
+
+    settings = replace(_resumed_settings("adam", buffer_shuffle=False), micro_acc_steps=2, dead_feature_threshold=200)
+    shards = _shards(tmp_path, tiny_neox, token_ids)
+    whole = SaeTrainer(shards[0].d_model, settings, num_steps=6)
+    for index, shard in enumerate(shards):
+        whole.train_on(training_batches(shard, 1, settings, 32, shard=index))
+    first = SaeTrainer(shards[0].d_model, settings, num_steps=6)
+    first.train_on(training_batches(shards[0], 1, settings, 32, shard=0))
+    save_layer_checkpoint(tmp_path / "checkpoint", {"x4-k4": first}, {"shard": 0})
+    resumed = SaeTrainer.from_checkpoint(tmp_path / "checkpoint" / "x4-k4", settings)
+    resumed.train_on(training_batches(shards[1], 1, settings, 32, shard=1))
+    curve = whole.curve
+    assert resumed.curve == curve
+    assert [point["batches"] for point in curve] == [1, 2, 3, 4, 5, 6]
+    assert [point["tokens"] for point in curve] == [128 * n for n in range(1, 7)]
+    assert curve[0]["fvu"] == pytest.approx(sum(whole.fvu_trace[:2]) / 2)  # two chunks a batch
+    assert all(0 < point["fired_fraction"] <= 1 for point in curve)
+    # AuxK's count: nothing is dead before 200 tokens without firing (batches of 128).
+    assert curve[0]["dead_fraction"] == 0 and curve[-1]["dead_fraction"] > 0
+    sae, _ = whole.finish()
+    save_sae(sae, tmp_path / "sae", {"seed": 0}, curve=curve)
+    saved = (tmp_path / "sae" / CURVE_FILE).read_text().splitlines()
+    assert saved[0] == "batches,tokens,fvu,fired_fraction,dead_fraction" and len(saved) == 7

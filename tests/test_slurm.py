@@ -313,6 +313,7 @@ def test_every_job_goes_through_sbatch_on_its_partition(slurm_study):
         "all",
         "aggregate_metrics",
         "claims",
+        "training_curves",
         "plot_hyperparameter_sweep",
         "toy_aggregate",
         "toy_figure4",

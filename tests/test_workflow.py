@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 from saerand.cache import ActivationCache
+from saerand.config import sae_directory
 from saerand.dag import planned_jobs
 
 from .conftest import REPO
@@ -84,6 +86,7 @@ def test_paper_grid_dry_run(tmp_path):
         "evaluate_sae": 650,
         "aggregate_metrics": 1,
         "claims": 1,
+        "training_curves": 5,
         "plot_hyperparameter_sweep": 1,
         "all": 1,
         "toy_figure4": 1,
@@ -244,6 +247,20 @@ def test_end_to_end_mini_study(mini_run):
         assert list((mini_run / "benchmarks" / rule).rglob("*.tsv")), rule
 
 
+def test_each_sae_keeps_its_training_curve(mini_run):
+    mini_run, _ = mini_run
+    sae = mini_run / sae_directory("mini-neox", "step0", 1, 4, 4) / "sae"
+    curve = pd.read_csv(sae / "training_curve.csv")
+    assert list(curve.columns) == ["batches", "tokens", "fvu", "fired_fraction", "dead_fraction"]
+    training = json.loads((sae / "provenance.json").read_text())["training"]
+    assert curve["tokens"].is_monotonic_increasing and curve["tokens"].iloc[-1] == training["tokens"]
+    assert curve["fvu"].iloc[-1] < curve["fvu"].iloc[0]
+    assert curve["fired_fraction"].between(0, 1).all() and curve["dead_fraction"].between(0, 1).all()
+    figure = mini_run / "results" / "figures" / "training_curves_mini-neox.png"
+    drawn = json.loads(Image.open(figure).text["Description"])
+    assert len(drawn["saes"]) == 2 * 5 and not drawn["missing"]  # layers 0 and 1, five variants, at (4, 4)
+
+
 def test_the_claims_table_compares_trained_with_every_other_variant(mini_run):
     mini_run, _ = mini_run
     claims = pd.read_csv(mini_run / "results" / "claims.csv")
@@ -302,6 +319,7 @@ def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_
         "roc_mini-neox_tokens.png",
         "examples_mini-neox_tokens.csv",
         "appendix_d_mini-neox_tokens.png",
+        "training_curves_mini-neox.png",
         "metrics.csv",
         "claims.csv",
         "figure4_lomax.png",

@@ -49,6 +49,7 @@ LOCAL_RULES = (
     "aggregate_metrics",
     "plot_hyperparameter_sweep",
     "claims",
+    "training_curves",
     "autointerp_figures",
     "toy_aggregate",
     "toy_figure4",

@@ -167,3 +167,46 @@ def figure11(table: pd.DataFrame, path: str | Path, provenance: dict, reading: s
         ax.set_xticks(sorted(table["expansion_factor"].unique()), map(str, sorted(table["expansion_factor"].unique())))
     grid.set_xlabels("Expansion factor")
     _save(grid, path, provenance)
+
+
+CURVE_MEASURES = {
+    "fvu": "Training FVU",
+    "fired_fraction": "Latents fired\nsince last point",
+    "dead_fraction": "Dead latents",
+}
+
+
+def training_curves_figure(curves: pd.DataFrame, path: str | Path, provenance: Mapping, title: str) -> None:
+    """Each SAE's training curve (saerand.sae_training.SaeTrainer.curve) against tokens: a row per
+    variant, a column per measure, a line per layer. `curves`: variant, layer, tokens and the measures;
+    none (SAEs trained before curves were recorded): the title alone."""
+    if curves.empty:
+        figure = plt.figure(figsize=(6, 1))
+        figure.text(0.5, 0.5, title, ha="center", va="center")
+        save_figure(figure, path, provenance)
+        return
+    long = curves.melt(id_vars=["variant", "layer", "tokens"], value_vars=list(CURVE_MEASURES), var_name="measure")
+    long["Variant"] = long["variant"].map(lambda v: VARIANT_STYLE[v][0])
+    long["Layer"] = long["layer"].astype(int)
+    grid = sns.relplot(
+        data=long,
+        x="tokens",
+        y="value",
+        hue="Layer",
+        row="Variant",
+        col="measure",
+        col_order=list(CURVE_MEASURES),
+        row_order=[VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(curves["variant"])],
+        kind="line",
+        palette="viridis",
+        height=1.8,
+        aspect=1.4,
+        facet_kws={"sharey": "col", "margin_titles": True},
+    )
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    for (_, measure), ax in grid.axes_dict.items():
+        ax.set_ylabel(CURVE_MEASURES[measure])
+        ax.set_title(ax.get_title().replace(measure, ""))
+    grid.set_xlabels("Tokens")
+    grid.figure.suptitle(title, y=1.01)
+    _save(grid, path, provenance)

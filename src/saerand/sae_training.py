@@ -17,6 +17,7 @@ side from one read of each batch (train_together), each exactly as it would alon
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import importlib.util
@@ -38,6 +39,10 @@ from .config import SaeHyperparameters, sae_directory
 from .models import resolve_device
 from .settings import SaeSettings, from_config
 from .topk_encoder import topk_before_relu
+
+# Points of each SAE's training curve (saved beside it as training_curve.csv).
+CURVE_POINTS = 200
+CURVE_FILE = "training_curve.csv"
 
 
 def job_settings(sae_param: dict[str, Any]) -> SaeSettings:
@@ -125,6 +130,12 @@ class SaeTrainer:
         self.tokens_in_step = 0
         self.step = 0  # batches trained on; an optimizer step every grad_acc_steps of them
         self.tokens_seen = 0
+        # The training curve: a point every curve_every batches (CURVE_POINTS over the training),
+        # with the share of latents that fired since the last point and the share dead by AuxK's count.
+        self.curve_every = max(1, num_steps // CURVE_POINTS)
+        self.fired_in_window = torch.zeros(self.sae.num_latents, dtype=torch.bool, device=self.device)
+        self._curve: list[list[float]] = []
+        self._curve_pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
         self._fvu_trace: list[float] = []
         self._fvu_pending: list[torch.Tensor] = []  # on the device until read: no host sync per step
 
@@ -136,6 +147,36 @@ class SaeTrainer:
             self._fvu_trace.extend(torch.stack(self._fvu_pending).tolist())
             self._fvu_pending.clear()
         return self._fvu_trace
+
+    @property
+    def curve(self) -> list[dict[str, float]]:
+        """The training curve so far: per point, the batches and tokens trained on, the mean FVU of
+        the chunks since the previous point, the share of latents that fired since it, and the
+        share dead (not fired for dead_feature_threshold tokens)."""
+        trace, chunks = self.fvu_trace, self.settings.micro_acc_steps
+        points, previous = [], 0
+        for step, tokens, fired, dead in self._curve_points():
+            window = trace[previous * chunks : int(step) * chunks]
+            points.append(
+                {
+                    "batches": int(step),
+                    "tokens": int(tokens),
+                    "fvu": sum(window) / len(window),
+                    "fired_fraction": fired,
+                    "dead_fraction": dead,
+                }
+            )
+            previous = int(step)
+        return points
+
+    def _curve_points(self) -> list[list[float]]:
+        """[batches, tokens, fired share, dead share] per point (reading it waits for the device)."""
+        if self._curve_pending:
+            self._curve.extend(
+                [step, tokens, float(fired), float(dead)] for step, tokens, fired, dead in self._curve_pending
+            )
+            self._curve_pending.clear()
+        return self._curve
 
     def step_on(self, x: torch.Tensor) -> None:
         """Train on one batch of activations (already on this trainer's device): forward and
@@ -155,6 +196,7 @@ class SaeTrainer:
             loss = out.fvu + settings.auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
             loss.div(accumulated).backward()
             self.fired_in_step[out.latent_indices.flatten()] = True
+            self.fired_in_window[out.latent_indices.flatten()] = True
             self._fvu_pending.append(out.fvu.detach())
         if settings.loop == "authors" and settings.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(sae.parameters(), settings.grad_clip_norm)
@@ -163,6 +205,10 @@ class SaeTrainer:
         self.tokens_in_step += len(x)
         if self.step % settings.grad_acc_steps == 0:
             self._optimizer_step()
+        if self.step % self.curve_every == 0:
+            dead = (self.tokens_since_fired > settings.dead_feature_threshold).float().mean()
+            self._curve_pending.append((self.step, self.tokens_seen, self.fired_in_window.float().mean(), dead))
+            self.fired_in_window.zero_()
 
     def _optimizer_step(self) -> None:
         clip = self.settings.grad_clip_norm
@@ -196,6 +242,8 @@ class SaeTrainer:
             "step": self.step,
             "tokens_seen": self.tokens_seen,
             "fvu_trace": self.fvu_trace,
+            "curve": self._curve_points(),
+            "fired_in_window": self.fired_in_window,
             "num_steps": self.num_steps,
         }
 
@@ -220,6 +268,9 @@ class SaeTrainer:
                 parameter.grad = grad
         trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
         trainer._fvu_trace = list(state["fvu_trace"])
+        if "curve" in state:  # checkpoints from before training curves have none
+            trainer._curve = [list(point) for point in state["curve"]]
+            trainer.fired_in_window.copy_(state["fired_in_window"])
         return trainer
 
     def finish(self) -> tuple[SparseCoder, dict[str, Any]]:
@@ -355,8 +406,16 @@ def train_sae(
     return trainer.finish()
 
 
-def save_sae(sae: SparseCoder, directory: str | Path, provenance: dict[str, Any]) -> None:
-    """sparsify's own format (cfg.json + sae.safetensors) plus provenance.json, published at once."""
+def save_sae(
+    sae: SparseCoder, directory: str | Path, provenance: dict[str, Any], curve: list[dict[str, float]] | None = None
+) -> None:
+    """sparsify's own format (cfg.json + sae.safetensors) plus provenance.json and the training
+    curve (SaeTrainer.curve) as training_curve.csv, published at once."""
     with atomic_directory(directory) as staging:
         sae.save_to_disk(staging)
         write_json(staging / "provenance.json", provenance)
+        if curve:
+            with open(staging / CURVE_FILE, "w", newline="") as stream:
+                writer = csv.DictWriter(stream, fieldnames=list(curve[0]))
+                writer.writeheader()
+                writer.writerows(curve)

@@ -145,3 +145,31 @@ rule claims:
         resamples=config["evaluation"]["bootstrap_resamples"],
     script:
         "../scripts/claims.py"
+
+
+# Each SAE's training curve (training_curve.csv beside it), one figure per model: the study's own SAEs.
+rule training_curves:
+    input:
+        lambda wildcards: [f"{sae_directory(*sae)}/sae" for sae in curve_saes(wildcards.model)],
+    output:
+        report(
+            "results/figures/training_curves_{model}.png",
+            caption="../report/training_curves.rst",
+            category=SECTION3,
+            subcategory="Figures",
+            labels={"item": "training curves {model}"},
+        ),
+    log:
+        "logs/training_curves/{model}.log",
+    benchmark:
+        "benchmarks/training_curves/{model}.tsv"
+    conda:
+        "../../envs/aggregate.yaml"
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=job_runtime,
+    params:
+        model=lambda wildcards: wildcards.model,
+        saes=lambda wildcards: curve_saes(wildcards.model),
+    script:
+        "../scripts/training_curves.py"

@@ -388,3 +388,9 @@ def toy_dataset_pattern(on_gpu):
 def toy_seed_tables(wildcards):
     seeds = TOY_DATASETS[wildcards.toy_dataset]["seeds"]
     return [f"results/toy/{wildcards.toy_dataset}/seed-{seed}.csv" for seed in seeds]
+
+
+def curve_saes(model: str) -> list[list]:
+    """[model, variant, layer, expansion, k] of a model's SAEs at the study's own point: its training curves."""
+    point = list(main_hyperparameters(config))
+    return sorted([list(t) for t in SAE_TARGETS if t.model == model and list(t.hyperparameters) == point])

@@ -17,7 +17,8 @@ if not checkpoint.is_dir():
         f"{snakemake.input[0]} holds no training state of SAE {point.label}: "
         f"{retrain_hint(wildcards.model, wildcards.variant, wildcards.layer, point)}"
     )
-sae, summary = SaeTrainer.from_checkpoint(checkpoint, settings).finish()
+trainer = SaeTrainer.from_checkpoint(checkpoint, settings)
+sae, summary = trainer.finish()
 print(summary)
 last = json.loads((checkpoint / "provenance.json").read_text())
 save_sae(
@@ -32,4 +33,5 @@ save_sae(
         training=summary,
         cache=last["cache"],
     ),
+    curve=trainer.curve,
 )
