@@ -358,6 +358,12 @@ def test_artefacts_carry_provenance(mini_run):
     assert sae_record["layer"] == 1
     metrics = json.loads((variant_dir / "x4-k4" / "layers.1" / "metrics.json").read_text())
     assert metrics["sae_provenance"]["cache"]["variant"] == "rerandomized_excl_emb"
+    # CE/KL on the first 48 held-out sequences (evaluation.ce_sequences), every other metric on all 64.
+    assert metrics["ce_sequences"] == 48 and metrics["ce_context_length"] == 32
+    assert metrics["metrics"]["n_tokens"] == 64 * 32
+    assert len(metrics["bootstrap"]["replicates"]["ce_loss_score"]) == len(
+        metrics["bootstrap"]["replicates"]["explained_variance"]
+    )
     step0 = ActivationCache(mini_run / "results" / "mini-neox" / "step0" / "cache" / "eval.zarr")
     assert step0.attrs["revision"] == "step0"
     model_record = json.loads(

@@ -291,8 +291,10 @@ class StudyCosts:
         model_flops = 3 * size.forward_flops_per_token(size.n_layers - 1, self.context, logits=True)
         sae_flops = 2 * size.d_model * sae_latents(size.d_model, target.expansion_factor)
         state = sae_state_bytes(size.d_model, target.expansion_factor, "signum")
+        ce_sequences = self.config["evaluation"]["ce_sequences"]
+        ce_tokens = self.eval_tokens if ce_sequences is None else min(self.eval_tokens, ce_sequences * self.context)
         return JobCost(
-            flops=self.eval_tokens * (model_flops + sae_flops),
+            flops=ce_tokens * model_flops + self.eval_tokens * sae_flops,
             host_memory_bytes=self._model_host_bytes(target.model) + state,
             half_precision=self.half_precision(target.model),
         )

@@ -133,6 +133,7 @@ class EvaluationSettings:
     batch_tokens: int
     batch_sequences: int
     ce_special_tokens: Literal["excluded", "spliced"]
+    ce_sequences: int | None  # None: every held-out sequence
     bootstrap_resamples: int
     similarity_margins: SimilarityMargins
     figure_reading: Literal["masked_per_token", "pooled"]

@@ -42,11 +42,12 @@ subject, variant_record = load_variant(
     model_settings["location"], model_settings, wildcards.variant, seed=params.variant_seed, device=device, split="eval"
 )
 excluded = special_token_ids if evaluation_settings.ce_special_tokens == "excluded" else ()
+ce_sequences = cache.tokens()[: evaluation_settings.ce_sequences]
 scores, score_replicates = downstream_scores(
     subject,
     sae,
     layer,
-    cache.tokens(),
+    ce_sequences,
     batch_sequences=evaluation_settings.batch_sequences,
     special_token_ids=excluded,
     **intervals,
@@ -71,7 +72,8 @@ write_json(
         eval_cache=cache.attrs,
         variant_record=variant_record,
         special_token_ids=special_token_ids,
-        ce_context_length=int(cache.tokens().shape[1]),  # every CE/KL pass's context
+        ce_context_length=int(ce_sequences.shape[1]),  # every CE/KL pass's context
+        ce_sequences=len(ce_sequences),
         bootstrap=intervals
         | {
             "unit": "held-out sequence",
