@@ -160,3 +160,22 @@ def test_the_device_check_runs_every_step_and_writes_one_table(tmp_path):
     assert "| cost model / measured (goal: 0.67 to 1.5) | throughput-toy |" in table
     assert "aten::" in (tmp_path / "profile" / "table.md").read_text()
     assert (tmp_path / "profile" / "trace.json").stat().st_size > 0
+
+
+def test_compare_runs_reports_per_variant_means_and_changed_verdicts(tmp_path, capsys):
+    import pandas as pd
+
+    compare_runs = _load("compare_runs")
+    keys = {"model": "m", "layer": 0, "expansion_factor": 4, "k": 2}
+    claim = {"model": "m", "layer": "0", "claim": "c", "metric": "l1", "comparison": "x"}
+    for name, l1, holds in (("a", [1.0, 2.0], True), ("b", [1.5, 2.0], False)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [keys | {"variant": variant, "l1": value} for variant, value in zip(("trained", "control"), l1)]
+        pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
+        pd.DataFrame([claim | {"estimate": l1[0], "holds": holds}]).to_csv(folder / "claims.csv", index=False)
+    result = compare_runs.compare(tmp_path / "a", tmp_path / "b", ("a", "b"))
+    assert result["saes"] == 2
+    assert result["per_variant"]["trained"]["l1"] == {"a": 1.0, "b": 1.5, "largest |difference| of one SAE": 0.5}
+    assert result["per_variant"]["control"]["l1"]["largest |difference| of one SAE"] == 0.0
+    assert result["claims_holding"] == {"a": 1, "b": 0} and len(result["verdicts_changed"]) == 1

@@ -10,8 +10,8 @@ authors' fork of EleutherAI's sae does instead (geometric-median decoder bias, c
 batch, 8-bit Adam, the schedule sized in batches). Batches are `batch_size` sequences' worth of
 activations: in stored order, as the Trainer's unshuffled DataLoader feeds them (`buffer_shuffle`
 off, which the parity tests use), or mixed across the activation buffer. SaeTrainer checkpoints everything
-(weights, optimizer and schedule state, dead-latent counters, a step's accumulated gradients), so training split over activation
-shards gives the same weights as one pass. The SAEs of one layer (the sweep points) train side by
+(weights, optimizer and schedule state, dead-latent counters, a step's accumulated gradients), so
+training split over activation shards gives the same weights as one pass. The SAEs of one layer (the sweep points) train side by
 side from one read of each batch (train_together), each exactly as it would alone.
 """
 
@@ -221,7 +221,7 @@ class SaeTrainer:
             self.schedule.step()
         with torch.no_grad():
             self.tokens_since_fired += self.tokens_in_step
-            self.tokens_since_fired[self.fired_in_step] = 0
+            self.tokens_since_fired.masked_fill_(self.fired_in_step, 0)  # no host sync, unlike a boolean index
         self.fired_in_step.zero_()
         self.tokens_in_step = 0
 
