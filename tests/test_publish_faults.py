@@ -37,11 +37,12 @@ ROUNDS = [
         "results/figures/training_curves_mini-neox.png",
         "results/claims.csv",
         "results/figures/roc_mini-neox_tokens.png",
-        "results/toy/superposition/metrics.csv",
         "results/toy/figures/figure4_lomax.png",
     ],
-    # What the leaves read (the toy sweeps on the CPU and on the GPU).
-    ["results/metrics.csv", "results/toy/superposition/seed-0.csv", "results/toy/embeddings-mini-neox/seed-0.csv"],
+    # What the leaves read (the claims read the superposition sweep's table).
+    ["results/metrics.csv", "results/toy/superposition/metrics.csv"],
+    # What those read (the toy sweeps on the CPU and on the GPU).
+    ["results/toy/superposition/seed-0.csv", "results/toy/embeddings-mini-neox/seed-0.csv"],
     # Each stage of a (model, variant) in another (variant, layer). A training shard and a layer
     # checkpoint are temporary, gone in a finished study: asked for again, their jobs run again;
     # finishing an SAE reruns its layer's chain (its training shards and checkpoints) first.

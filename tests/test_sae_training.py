@@ -72,7 +72,9 @@ def test_matches_sparsify_trainer_bit_for_bit(tmp_path, monkeypatch, cache, tiny
     ours, summary = train_sae(cache, 1, settings, context_length=32)
     assert summary["optimizer_steps"] == 6 // settings.grad_acc_steps
     if not settings.adam_8bit:
+        # Also its submodule, which an earlier test may have imported: sparsify imports that.
         monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+        monkeypatch.setitem(sys.modules, "bitsandbytes.optim", None)
 
     config = TrainConfig(
         SaeConfig(expansion_factor=4, k=4),
@@ -349,7 +351,8 @@ def test_the_training_curve_is_recorded_saved_and_resumed(tmp_path, tiny_neox, t
     """A point every batch here (6 batches, under CURVE_POINTS): the chunks' mean FVU since the
     previous point, the share of latents fired since it, the share dead; over two shards with a
     checkpoint between, the same curve as one pass; saved beside the SAE."""
-    from saerand.sae_training import CURVE_FILE, save_layer_checkpoint
+    from saerand.config import CURVE_FILE
+    from saerand.sae_training import save_layer_checkpoint
 
     settings = replace(_resumed_settings("adam", buffer_shuffle=False), micro_acc_steps=2, dead_feature_threshold=200)
     shards = _shards(tmp_path, tiny_neox, token_ids)

@@ -20,6 +20,7 @@ VARIANTS = (
 )
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_MODELS_DIR = Path("resources/models")
+CURVE_FILE = "training_curve.csv"  # each SAE's training curve, beside it (saerand.sae_training)
 CORPUS_DIR = Path("resources/corpus")
 
 # Hub datasets whose repository holds a loading script, which datasets >= 4 refuses, and what

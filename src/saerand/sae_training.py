@@ -35,14 +35,13 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache, ReaderStats
-from .config import SaeHyperparameters, sae_directory
+from .config import CURVE_FILE, SaeHyperparameters, sae_directory
 from .models import resolve_device
 from .settings import SaeSettings, from_config
 from .topk_encoder import topk_before_relu
 
-# Points of each SAE's training curve (saved beside it as training_curve.csv).
+# Points of each SAE's training curve (saved beside it as config.CURVE_FILE).
 CURVE_POINTS = 200
-CURVE_FILE = "training_curve.csv"
 
 
 def job_settings(sae_param: dict[str, Any]) -> SaeSettings:

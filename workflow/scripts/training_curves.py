@@ -2,11 +2,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from saerand.config import SaeTarget
+from saerand.config import CURVE_FILE, SaeTarget
 from saerand.jobs import start_job
 from saerand.plots import training_curves_figure
 from saerand.provenance import provenance
-from saerand.sae_training import CURVE_FILE
 
 start_job(snakemake.log[0], snakemake.threads)
 params = snakemake.params
