@@ -21,6 +21,7 @@ replicates combine as independent samples.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -179,12 +180,21 @@ class ClaimSaes:
 
     def __init__(self, results: Results, point: SaeHyperparameters | None = None):
         self.all = independent_latent_replicates(results)
-        self.point = point or _most_common_point(results)
+        self._select(point or _most_common_point(results))
+
+    def _select(self, point: SaeHyperparameters) -> None:
+        self.point = point
         self.at = {
             (sae.model, sae.variant, sae.layer): value
             for sae, value in self.all.items()
-            if sae.hyperparameters == self.point
+            if sae.hyperparameters == point
         }
+
+    def at_point(self, point: SaeHyperparameters) -> ClaimSaes:
+        """The same SAEs (their replicates shuffled once) at another sweep point."""
+        other = copy.copy(self)
+        other._select(point)
+        return other
 
     def models(self) -> list[str]:
         return sorted({model for model, _, _ in self.at})
@@ -395,7 +405,7 @@ def sweep_ordering_claims(study: ClaimSaes, metrics: Mapping[str, str]) -> list[
     for model in study.models():
         variants = study.variants(model)
         for point in sorted({sae.hyperparameters for sae in study.all if sae.model == model} - {study.point}):
-            swept = ClaimSaes(study.all, point)
+            swept = study.at_point(point)
             for column in metrics.values():
                 layers = sorted(set(study.layers(model, variants, column)) & set(swept.layers(model, variants, column)))
                 if not layers:

@@ -49,6 +49,14 @@ FIGURE3_METRICS = {
 }
 
 
+def _variant_labels(variants: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Each variant's label, and the labels present in VARIANT_STYLE's order (the legends' and rows')."""
+    present = set(variants)
+    return variants.map(lambda v: VARIANT_STYLE[v][0]), [
+        label for v, (label, _) in VARIANT_STYLE.items() if v in present
+    ]
+
+
 def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) -> sns.FacetGrid:
     """One row per metric, one column per model, one line per variant; EV and cosine in `reading`.
     A metric only some of the SAEs have (auto-interp covers the study's own) gets no row."""
@@ -65,9 +73,8 @@ def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) ->
     long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric")
     # As in the paper, the CE loss score row shows the trained model only.
     long = long[(long["metric"] != "ce_loss_score") | (long["variant"] == "trained")]
-    long["Variant"] = long["variant"].map(lambda v: VARIANT_STYLE[v][0])
+    long["Variant"], hue_order = _variant_labels(long["variant"])
     palette = {name: colour for name, colour in VARIANT_STYLE.values()}
-    hue_order = [VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(table["variant"])]
     grid = sns.relplot(
         data=long,
         x=x,
@@ -186,7 +193,7 @@ def training_curves_figure(curves: pd.DataFrame, path: str | Path, provenance: M
         save_figure(figure, path, provenance)
         return
     long = curves.melt(id_vars=["variant", "layer", "tokens"], value_vars=list(CURVE_MEASURES), var_name="measure")
-    long["Variant"] = long["variant"].map(lambda v: VARIANT_STYLE[v][0])
+    long["Variant"], variant_order = _variant_labels(long["variant"])
     long["Layer"] = long["layer"].astype(int)
     grid = sns.relplot(
         data=long,
@@ -196,7 +203,7 @@ def training_curves_figure(curves: pd.DataFrame, path: str | Path, provenance: M
         row="Variant",
         col="measure",
         col_order=list(CURVE_MEASURES),
-        row_order=[VARIANT_STYLE[v][0] for v in VARIANT_STYLE if v in set(curves["variant"])],
+        row_order=variant_order,
         kind="line",
         palette="viridis",
         height=1.8,
