@@ -39,6 +39,7 @@ from .config import CURVE_FILE, SaeHyperparameters, sae_directory
 from .models import resolve_device
 from .settings import SaeSettings, from_config
 from .topk_encoder import topk_before_relu
+from .tracking import CurveWriter, run_directory
 
 # Points of each SAE's training curve (saved beside it as config.CURVE_FILE).
 CURVE_POINTS = 200
@@ -293,11 +294,18 @@ class SaeTrainer:
 PROGRESS_EVERY = 100
 
 
-def train_together(trainers: list[SaeTrainer], batches, *, description: str = "SAEs") -> None:
+def train_together(
+    trainers: list[SaeTrainer],
+    batches,
+    *,
+    description: str = "SAEs",
+    curve_writers: list[CurveWriter] | None = None,
+) -> None:
     """Train SAEs of one layer side by side from one read of each batch. Each takes exactly the
     steps it would take alone (its own seed, optimizer and counters; the batches do not depend on
     expansion or k), so every SAE's weights equal those of training it alone. `batches` are best
-    already on the trainers' device and read ahead (ActivationCache.batches)."""
+    already on the trainers' device and read ahead (ActivationCache.batches). `curve_writers`, one
+    per trainer, get each curve point as it is made (saerand.tracking)."""
     if len({(trainer.step, trainer.num_steps, trainer.device) for trainer in trainers}) != 1:
         raise ValueError("SAEs trained together must be at the same step of the same schedule on one device")
     first = trainers[0]
@@ -310,6 +318,9 @@ def train_together(trainers: list[SaeTrainer], batches, *, description: str = "S
             trainer.step_on(x)
         if first.step % PROGRESS_EVERY == 0:
             progress.set_postfix(fvu=" ".join(f"{trainer.fvu_trace[-1]:.3f}" for trainer in trainers))
+        if curve_writers and first.step % first.curve_every == 0:
+            for trainer, writer in zip(trainers, curve_writers, strict=True):
+                writer.write(trainer.curve)
 
 
 def save_layer_checkpoint(directory: str | Path, trainers: dict[str, SaeTrainer], provenance: dict[str, Any]) -> None:
@@ -371,9 +382,11 @@ def train_layer_shard(
     train_tokens: int,
     previous: str | Path | None = None,
     chain: tuple[str, str] = ("{model}", "{variant}"),
+    tensorboard: str | Path | None = None,
 ) -> dict[str, SaeTrainer]:
     """Train every SAE of `points` on one layer of one training shard, from one read of each batch,
-    starting fresh (shard 0) or from the `previous` shard's layer checkpoint."""
+    starting fresh (shard 0) or from the `previous` shard's layer checkpoint; with `tensorboard` (a
+    directory), each SAE's curve is written there as it trains."""
     num_steps = math.ceil(train_tokens / batch_rows(sae_settings, context_length))
     trainers = {}
     for point in points:
@@ -387,11 +400,19 @@ def train_layer_shard(
                 f"{retrain_hint(*chain, layer, point)}"
             )
         trainers[point.label] = SaeTrainer.from_checkpoint(Path(previous) / point.label, settings)
+    writers = [
+        CurveWriter(run_directory(tensorboard, *chain, point, layer), trainers[point.label].step)
+        for point in points
+        if tensorboard is not None
+    ]
     train_together(
         list(trainers.values()),
         training_batches(cache, layer, sae_settings, context_length, shard),
         description=f"{len(trainers)} SAEs layers.{layer} shard {shard}",
+        curve_writers=writers,
     )
+    for writer in writers:
+        writer.close()
     return trainers
 
 

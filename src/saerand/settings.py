@@ -291,6 +291,12 @@ class EmbeddedModelSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrackingSettings:
+    tensorboard: bool
+    directory: str
+
+
+@dataclasses.dataclass(frozen=True)
 class StudySettings:
     """The whole config. Optional sections are None when the study leaves them out."""
 
@@ -305,6 +311,7 @@ class StudySettings:
     cache: CacheSettings
     sae: SaeSettings
     evaluation: EvaluationSettings
+    tracking: TrackingSettings
     embedded_model: EmbeddedModelSettings | None = None
     sweep: SweepSettings | None = None
     autointerp: AutointerpSettings | None = None

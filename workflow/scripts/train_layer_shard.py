@@ -4,6 +4,7 @@ from saerand.jobs import start_job
 from saerand.provenance import provenance
 from saerand.reruns import with_operational
 from saerand.sae_training import buffer_order_seed, job_settings, save_layer_checkpoint, train_layer_shard
+from saerand.settings import TrackingSettings, from_config
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
@@ -13,6 +14,7 @@ cache = ActivationCache(snakemake.input.shard)
 # Every SAE of the layer, from the config rather than a param: a sweep point dropped from the config
 # must not rerun the other SAEs' chains (a changed param would, even where they are finished).
 points = sorted(sae_hyperparameters(snakemake.config, wildcards.model, layer))
+tracking = from_config(TrackingSettings, snakemake.config["tracking"], "tracking")
 trainers = train_layer_shard(
     cache,
     layer,
@@ -23,6 +25,7 @@ trainers = train_layer_shard(
     params.train_tokens,
     previous=snakemake.input.previous or None,
     chain=(wildcards.model, wildcards.variant),
+    tensorboard=tracking.directory if tracking.tensorboard else None,
 )
 save_layer_checkpoint(
     snakemake.output[0],
