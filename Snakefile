@@ -50,6 +50,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/autointerp.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
@@ -62,6 +63,7 @@ rule all:
         ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
         ["results/toy/figures/figure4_lomax.png"] if "toy" in config else [],
         [f"results/toy/{dataset}/figures" for dataset in TOY_DATASETS],
+        [f"{sae.directory}/saelens" for sae in SAE_TARGETS] if SETTINGS.export.saelens else [],
         [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],

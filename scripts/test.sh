@@ -3,7 +3,7 @@
 # the LLM explainer against a real vLLM server on this CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --vllm
+bash scripts/setup.sh --vllm --saelens
 # Lint and format (configured in pyproject.toml): a finding fails the run before any test.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -291,6 +291,11 @@ class EmbeddedModelSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExportSettings:
+    saelens: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class TrackingSettings:
     tensorboard: bool
     directory: str
@@ -311,6 +316,7 @@ class StudySettings:
     cache: CacheSettings
     sae: SaeSettings
     evaluation: EvaluationSettings
+    export: ExportSettings
     tracking: TrackingSettings
     embedded_model: EmbeddedModelSettings | None = None
     sweep: SweepSettings | None = None
