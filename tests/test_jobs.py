@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 
-START = "import sys; from saerand.jobs import start_job; start_job(sys.argv[1], 1, {{'time_exhausted': {exhausted}}}); {then}"
+START = "import sys{torch}; from saerand.jobs import start_job; start_job(sys.argv[1], 1, {{'time_exhausted': {exhausted}}}); {then}"
 
 
-def _job(log, exhausted=0, then="print('job body ran')", env=None):
-    code = START.format(exhausted=exhausted, then=then)
+def _job(log, exhausted=0, then="print('job body ran')", env=None, torch=""):
+    code = START.format(exhausted=exhausted, then=then, torch=torch)
     return subprocess.run(
         [sys.executable, "-c", code, str(log)], capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
@@ -41,3 +41,14 @@ def test_a_job_that_timed_out_at_the_cap_stops_at_once_saying_why(tmp_path):
     assert (
         "NoMoreTime" in log.read_text() + result.stderr and "timed out at 1440 min" in log.read_text() + result.stderr
     )
+
+
+def test_a_job_runs_on_its_threads_whether_it_imported_torch_before_or_after(tmp_path):
+    """start_job imports no torch itself (a job that needs none does not pay for it); torch gets the
+    job's one thread either way (two cores here: torch's own default is two)."""
+    report = "import torch; print(torch.get_num_threads(), 'torch' in sys.modules)"
+    before = _job(tmp_path / "before.log", then=report.replace("import torch; ", ""), torch=", torch")
+    after = _job(tmp_path / "after.log", then="print('torch' in sys.modules); " + report)
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+    assert (tmp_path / "before.log").read_text() == "1 True\n"
+    assert (tmp_path / "after.log").read_text() == "False\n1 True\n"

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
-
-import torch
 
 from .logs import log_to
 
@@ -24,7 +23,11 @@ def start_job(log_path: str, threads: int, resources: Mapping[str, Any] | None =
     # token. (The fetch rules run in Snakemake's own process, which keeps it.)
     for name in HUB_TOKENS:
         os.environ.pop(name, None)
-    torch.set_num_threads(max(1, threads))
+    # torch where the job has imported it; a job that imports it later (or not at all) takes the
+    # count from the environment, so a job that needs no torch does not pay for importing it.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(max(1, threads))
     exhausted = (resources or {}).get("time_exhausted", 0)
     if exhausted:
         raise NoMoreTime(
