@@ -1,3 +1,5 @@
+import dataclasses
+import shutil
 import sys
 from dataclasses import replace
 
@@ -376,3 +378,43 @@ def test_the_training_curve_is_recorded_saved_and_resumed(tmp_path, tiny_neox, t
     save_sae(sae, tmp_path / "sae", {"seed": 0}, curve=curve)
     saved = (tmp_path / "sae" / CURVE_FILE).read_text().splitlines()
     assert saved[0] == "batches,tokens,fvu,fired_fraction,dead_fraction" and len(saved) == 7
+
+
+def test_the_last_checkpoint_holds_the_finished_sae_and_finalizing_it_needs_no_torch(tmp_path, tiny_neox, token_ids):
+    """After the last shard each SAE's checkpoint holds it finished: publishing it gives the files that
+    finishing it from its training state gives (a checkpoint from before they held it), bit for bit,
+    and imports neither torch nor sparsify."""
+    import json
+    import subprocess
+
+    from saerand.config import CURVE_FILE, SaeHyperparameters
+    from saerand.finished_sae import FINISHED, finalize_sae
+    from saerand.sae_training import save_layer_checkpoint, train_layer_shard
+
+    settings = _resumed_settings("adam", buffer_shuffle=False)
+    point = SaeHyperparameters(4, 4)
+    shards = _shards(tmp_path, tiny_neox, token_ids)
+    previous = None
+    for index, shard in enumerate(shards):
+        trainers = train_layer_shard(shard, 1, index, settings, [point], 32, 24 * 32, previous=previous)
+        previous = tmp_path / f"shard-{index}"
+        save_layer_checkpoint(previous, trainers, {"shard": index})
+    assert not (tmp_path / "shard-0" / point.label / FINISHED).exists()
+    checkpoint = previous / point.label
+    fields = {"model": "m", "variant": "v", "layer": 1}
+    sae_settings = dataclasses.asdict(replace(settings, expansion_factor=4, k=4))
+    script = (
+        "import sys, json; from saerand.finished_sae import finalize_sae; "
+        f"s = finalize_sae({str(checkpoint)!r}, {str(tmp_path / 'published')!r}, {fields!r}, {sae_settings!r}); "
+        "print(json.dumps(s), 'torch' in sys.modules, 'sparsify' in sys.modules)"
+    )
+    published = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    summary, torch_imported, sparsify_imported = published.stdout.rsplit(maxsplit=2)
+    assert (torch_imported, sparsify_imported) == ("False", "False")
+    shutil.rmtree(checkpoint / FINISHED)  # as a last checkpoint written before they held it
+    fallback = finalize_sae(checkpoint, tmp_path / "fallback", fields, sae_settings)
+    assert json.loads(summary) == fallback and fallback["steps"] == 6
+    for name in ("sae.safetensors", "cfg.json", CURVE_FILE):
+        assert (tmp_path / "published" / name).read_bytes() == (tmp_path / "fallback" / name).read_bytes(), name
+    record = json.loads((tmp_path / "published" / "provenance.json").read_text())
+    assert record["model"] == "m" and record["training"] == fallback and "versions" in record

@@ -36,6 +36,7 @@ from transformers import get_linear_schedule_with_warmup
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache, ReaderStats
 from .config import CURVE_FILE, SaeHyperparameters, sae_directory
+from .finished_sae import FINISHED
 from .models import resolve_device
 from .settings import SaeSettings, from_config
 from .topk_encoder import topk_before_relu
@@ -324,10 +325,15 @@ def train_together(
 
 
 def save_layer_checkpoint(directory: str | Path, trainers: dict[str, SaeTrainer], provenance: dict[str, Any]) -> None:
-    """Every SAE's training state after a shard, one subdirectory per SAE label, published at once."""
+    """Every SAE's training state after a shard, one subdirectory per SAE label, published at once.
+    After the last shard each SAE's subdirectory also holds it finished (finished_sae.FINISHED), so
+    finalize_sae only publishes files and needs neither torch nor sparsify."""
     with atomic_directory(directory) as staging:
         for label, trainer in trainers.items():
             trainer.write_checkpoint(staging / label, provenance | {"sae_config": dataclasses.asdict(trainer.settings)})
+            if trainer.step >= trainer.num_steps:
+                sae, summary = trainer.finish()  # after the state is written: finish() swaps in the eval weights
+                save_sae(sae.cpu(), staging / label / FINISHED, {"training": summary}, curve=trainer.curve)
 
 
 def batch_rows(settings: SaeSettings, context_length: int) -> int:
