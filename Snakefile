@@ -51,6 +51,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/autointerp.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/publish.smk"
 
 
 rule all:

@@ -40,12 +40,13 @@ def train_shard(node_local_dir: str | None, workdir: str | Path = ".") -> str:
     return f"{node_local_dir.rstrip('/')}/saerand-{study}/{TRAIN_SHARD.removeprefix('results/')}"
 
 
-# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs. The fetches need
-# the network that compute nodes lack; the aggregations and plots take seconds, less than a cluster
-# job's queueing. (The Snakefile declares them; the planner counts them apart.)
+# Rules Snakemake runs itself, where it runs (the login node): never cluster jobs. The fetches and
+# the upload (publish) need the network that compute nodes lack; the aggregations and plots take
+# seconds, less than a cluster job's queueing. (The Snakefile declares them; the planner counts them apart.)
 LOCAL_RULES = (
     "fetch_hub",
     "fetch_glove",
+    "publish",
     "aggregate_metrics",
     "plot_hyperparameter_sweep",
     "claims",

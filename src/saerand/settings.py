@@ -296,6 +296,14 @@ class ExportSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class PublishSettings:
+    repo: str | None
+    saelens: bool
+    private: bool
+    token_env: str
+
+
+@dataclasses.dataclass(frozen=True)
 class TrackingSettings:
     tensorboard: bool
     directory: str
@@ -318,6 +326,7 @@ class StudySettings:
     evaluation: EvaluationSettings
     export: ExportSettings
     tracking: TrackingSettings
+    publish: PublishSettings
     embedded_model: EmbeddedModelSettings | None = None
     sweep: SweepSettings | None = None
     autointerp: AutointerpSettings | None = None
