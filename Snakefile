@@ -49,6 +49,7 @@ include: "workflow/rules/sae.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/autointerp.smk"
+include: "workflow/rules/browser.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/publish.smk"
@@ -66,6 +67,9 @@ rule all:
         [f"results/toy/{dataset}/figures" for dataset in TOY_DATASETS],
         [f"{sae.directory}/saelens" for sae in SAE_TARGETS] if SETTINGS.export.saelens else [],
         [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
+        if AUTOINTERP
+        else [],
+        [f"results/browser/{m}_{e}" for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -81,6 +82,7 @@ def test_paper_grid_dry_run(tmp_path):
         "autointerp_llm": 650,
         "llm_server": 65,
         "autointerp_figures": 10,
+        "latent_browser": 10,
         "train_layer_shard": 230 * 10,
         "finalize_sae": 650,
         "evaluate_sae": 650,
@@ -310,9 +312,14 @@ def test_the_claims_table_compares_trained_with_every_other_variant(mini_run):
 
 def test_the_report_holds_every_figure_and_table_with_its_caption(mini_run, tmp_path):
     mini_run, _ = mini_run
-    report = tmp_path / "report.html"
+    report = tmp_path / "report.zip"
     snakemake("--directory", str(mini_run), "--configfile", str(MINI), "--report", str(report))
-    html = report.read_text()
+    with zipfile.ZipFile(report) as archive:
+        html = archive.read("report/report.html").decode()
+        # The latent browser's pages travel inside it, index first.
+        pages = [name for name in archive.namelist() if name.endswith(".html") and "browser" in name]
+    assert any(name.endswith("mini-neox_tokens/index.html") for name in pages) and len(pages) > 3, pages
+    assert "latent browser" in html
     entries = [
         "sae_metrics.png",
         "hyperparameter_sweep.png",

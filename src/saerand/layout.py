@@ -52,6 +52,7 @@ LOCAL_RULES = (
     "claims",
     "training_curves",
     "autointerp_figures",
+    "latent_browser",
     "toy_aggregate",
     "toy_figure4",
 )

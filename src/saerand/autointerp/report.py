@@ -45,18 +45,25 @@ def roc_figure(saes: Sequence[SaeTarget], explainer: str, scorer: str, path: str
     save_figure(figure, path, provenance)
 
 
+def latent_cache(sae: SaeTarget) -> str:
+    """The delphi latent cache an SAE was scored on: its (model, variant)'s, one module per SAE."""
+    return f"results/{sae.model}/{sae.variant}/autointerp/latents/delphi"
+
+
+def window(example, tokenizer) -> tuple[list[str], list[float]]:
+    """One example window of a delphi record: (tokens as text, the latent's activations)."""
+    return tokenizer.batch_decode(example.tokens), example.activations.tolist()
+
+
 def top_examples(raw_dir: str | Path, module: str, tokenizer, settings: dict, latents: set[int]) -> dict:
     """latent -> its TOP_EXAMPLES most activating windows, each (tokens as text, activations), from
     the latent cache an SAE (`module`) was scored on (delphi sorts a latent's windows by top activation)."""
     dataset, _ = latent_dataset(raw_dir, module, tokenizer, settings)
-    top = {}
-    for record in dataset:
-        if record.latent.latent_index in latents:
-            top[record.latent.latent_index] = [
-                (tokenizer.batch_decode(example.tokens), example.activations.tolist())
-                for example in record.examples[:TOP_EXAMPLES]
-            ]
-    return top
+    return {
+        record.latent.latent_index: [window(example, tokenizer) for example in record.examples[:TOP_EXAMPLES]]
+        for record in dataset
+        if record.latent.latent_index in latents
+    }
 
 
 def marked(tokens: Sequence[str], activations: Sequence[float]) -> str:
