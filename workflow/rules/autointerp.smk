@@ -18,7 +18,9 @@ rule collect_latents:
         BENCHMARKS["collect_latents"]
     conda:
         "../../envs/autointerp.yaml"
-    threads: 2
+    # One thread where the profile sets none (profiles/slurm gives GPU jobs their CPUs): at two, a
+    # job waits for both cores of a workstation and then keeps about one busy (measured on the demo).
+    threads: 1
     resources:
         mem_mb=job_mem_mb,
         runtime=job_runtime,

@@ -22,7 +22,9 @@ rule cache_train_shard:
         SHARD_GROUP
     conda:
         "../../envs/cache.yaml"
-    threads: 2
+    # One thread where the profile sets none (profiles/slurm gives GPU jobs their CPUs): at two, a
+    # job waits for both cores of a workstation and then keeps about one busy (measured on the demo).
+    threads: 1
     resources:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
@@ -54,7 +56,9 @@ rule cache_eval:
         BENCHMARKS["cache_eval"]
     conda:
         "../../envs/cache.yaml"
-    threads: 2
+    # One thread where the profile sets none (profiles/slurm gives GPU jobs their CPUs): at two, a
+    # job waits for both cores of a workstation and then keeps about one busy (measured on the demo).
+    threads: 1
     resources:
         mem_mb=job_mem_mb,
         runtime=job_runtime,
