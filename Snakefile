@@ -69,9 +69,7 @@ rule all:
         [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],
-        [f"results/browser/{m}_{e}" for m in config["models"] for e in AUTOINTERP["explainers"]]
-        if AUTOINTERP
-        else [],
+        [f"results/browser/{m}_{e}" for m in config["models"] for e in AUTOINTERP["explainers"]] if AUTOINTERP else [],
 
 
 # Before anything goes to Slurm: every job has an account to be charged to, and the study's disk
