@@ -37,6 +37,7 @@ ROUNDS = [
         "results/figures/training_curves_mini-neox.png",
         "results/claims.csv",
         "results/figures/roc_mini-neox_tokens.png",
+        "results/browser/mini-neox_tokens",
         "results/toy/figures/figure4_lomax.png",
     ],
     # What the leaves read (the claims read the superposition sweep's table).
