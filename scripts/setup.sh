@@ -22,25 +22,24 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi
-if [[ " $* " == *" --vllm "* ]]; then
-  vllm_stamp=.venv-vllm/.saerand-setup
-  vllm_want=$(sha256sum requirements-vllm.txt | cut -d' ' -f1)
-  if [ "$(cat "$vllm_stamp" 2>/dev/null)" != "$vllm_want" ]; then
-    [ -x .venv-vllm/bin/python ] || "$PYTHON" -m venv .venv-vllm
-    .venv-vllm/bin/python -m pip install --quiet --upgrade pip
-    .venv-vllm/bin/python -m pip install --quiet "torch==2.13.0"
-    .venv-vllm/bin/python -m pip install --quiet --no-deps -r requirements-vllm.txt
-    echo "$vllm_want" > "$vllm_stamp"
+# A venv of its own beside .venv, reinstalled only when its requirements change: side_venv DIR
+# REQUIREMENTS [pip flags for them].
+side_venv() {
+  local dir=$1 requirements=$2
+  shift 2
+  local stamp="$dir/.saerand-setup" want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --upgrade pip
+    "$dir/bin/python" -m pip install --quiet "torch==2.13.0"
+    "$dir/bin/python" -m pip install --quiet "$@" -r "$requirements"
+    echo "$want" > "$stamp"
   fi
+}
+if [[ " $* " == *" --vllm "* ]]; then
+  side_venv .venv-vllm requirements-vllm.txt --no-deps
 fi
 if [[ " $* " == *" --saelens "* ]]; then
-  saelens_stamp=.venv-saelens/.saerand-setup
-  saelens_want=$(sha256sum requirements-saelens.txt | cut -d' ' -f1)
-  if [ "$(cat "$saelens_stamp" 2>/dev/null)" != "$saelens_want" ]; then
-    [ -x .venv-saelens/bin/python ] || "$PYTHON" -m venv .venv-saelens
-    .venv-saelens/bin/python -m pip install --quiet --upgrade pip
-    .venv-saelens/bin/python -m pip install --quiet "torch==2.13.0"
-    .venv-saelens/bin/python -m pip install --quiet -r requirements-saelens.txt
-    echo "$saelens_want" > "$saelens_stamp"
-  fi
+  side_venv .venv-saelens requirements-saelens.txt
 fi
