@@ -8,8 +8,8 @@ from snakemake.utils import min_version
 
 from saerand.cluster import check_account, check_free_space, uses_slurm
 from saerand.config import load_config, validate_config
-from saerand.fetch import job_environment
-from saerand.layout import LOCAL_RULES
+from saerand.fetch.offline import job_environment
+from saerand.rules import LOCAL_RULES
 from saerand.planner import disk_high_water
 from saerand.settings import study_settings
 
@@ -58,18 +58,22 @@ include: "workflow/rules/publish.smk"
 rule all:
     default_target: True
     input:
-        "results/metrics.csv",
-        "results/claims.csv",
-        "results/figures/sae_metrics.png",
-        [f"results/figures/training_curves_{m}.png" for m in config["models"] if curve_saes(m)],
-        ["results/figures/hyperparameter_sweep.png"] if "sweep" in config else [],
-        ["results/toy/figures/figure4_lomax.png"] if "toy" in config else [],
-        [f"results/toy/{dataset}/figures" for dataset in TOY_DATASETS],
+        METRICS_TABLE,
+        CLAIMS_TABLE,
+        SAE_METRICS_FIGURE,
+        [TRAINING_CURVES_FIGURE.format(model=m) for m in config["models"] if curve_saes(m)],
+        [SWEEP_FIGURE] if "sweep" in config else [],
+        [FIGURE4] if "toy" in config else [],
+        [TOY_FIGURES.format(toy_dataset=dataset) for dataset in TOY_DATASETS],
         [f"{sae.directory}/saelens" for sae in SAE_TARGETS] if SETTINGS.export.saelens else [],
-        [f"results/figures/roc_{m}_{e}.png" for m in config["models"] for e in AUTOINTERP["explainers"]]
+        [ROC_FIGURE.format(model=m, explainer=e) for m in config["models"] for e in AUTOINTERP["explainers"]]
         if AUTOINTERP
         else [],
-        [f"results/browser/{m}_{e}" for m in config["models"] for e in AUTOINTERP["explainers"]] if AUTOINTERP else [],
+        (
+            [BROWSER.format(model=m, explainer=e) for m in config["models"] for e in AUTOINTERP["explainers"]]
+            if AUTOINTERP
+            else []
+        ),
 
 
 # Before anything goes to Slurm: every job has an account to be charged to, and the study's disk
@@ -80,6 +84,6 @@ onstart:
         check_free_space(disk_high_water(config))
 
 
-# Run where Snakemake runs, never as cluster jobs (saerand.layout says which and why). The
+# Run where Snakemake runs, never as cluster jobs (saerand.rules says which and why). The
 # `localrules:` directive takes literal names only; this is the call it compiles to.
 workflow.localrules(*(rule.name for rule in workflow.rules if rule.name in LOCAL_RULES))

@@ -31,7 +31,7 @@ from buffer_read import print_rates, synthetic_store  # noqa: E402
 WORKER = """
 import json, sys
 from saerand.cache import ActivationCache
-from saerand.config import SaeHyperparameters
+from saerand.study import SaeHyperparameters
 from saerand.sae_training import train_layer_shard
 from saerand.settings import SaeSettings, section_settings
 args = json.loads(sys.argv[1])

@@ -114,7 +114,7 @@ def sae_step_memory(device: str, d_in: int, num_latents: int, k: int, batch_toke
     return torch.cuda.max_memory_allocated() / 2**30
 
 
-def main(argv=None) -> dict[str, float]:
+def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="toy")
     parser.add_argument("--tokens", type=int, default=65536, help="tokens per measurement")
@@ -135,36 +135,17 @@ def main(argv=None) -> dict[str, float]:
         help="also time ours with each of these sae settings on (the same batches; final FVU compared)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here, with device and versions")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    device = resolve_device(args.device)
-    model_dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    model = neox(args.size, args.context).to(device=device, dtype=model_dtype).eval().requires_grad_(False)
-    layers = list(range(model.config.num_hidden_layers))
-    layer = layers[len(layers) // 2]
-    n_sequences = max(args.batch_sequences, args.tokens // args.context)
-    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (n_sequences, args.context)).astype(np.int32)
+
+def measure_caching(model, ids: np.ndarray, layers: list[int], args, device: str, scratch: str) -> dict[str, float]:
+    """Tokens/s of the bare forward, of caching every layer into a zarr store in `scratch`, of the
+    scratch folder's write bound, and of reading one layer back in training batches."""
     tokens = ids.size
-    # The buffer mixed as the paper's config trains (bench/buffer_read.py: the read orders).
-    settings = section_settings(
-        SaeSettings,
-        "sae",
-        expansion_factor=args.expansion,
-        k=args.k,
-        batch_size=args.batch_sequences,
-        optimizer=args.optimizer,
-        # Like for like: sparsify's Trainer takes 8-bit Adam where bitsandbytes is installed.
-        adam_8bit=args.optimizer == "adam" and sparsify_adam_is_8bit(),
-        device=device,
-        buffer_shuffle=True,
-        read_threads=args.read_threads,
-    )
-    results: dict[str, float] = {}
 
     def bare_forward():
         with torch.no_grad():
-            for start in range(0, n_sequences, args.batch_sequences):
+            for start in range(0, len(ids), args.batch_sequences):
                 model.base_model(
                     input_ids=torch.from_numpy(ids[start : start + args.batch_sequences]).long().to(device),
                     use_cache=False,
@@ -172,76 +153,74 @@ def main(argv=None) -> dict[str, float]:
 
     bare_forward()  # warm-up (kernels, allocator)
     bytes_per_token = len(layers) * model.config.hidden_size * np.dtype(args.dtype).itemsize
-    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        results["storage_bound_tokens_per_s"] = (
-            storage_write_bytes_per_s(scratch, tokens * bytes_per_token) / bytes_per_token
-        )
-        store = Path(scratch) / "train.zarr"
-        results["forward_tokens_per_s"] = tokens / timed(bare_forward, device)
-        results["cache_tokens_per_s"] = tokens / timed(
-            lambda: write_activation_cache(
-                store,
-                SubjectModel(model, "trained"),
-                ids,
-                layers,
-                batch_sequences=args.batch_sequences,
-                dtype=args.dtype,
-                chunk_rows=16384,
-            ),
-            device,
-        )
-        cache = ActivationCache(store)
-        rows = args.batch_sequences * args.context
-
-        def read_all():
-            for _ in training_batches(cache, layer, settings, args.context):
-                pass
-
-        results["zarr_read_tokens_per_s"] = tokens / timed(read_all, device)
-
-        # Two steps first, untimed, as sparsify's Trainer gets after ours: its Triton kernels compile once.
-        SaeTrainer(cache.d_model, settings, num_steps=2).train_on(
-            itertools.islice(training_batches(cache, layer, settings, args.context), 2)
-        )
-        ours = SaeTrainer(cache.d_model, settings, num_steps=n_sequences // args.batch_sequences)
-        reader = ReaderStats()
-        results["our_training_tokens_per_s"] = tokens / timed(
-            lambda: ours.train_on(training_batches(cache, layer, settings, args.context, stats=reader)), device
-        )
-        results["reader_busy_s"], results["trainer_waited_s"] = reader.read_seconds, reader.wait_seconds
-        for flag in args.flags:
-            # fused_adam is torch's Adam: it replaces an 8-bit one.
-            flagged_settings = dataclasses.replace(
-                settings, **{flag: True}, **({"adam_8bit": False} if flag == "fused_adam" else {})
-            )
-            flagged = SaeTrainer(cache.d_model, flagged_settings, num_steps=ours.num_steps)
-            batches = training_batches(cache, layer, flagged_settings, args.context)
-            results[f"{flag}_training_tokens_per_s"] = tokens / timed(
-                functools.partial(flagged.train_on, batches), device
-            )
-            results[f"{flag}_final_fvu_difference"] = flagged.fvu_trace[-1] - ours.fvu_trace[-1]
-
-        config = TrainConfig(
-            SaeConfig(expansion_factor=args.expansion, k=args.k),
-            batch_size=args.batch_sequences,
-            layers=[layer],
-            optimizer=args.optimizer,
-            save_dir=str(Path(scratch) / "sparsify"),
-            run_name="bench",
-            log_to_wandb=False,
-            save_every=10**9,
-        )
-        dataset = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
-        trainer = Trainer(config, dataset, model)
-        trainer.save = lambda: None  # its end-of-fit checkpoint: ours writes none here
-        results["sparsify_trainer_tokens_per_s"] = tokens / timed(trainer.fit, device)
-
-    d_in, latents = (
-        (4096, 262144)
-        if device.startswith("cuda")
-        else (model.config.hidden_size, model.config.hidden_size * args.expansion)
+    results = {
+        "storage_bound_tokens_per_s": storage_write_bytes_per_s(scratch, tokens * bytes_per_token) / bytes_per_token
+    }
+    results["forward_tokens_per_s"] = tokens / timed(bare_forward, device)
+    write_cache = functools.partial(
+        write_activation_cache,
+        Path(scratch) / "train.zarr",
+        SubjectModel(model, "trained"),
+        ids,
+        layers,
+        batch_sequences=args.batch_sequences,
+        dtype=args.dtype,
+        chunk_rows=16384,
     )
-    peak = sae_step_memory(device, d_in, latents, args.k, rows)
+    results["cache_tokens_per_s"] = tokens / timed(write_cache, device)
+    return results
+
+
+def measure_training(cache: ActivationCache, layer: int, settings: SaeSettings, args, device: str, tokens: int):
+    """Tokens/s of reading one layer in training batches, of our SAE training on it (with how long
+    the reader was busy and the trainer waited) and of it with each of --flags."""
+
+    def read_all():
+        for _ in training_batches(cache, layer, settings, args.context):
+            pass
+
+    results = {"zarr_read_tokens_per_s": tokens / timed(read_all, device)}
+    # Two steps first, untimed, as sparsify's Trainer gets after ours: its Triton kernels compile once.
+    SaeTrainer(cache.d_model, settings, num_steps=2).train_on(
+        itertools.islice(training_batches(cache, layer, settings, args.context), 2)
+    )
+    ours = SaeTrainer(cache.d_model, settings, num_steps=tokens // args.context // args.batch_sequences)
+    reader = ReaderStats()
+    results["our_training_tokens_per_s"] = tokens / timed(
+        lambda: ours.train_on(training_batches(cache, layer, settings, args.context, stats=reader)), device
+    )
+    results["reader_busy_s"], results["trainer_waited_s"] = reader.read_seconds, reader.wait_seconds
+    for flag in args.flags:
+        # fused_adam is torch's Adam: it replaces an 8-bit one.
+        flagged_settings = dataclasses.replace(
+            settings, **{flag: True}, **({"adam_8bit": False} if flag == "fused_adam" else {})
+        )
+        flagged = SaeTrainer(cache.d_model, flagged_settings, num_steps=ours.num_steps)
+        batches = training_batches(cache, layer, flagged_settings, args.context)
+        results[f"{flag}_training_tokens_per_s"] = tokens / timed(functools.partial(flagged.train_on, batches), device)
+        results[f"{flag}_final_fvu_difference"] = flagged.fvu_trace[-1] - ours.fvu_trace[-1]
+    return results
+
+
+def measure_sparsify(model, ids: np.ndarray, layer: int, args, device: str, scratch: str) -> float:
+    """Tokens/s of sparsify's own Trainer on the same tokens and layer (the model runs inside it)."""
+    config = TrainConfig(
+        SaeConfig(expansion_factor=args.expansion, k=args.k),
+        batch_size=args.batch_sequences,
+        layers=[layer],
+        optimizer=args.optimizer,
+        save_dir=str(Path(scratch) / "sparsify"),
+        run_name="bench",
+        log_to_wandb=False,
+        save_every=10**9,
+    )
+    dataset = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
+    trainer = Trainer(config, dataset, model)
+    trainer.save = lambda: None  # its end-of-fit checkpoint: ours writes none here
+    return ids.size / timed(trainer.fit, device)
+
+
+def add_ratios(results: dict[str, float]) -> None:
     bound = min(results["forward_tokens_per_s"], results["storage_bound_tokens_per_s"])
     results["a_cache_over_bound"] = results["cache_tokens_per_s"] / bound
     results["a_cache_over_forward"] = results["cache_tokens_per_s"] / results["forward_tokens_per_s"]
@@ -249,10 +228,8 @@ def main(argv=None) -> dict[str, float]:
     results["b_ours_over_sparsify"] = results["our_training_tokens_per_s"] / results["sparsify_trainer_tokens_per_s"]
     results["c_read_over_consumption"] = results["zarr_read_tokens_per_s"] / results["our_training_tokens_per_s"]
 
-    print(
-        f"device {device}, {args.size}, {tokens} tokens, layer {layer}, SAE x{args.expansion} k{args.k}, "
-        f"batch {rows} tokens"
-    )
+
+def print_report(results: dict[str, float], args, bytes_per_token: int) -> None:
     for key in (
         "forward_tokens_per_s",
         "cache_tokens_per_s",
@@ -280,6 +257,51 @@ def main(argv=None) -> dict[str, float]:
             f"{results[f'{flag}_training_tokens_per_s'] / results['our_training_tokens_per_s']:6.2f}"
             f"   final training FVU {results[f'{flag}_final_fvu_difference']:+.2e} from the default's"
         )
+
+
+def main(argv=None) -> dict[str, float]:
+    args = parse_arguments(argv)
+    device = resolve_device(args.device)
+    model_dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)
+    model = neox(args.size, args.context).to(device=device, dtype=model_dtype).eval().requires_grad_(False)
+    layers = list(range(model.config.num_hidden_layers))
+    layer = layers[len(layers) // 2]
+    n_sequences = max(args.batch_sequences, args.tokens // args.context)
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (n_sequences, args.context)).astype(np.int32)
+    # The buffer mixed as the paper's config trains (bench/buffer_read.py: the read orders).
+    settings = section_settings(
+        SaeSettings,
+        "sae",
+        expansion_factor=args.expansion,
+        k=args.k,
+        batch_size=args.batch_sequences,
+        optimizer=args.optimizer,
+        # Like for like: sparsify's Trainer takes 8-bit Adam where bitsandbytes is installed.
+        adam_8bit=args.optimizer == "adam" and sparsify_adam_is_8bit(),
+        device=device,
+        buffer_shuffle=True,
+        read_threads=args.read_threads,
+    )
+    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+        results = measure_caching(model, ids, layers, args, device, scratch)
+        cache = ActivationCache(Path(scratch) / "train.zarr")
+        results |= measure_training(cache, layer, settings, args, device, ids.size)
+        results["sparsify_trainer_tokens_per_s"] = measure_sparsify(model, ids, layer, args, device, scratch)
+    add_ratios(results)
+
+    rows = args.batch_sequences * args.context
+    print(
+        f"device {device}, {args.size}, {ids.size} tokens, layer {layer}, SAE x{args.expansion} k{args.k}, "
+        f"batch {rows} tokens"
+    )
+    print_report(results, args, bytes_per_token=len(layers) * model.config.hidden_size * np.dtype(args.dtype).itemsize)
+    d_in, latents = (
+        (4096, 262144)
+        if device.startswith("cuda")
+        else (model.config.hidden_size, model.config.hidden_size * args.expansion)
+    )
+    peak = sae_step_memory(device, d_in, latents, args.k, rows)
     if peak is None:
         print(f"  (d) SAE step d={d_in} latents={latents}: ran; no GPU, so no GPU memory to report")
     else:

@@ -101,6 +101,15 @@ def model_dir(tmp_path, small_tokenizer, tiny_neox):
 
 
 @pytest.fixture()
+def local_model(tmp_path, tiny_neox, small_tokenizer):
+    """A local directory laid out like Pythia's hub revisions."""
+    for revision in ("main", "step0"):
+        tiny_neox.save_pretrained(tmp_path / revision)
+        small_tokenizer.save_pretrained(tmp_path / revision)
+    return tmp_path
+
+
+@pytest.fixture()
 def raw_dir(tmp_path):
     """Latent 3 fires exactly on two token ids; latent 5 as often, at random positions."""
     rng = np.random.default_rng(0)

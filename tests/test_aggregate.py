@@ -187,3 +187,57 @@ def test_training_curves_draw_each_saes_points_by_variant_and_measure(tmp_path, 
     # SAEs trained before curves: a title and no axes.
     plots.training_curves_figure(pd.DataFrame(), tmp_path / "none.png", {}, "m: none recorded")
     assert not saved["figure"].axes and saved["figure"].texts[0].get_text() == "m: none recorded"
+
+
+@pytest.mark.parametrize(
+    "reading, column", [("masked_per_token", "explained_variance_masked_per_token"), ("pooled", "explained_variance")]
+)
+def test_figure3_draws_each_variants_values_against_layer_in_its_colour(table, monkeypatch, reading, column):
+    """The EV row: a line per variant through its SAEs' values at their layers, in the registry's
+    colour, the legend in the registry's order; the CE loss score row: the trained model's alone."""
+    from matplotlib.colors import to_rgba
+
+    from saerand import plots
+    from saerand.variant_registry import VARIANTS as REGISTRY
+
+    saved = {}
+    monkeypatch.setattr(plots, "_save", lambda grid, path, provenance: saved.update(grid=grid))
+    study = main_study(table, **STUDY)
+    plots.figure3(study, "f3", {}, reading)
+    grid = saved["grid"]
+
+    def lines(metric):
+        drawn = {}
+        for line in grid.axes_dict[(metric, "m")].get_lines():
+            if len(line.get_xdata()):
+                [variant] = [v for v in REGISTRY.values() if to_rgba(v.colour) == to_rgba(line.get_color())]
+                drawn[variant.name] = (list(line.get_xdata()), list(line.get_ydata()))
+        return drawn
+
+    expected = {
+        variant: (rows["layer"].tolist(), pytest.approx(rows[column].tolist()))
+        for variant, rows in study.sort_values("layer").groupby("variant")
+    }
+    assert lines("explained_variance") == expected
+    assert lines("ce_loss_score") == {"trained": ([0, 1, 2], pytest.approx([0.5] * 3))}
+    assert [text.get_text() for text in grid.legend.texts] == ["Trained", "Control"]
+    assert grid.axes_dict[("l1", "m")].get_yscale() == "log"
+
+
+def test_figure11_draws_the_mean_over_layers_against_expansion_per_variant(table, monkeypatch):
+    from saerand import plots
+
+    saved = {}
+    monkeypatch.setattr(plots, "_save", lambda grid, path, provenance: saved.update(grid=grid))
+    sweep = sweep_study(table, **SWEEP)
+    plots.figure11(sweep, "f11", {}, "pooled")
+    drawn = sorted(
+        (list(line.get_xdata()), list(line.get_ydata()))
+        for line in saved["grid"].axes_dict[("explained_variance", "m")].get_lines()
+        if len(line.get_xdata())
+    )
+    means = sweep.groupby(["variant", "expansion_factor"])["explained_variance"].mean()
+    expected = sorted(([2, 4], [means[v, 2], means[v, 4]]) for v in VARIANTS)
+    assert [x for x, _ in drawn] == [x for x, _ in expected]
+    assert [y for _, y in drawn] == [pytest.approx(y) for _, y in expected]
+    assert saved["grid"].axes_dict[("explained_variance", "m")].get_xscale() == "log"

@@ -20,7 +20,9 @@ import pytest
 from saerand.autointerp import run
 from saerand.autointerp.llm import Server, ServerUnavailable, answer_formats, token_logprobs
 from saerand.autointerp.scoring import LatentLog
-from saerand.fetch import HubArtefact, fetch_hub, job_environment, record_path
+from saerand.fetch.artefacts import HubArtefact
+from saerand.fetch.download import fetch_hub
+from saerand.fetch.offline import job_environment, record_path
 from tests.conftest import RANDOM_LATENT, REPO, TOKEN_LATENT
 from tests.hub_double import HubDouble
 from tests.llm_double import VLLM_PYTHON, llm_settings

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from saerand.autointerp import run
+from saerand.autointerp import null_explainer, run
 from saerand.autointerp.delphi_compat import DelphiTokenizer
-from saerand.autointerp.scoring import LatentLog, highlighted, score_with_null
+from saerand.autointerp.null_explainer import highlighted, score_with_null
+from saerand.autointerp.scoring import LatentLog
 
 from .conftest import RANDOM_LATENT, TOKEN_LATENT
 
@@ -111,7 +112,7 @@ def _killed_after_first_latent(raw_dir, model_dir, output, monkeypatch) -> int:
         return score_with_null(record, tokenizer, settings)
 
     with monkeypatch.context() as patch:
-        patch.setattr(run, "score_with_null", first_latent_then_killed)
+        patch.setattr(null_explainer, "score_with_null", first_latent_then_killed)
         with pytest.raises(KeyboardInterrupt):
             run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
     return calls[0]
@@ -121,7 +122,7 @@ def _scored_latents(monkeypatch) -> list[int]:
     """From now on, every latent the null explainer scores."""
     scored = []
     monkeypatch.setattr(
-        run,
+        null_explainer,
         "score_with_null",
         lambda record, tok, settings: (
             scored.append(record.latent.latent_index) or score_with_null(record, tok, settings)
@@ -184,7 +185,7 @@ def test_a_failing_latent_is_recorded_and_the_others_are_scored(raw_dir, model_d
             raise ValueError("the scorer's answer did not parse")
         return score_with_null(record, tokenizer, settings)
 
-    monkeypatch.setattr(run, "score_with_null", fail_on_token_latent)
+    monkeypatch.setattr(null_explainer, "score_with_null", fail_on_token_latent)
     output = tmp_path / "tokens"
     summary = run.score_sae(raw_dir, "layers.0", model_dir, SETTINGS, output, explainer="tokens")
     assert summary["scored"] == 1 and summary["failed"] == 1

@@ -8,11 +8,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from saerand.aggregate import autointerp_directory
-from saerand.autointerp import run
+from saerand.autointerp import null_explainer, run
 from saerand.autointerp.delphi_compat import DelphiTokenizer
-from saerand.autointerp.report import latent_cache
-from saerand.autointerp.scoring import score_with_null
+from saerand.autointerp.figures import latent_cache
+from saerand.autointerp.null_explainer import score_with_null
 from saerand.browser import (
     SHADES,
     auroc_interval,
@@ -22,8 +21,8 @@ from saerand.browser import (
     weighted_auroc,
     write_browser,
 )
-from saerand.config import SaeTarget
 from saerand.intervals import resample_counts
+from saerand.study import SaeTarget
 
 from .browser_fixture import ensure_chromium, headless_chromium
 from .conftest import RANDOM_LATENT, TOKEN_LATENT
@@ -56,13 +55,13 @@ def study(raw_dir, model_dir, tmp_path, monkeypatch) -> list[SaeTarget]:
         shutil.copytree(raw_dir / "layers.0", Path(latent_cache(sae)) / sae.autointerp_module)
         with monkeypatch.context() as patch:
             if sae.variant == "control":
-                patch.setattr(run, "score_with_null", token_latent_fails)
+                patch.setattr(null_explainer, "score_with_null", token_latent_fails)
             run.score_sae(
                 latent_cache(sae),
                 sae.autointerp_module,
                 model_dir,
                 SETTINGS,
-                autointerp_directory(sae, "tokens"),
+                sae.autointerp_directory("tokens"),
                 "tokens",
             )
     return saes
@@ -112,7 +111,7 @@ def test_the_browser_pages_render_offline_in_a_real_browser(study, chromium, sma
     assert sorted(p.name for p in output.iterdir()) == sorted(sizes)
     entries = {
         entry["latent"]: entry
-        for entry in map(json.loads, Path(autointerp_directory(trained, "tokens"), "latents.jsonl").open())
+        for entry in map(json.loads, Path(trained.autointerp_directory("tokens"), "latents.jsonl").open())
     }
     with headless_chromium() as browser:
         _check_pages(browser, output, sizes, trained, control, entries, small_tokenizer, tmp_path)

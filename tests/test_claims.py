@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from saerand.claims import claims_table
-from saerand.config import SaeHyperparameters, SaeTarget
+from saerand.study import SaeHyperparameters, SaeTarget
 
 MARGINS = {"explained_variance": 0.05, "fuzz_auroc": 0.05}
 METRICS = {"explained_variance": "explained_variance", "fuzz_auroc_tokens": "fuzz_auroc_tokens"}

@@ -3,7 +3,8 @@ import copy
 import pytest
 import yaml
 
-from saerand.config import SCHEMA, ConfigError, load_config, sae_targets, selected_layers, token_split, validate_config
+from saerand.config import SCHEMA, ConfigError, load_config, validate_config
+from saerand.study import sae_targets, selected_layers, token_split
 
 from .conftest import REPO
 
@@ -171,12 +172,29 @@ def test_bad_toy_parameters_are_named(demo, change, message):
 
 
 def test_toy_datasets_and_defaults(demo):
-    from saerand.config import toy_datasets, toy_latent_counts
+    from saerand.study import toy_datasets, toy_latent_counts
 
     datasets = toy_datasets(validate_config(demo, SCHEMA))
     assert list(datasets) == ["superposition", "embeddings-tiny-neox"]
-    assert datasets["superposition"]["seeds"] == [0, 1] and datasets["superposition"]["decay"] == 0.99
-    assert datasets["embeddings-tiny-neox"]["location"] == "resources/models/tiny-neox"
+    assert datasets["superposition"] == {
+        "source": "superposition",
+        "seeds": [0, 1],
+        "latents": [64, 128],
+        "n_samples": 3000,
+        "n_features": 64,
+        "n_dims": 32,
+        "expected_active": 5,
+        "decay": 0.99,  # the schema's default: the demo sets everything else
+    }
+    assert datasets["embeddings-tiny-neox"] == {
+        "source": "embeddings",
+        "model": "tiny-neox",
+        "location": "resources/models/tiny-neox",
+        "revision": "main",
+        "n_layers": 4,
+        "seeds": [0],
+        "latent_multiples": [4],
+    }
     assert toy_latent_counts(datasets["embeddings-tiny-neox"], 128) == [512]
     paper = toy_datasets(load_config(REPO / "config" / "config.yaml", SCHEMA))
     assert paper["glove-300d"]["config_key"] == "toy.word_vectors.glove.glove-300d"
@@ -278,8 +296,26 @@ def test_names_that_merely_contain_a_secret_word_are_kept(demo):
 
 def test_the_papers_llm_is_the_default_and_needs_a_server_per_group():
     llm = load_config(REPO / "config" / "config.yaml", SCHEMA)["autointerp"]["llm"]
-    assert llm["model"] == "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4" and llm["gpus"] == 1
-    assert not llm["structured_outputs"] and llm["examples_per_prompt"] == 5
+    # What defines the explanations and scores (Section 3.3: Llama 3.1 70B, AWQ INT4), then how it is served.
+    assert {key: llm[key] for key in ("model", "revision", "parameters", "dtype", "seed", "max_tokens")} == {
+        "model": "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4",
+        "revision": None,
+        "parameters": 70.6e9,
+        "dtype": "auto",
+        "seed": 0,
+        "max_tokens": 1000,
+    }
+    assert {key: llm[key] for key in ("examples_per_prompt", "structured_outputs", "prefix_caching")} == {
+        "examples_per_prompt": 5,
+        "structured_outputs": False,
+        "prefix_caching": True,
+    }
+    assert {key: llm[key] for key in ("gpus", "max_model_len", "saes_per_server", "weights_bytes")} == {
+        "gpus": 1,
+        "max_model_len": 8192,
+        "saes_per_server": 10,
+        "weights_bytes": 39.8e9,
+    }
 
 
 def test_every_key_of_the_schema_is_documented():

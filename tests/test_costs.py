@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from saerand.config import ConfigError, SaeTarget
+from saerand.config import ConfigError
 from saerand.costs import (
     CPU_CORE_FLOPS,
     JobCost,
@@ -12,11 +12,13 @@ from saerand.costs import (
     sae_train_gpu_bytes,
 )
 from saerand.device_rates import ASSUMED_GPU
+from saerand.settings import study_settings
+from saerand.study import SaeTarget
 
 
 @pytest.mark.parametrize(("model", "published"), [("pythia-160m", 162_322_944), ("pythia-6.9b", 6_857_302_016)])
 def test_parameter_counts_match_pythia(paper, model, published):
-    assert ModelSize.of(paper["models"][model]).params() == pytest.approx(published, rel=0.01)
+    assert ModelSize.of(study_settings(paper).models[model]).params() == pytest.approx(published, rel=0.01)
 
 
 def test_first_limits_come_from_the_estimate(paper):

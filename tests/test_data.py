@@ -81,7 +81,7 @@ def test_stored_order_gives_one_source_to_each_split(sorted_by_source, small_tok
 
 
 def test_shuffled_stream_mixes_sources_in_both_disjoint_splits(sorted_by_source, small_tokenizer):
-    from saerand.config import token_split
+    from saerand.study import token_split
 
     config = {
         "datasets": {"train": sorted_by_source, "shuffle_seed": 42},
@@ -112,7 +112,7 @@ def test_shuffled_stream_mixes_sources_in_both_disjoint_splits(sorted_by_source,
 
 
 def test_auto_interp_text_follows_training_in_the_same_stream_cut_into_its_contexts(sorted_by_source, small_tokenizer):
-    from saerand.config import token_split
+    from saerand.study import token_split
 
     config = {
         "datasets": {"train": sorted_by_source, "shuffle_seed": 42},

@@ -11,18 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from saerand.fetch import (
-    HubArtefact,
-    MissingDownload,
-    cached_snapshot,
-    fetch_archive,
-    fetch_hub,
-    hub_dataset,
-    job_environment,
-    local_dataset_spec,
-    record_path,
-    study_artefacts,
-)
+from saerand.fetch.artefacts import HubArtefact, hub_dataset, study_artefacts
+from saerand.fetch.download import fetch_archive, fetch_hub
+from saerand.fetch.offline import MissingDownload, cached_snapshot, job_environment, local_dataset_spec, record_path
 from saerand.models import load_causal_lm, load_tokenizer
 
 from .conftest import dataset_spec
@@ -178,8 +169,6 @@ def test_local_data_and_models_need_no_fetch(tmp_path):
     }
     artefacts = study_artefacts(config)
     assert sorted(artefacts) == ["models--EleutherAI--pythia-70m@main", "models--EleutherAI--pythia-70m@step0"]
-    # float16 checkpoints: about 2 bytes per parameter (Pythia-70M: 70M parameters with embeddings).
-    assert artefacts["models--EleutherAI--pythia-70m@main"].download_bytes == pytest.approx(1.4e8, rel=0.1)
 
 
 def test_jobs_read_the_hub_offline_from_one_cache(tmp_path):

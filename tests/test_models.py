@@ -5,15 +5,6 @@ from saerand.models import _source, load_causal_lm, load_tokenizer
 from saerand.variants import load_variant
 
 
-@pytest.fixture()
-def local_model(tmp_path, tiny_neox, small_tokenizer):
-    """A local directory laid out like Pythia's hub revisions."""
-    for revision in ("main", "step0"):
-        tiny_neox.save_pretrained(tmp_path / revision)
-        small_tokenizer.save_pretrained(tmp_path / revision)
-    return tmp_path
-
-
 def test_a_location_that_is_neither_a_directory_nor_a_hub_id_is_named(tmp_path):
     """(Hub ids resolve to their fetched copy: tests/test_fetch.py.)"""
     with pytest.raises(FileNotFoundError, match="'/nowhere/model' is neither a directory nor a hub id"):

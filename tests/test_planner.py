@@ -5,7 +5,8 @@ import pytest
 from saerand.config import SCHEMA, load_config
 from saerand.costs import StudyCosts
 from saerand.device_rates import ASSUMED_GPU
-from saerand.planner import format_plan, main, plan
+from saerand.fetch.artefacts import HubArtefact
+from saerand.planner import download_estimate, format_plan, main, plan
 
 from .conftest import REPO
 
@@ -141,3 +142,15 @@ def test_node_local_shards_leave_the_shared_filesystem_and_need_one_shard_on_eac
     assert local.node_local_bytes == 10_010_624 * 8 * 4096 * 2
     assert "node-local, each GPU job (its shard)" in format_plan(local)
     assert "node-local" not in format_plan(shared)
+
+
+def test_a_pythia_checkpoint_is_estimated_from_its_shapes_in_float16():
+    """Pythia-70M: about 70M parameters with embeddings, 2 bytes each, at every revision; a hub dataset
+    without download_bytes counts nothing."""
+    pythia = {"hub_id": "EleutherAI/pythia-70m", "n_layers": 6, "d_model": 512}
+    config = {"models": {"pythia": pythia}, "datasets": {"train": {"path": "org/corpus"}}, "autointerp": {}}
+    for revision in ("main", "step0"):
+        assert download_estimate(config, HubArtefact("EleutherAI/pythia-70m", revision)) == pytest.approx(
+            1.4e8, rel=0.1
+        )
+    assert download_estimate(config, HubArtefact("org/corpus", "main", "dataset")) == 0.0

@@ -24,7 +24,6 @@ from saerand.aggregate import metrics_table
 from saerand.atomic import write_json, write_text
 from saerand.autointerp import run
 from saerand.cache import ActivationCache, write_activation_cache
-from saerand.config import SaeTarget
 from saerand.dag import planned_jobs
 from saerand.metrics import evaluate_sae
 from saerand.provenance import provenance
@@ -40,6 +39,7 @@ from saerand.publish import (
 from saerand.sae_training import save_sae, train_sae
 from saerand.saelens_export import export_saelens
 from saerand.settings import SaeSettings, section_settings
+from saerand.study import SaeTarget
 from saerand.variants import SubjectModel
 
 from .hub_double import HubDouble

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from saerand.config import layer_checkpoint_directory, sae_directory
 from saerand.dag import TARGET_RULES
+from saerand.paths import layer_checkpoint_directory, sae_directory
 
 from .workflow_runs import MINI, REPO, SNAKEMAKE
 

@@ -18,8 +18,9 @@ import yaml
 from PIL import Image
 
 from saerand.aggregate import study_table
-from saerand.config import SaeTarget, sae_directory
 from saerand.dag import planned_jobs
+from saerand.paths import sae_directory
+from saerand.study import SaeTarget
 
 from .conftest import REPO
 from .workflow_runs import MINI, SNAKEMAKE, start_from_built_model

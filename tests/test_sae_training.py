@@ -217,8 +217,8 @@ def _shards(tmp_path, tiny_neox, token_ids, layers=(1,)):
 def test_a_layers_saes_trained_together_equal_each_trained_alone(tmp_path, tiny_neox, token_ids, optimizer):
     """The sweep points of a layer train from one read of each batch, over checkpointed shards,
     and each ends bit for bit where training it alone ends; their checkpoints stay separate."""
-    from saerand.config import SaeHyperparameters
     from saerand.sae_training import SaeTrainer, save_layer_checkpoint, train_layer_shard
+    from saerand.study import SaeHyperparameters
 
     settings = _resumed_settings(optimizer, buffer_shuffle=True)
     points = [SaeHyperparameters(2, 4), SaeHyperparameters(4, 4), SaeHyperparameters(4, 8)]
@@ -353,7 +353,7 @@ def test_the_training_curve_is_recorded_saved_and_resumed(tmp_path, tiny_neox, t
     """A point every batch here (6 batches, under CURVE_POINTS): the chunks' mean FVU since the
     previous point, the share of latents fired since it, the share dead; over two shards with a
     checkpoint between, the same curve as one pass; saved beside the SAE."""
-    from saerand.config import CURVE_FILE
+    from saerand.paths import CURVE_FILE
     from saerand.sae_training import save_layer_checkpoint
 
     settings = replace(_resumed_settings("adam", buffer_shuffle=False), micro_acc_steps=2, dead_feature_threshold=200)
@@ -387,9 +387,10 @@ def test_the_last_checkpoint_holds_the_finished_sae_and_finalizing_it_needs_no_t
     import json
     import subprocess
 
-    from saerand.config import CURVE_FILE, SaeHyperparameters
     from saerand.finished_sae import FINISHED, finalize_sae
+    from saerand.paths import CURVE_FILE
     from saerand.sae_training import save_layer_checkpoint, train_layer_shard
+    from saerand.study import SaeHyperparameters
 
     settings = _resumed_settings("adam", buffer_shuffle=False)
     point = SaeHyperparameters(4, 4)

@@ -43,7 +43,7 @@ import pytest
 import yaml
 
 from saerand.dag import planned_jobs
-from saerand.layout import FINISH_GROUP_RULES, LOCAL_RULES, SHARD_GROUP_RULES
+from saerand.rules import FINISH_GROUP_RULES, LOCAL_RULES, SHARD_GROUP_RULES
 
 from .conftest import REPO
 from .slurm_cluster import SlurmCluster

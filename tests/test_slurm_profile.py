@@ -71,10 +71,10 @@ def test_an_llm_server_group_asks_for_the_servers_gpus_on_the_gpu_partition(tmp_
 
 
 def test_the_profile_batches_only_groups_the_workflow_has():
-    from saerand.layout import FINISH_GROUP, LLM_GROUP, SHARD_GROUP, TOKENS_GROUP
+    from saerand.rules import CPU_AUTOINTERP_GROUP, FINISH_GROUP, LLM_GROUP, SHARD_GROUP
 
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    assert set(profile["group-components"]) <= {SHARD_GROUP, FINISH_GROUP, LLM_GROUP, TOKENS_GROUP}
+    assert set(profile["group-components"]) <= {SHARD_GROUP, FINISH_GROUP, LLM_GROUP, CPU_AUTOINTERP_GROUP}
 
 
 def _resources_by_rule(output: str) -> dict[str, list[str]]:

@@ -5,11 +5,12 @@ from collections import Counter
 
 import pytest
 
-from saerand.config import SCHEMA, layer_checkpoint_directory, load_config
+from saerand.config import SCHEMA, load_config
 from saerand.costs import StudyCosts
 from saerand.dag import study_jobs
-from saerand.layout import GPU_RULES
+from saerand.paths import layer_checkpoint_directory
 from saerand.planner import job_seconds, measured_scale, plan
+from saerand.rules import GPU_RULES
 from saerand.status import format_status, incomplete_outputs, main, slurm_queue, study_status
 from saerand.study import Study
 

@@ -1,8 +1,8 @@
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from saerand.config import SaeHyperparameters
 from saerand.sae_training import SaeTrainer, save_layer_checkpoint, train_layer_shard
+from saerand.study import SaeHyperparameters
 from saerand.tracking import CURVE_TAGS, run_directory
 
 from .test_sae_training import _resumed_settings, _shards

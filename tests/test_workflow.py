@@ -20,8 +20,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from saerand.cache import ActivationCache
-from saerand.config import sae_directory
 from saerand.dag import planned_jobs
+from saerand.paths import sae_directory
 
 from .conftest import REPO
 from .llm_double import write_llm_config
@@ -78,7 +78,7 @@ def test_paper_grid_dry_run(tmp_path):
         "cache_eval": 25,
         "cache_train_shard": 25 * 10,
         "collect_latents": 25,
-        "autointerp_tokens": 650,
+        "autointerp_cpu": 650,
         "autointerp_llm": 650,
         "llm_server": 65,
         "autointerp_figures": 10,
@@ -181,7 +181,7 @@ def test_autointerp_is_optional_and_covers_the_sweep_only_when_asked(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("--dry-run", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"))
     rules = {rule for rule, _ in planned_jobs(result.stdout)}
-    assert "finalize_sae" in rules and not rules & {"collect_latents", "autointerp_tokens", "autointerp_figures"}
+    assert "finalize_sae" in rules and not rules & {"collect_latents", "autointerp_cpu", "autointerp_figures"}
     assert sum(1 for rule, w in planned_jobs(result.stdout) if rule == "tokenize_text") == 2
     sweep_sae = "results/mini-neox/trained/x2-k4/layers.1/autointerp/tokens"
     config = yaml.safe_load(MINI.read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from saerand.config import SaeTarget
+from saerand.study import SaeTarget
 
 KEY_COLUMNS = ["model", "variant", "layer", "expansion_factor", "k"]
 
@@ -89,24 +89,14 @@ POOLED_COLUMNS = ("fuzz_auroc_pooled", "detection_auroc_pooled")
 ENTROPY_COLUMNS = ("entropy_nats", "entropy_normalised")
 
 
-def autointerp_directory(sae: SaeTarget, explainer: str) -> str:
-    return f"{sae.directory}/autointerp/{explainer}"
-
-
 def autointerp_columns(saes: Sequence[SaeTarget], explainers: Sequence[str]) -> pd.DataFrame:
     """Per SAE: mean AUROC of each scorer per explainer and the pooled one, with their bootstrap
     intervals, and the mean token entropy (the same for every explainer: it comes from the explanation examples)."""
     rows = []
     for sae in saes:
-        row = {
-            "model": sae.model,
-            "variant": sae.variant,
-            "layer": sae.layer,
-            "expansion_factor": sae.expansion_factor,
-            "k": sae.k,
-        }
+        row = sae._asdict()
         for explainer in explainers:
-            summary = json.loads(Path(autointerp_directory(sae, explainer), "summary.json").read_text())
+            summary = json.loads(Path(sae.autointerp_directory(explainer), "summary.json").read_text())
             for column in SUMMARY_COLUMNS:
                 for suffix in ("", "_low", "_high"):
                     row[f"{column}_{explainer}{suffix}"] = summary[f"{column}{suffix}"]

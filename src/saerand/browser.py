@@ -28,22 +28,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .aggregate import autointerp_directory
 from .atomic import atomic_directory
-from .autointerp.report import latent_cache, window
+from .autointerp.figures import latent_cache, window
 from .autointerp.run import latent_dataset
 from .autointerp.scoring import SCORERS
-from .config import SaeTarget
 from .intervals import percentile_interval, resample_counts
-from .plots import VARIANT_STYLE
+from .study import SaeTarget
+from .variant_registry import VARIANTS, label
 
 SHADES = 10  # activation levels, relative to the latent's highest (as delphi normalises them)
 BINS = 24  # activation histogram
 
 
 def _order(sae: SaeTarget) -> tuple:
-    """Pages and columns by layer and size, then variant: trained first (VARIANT_STYLE's order)."""
-    return (sae.layer, sae.expansion_factor, sae.k, list(VARIANT_STYLE).index(sae.variant))
+    """Pages and columns by layer and size, then variant: trained first (the registry's order)."""
+    return (sae.layer, sae.expansion_factor, sae.k, list(VARIANTS).index(sae.variant))
 
 
 def weighted_auroc(activating: Sequence[bool], probability: Sequence[float], weights: np.ndarray) -> np.ndarray:
@@ -115,7 +114,7 @@ def latent_views(
 def scored_latents(sae: SaeTarget, explainer: str, settings: dict) -> tuple[list[dict], dict]:
     """The SAE's latents.jsonl entries in draw order, each scored one with `<scorer>_auroc_low` and
     `_high` (its samples resampled with the study's seed and resamples), and its summary.json."""
-    directory = Path(autointerp_directory(sae, explainer))
+    directory = Path(sae.autointerp_directory(explainer))
     entries = [json.loads(line) for line in (directory / "latents.jsonl").read_text().splitlines()]
     # Without a scored latent, samples.csv has no columns.
     scored = any("failed" not in entry for entry in entries)
@@ -216,7 +215,7 @@ def page(title: str, body: str, provenance: Mapping[str, Any]) -> str:
 
 
 def _label(sae: SaeTarget) -> str:
-    return f"{VARIANT_STYLE[sae.variant][0]}, layer {sae.layer}, x{sae.expansion_factor}-k{sae.k}"
+    return f"{label(sae.variant)}, layer {sae.layer}, x{sae.expansion_factor}-k{sae.k}"
 
 
 def sae_page_name(sae: SaeTarget) -> str:
@@ -299,8 +298,7 @@ def comparison_page(
     columns = sorted(saes, key=_order)
     latents = {sae: [e for e in scored[sae][0] if "failed" not in e] for sae in columns}
     header = "".join(
-        f'<th><a href="{sae_page_name(sae)}">{_text(VARIANT_STYLE[sae.variant][0])}</a>'
-        f"{_summary_line(scored[sae][1])}</th>"
+        f'<th><a href="{sae_page_name(sae)}">{_text(label(sae.variant))}</a>{_summary_line(scored[sae][1])}</th>'
         for sae in columns
     )
     rows = []

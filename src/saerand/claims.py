@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import autointerp_directory
-from .config import SaeHyperparameters, SaeTarget
 from .intervals import percentile_interval
+from .study import SaeHyperparameters, SaeTarget
+from .variant_registry import LEARNED, RESAMPLED, VARIANTS
 
-NON_RANDOM = ("trained", "control")
 # Resampled over each SAE's own sampled latents (not the shared held-out sequences).
 LATENT_COLUMNS = ("fuzz_auroc", "detection_auroc", "entropy")
 COLUMNS = [
@@ -126,7 +125,7 @@ def replicates_of(sae: SaeTarget, explainers: Sequence[str]) -> Result:
     points = dict(record["metrics"])
     replicates = {name: np.asarray(values, dtype=float) for name, values in record["bootstrap"]["replicates"].items()}
     for explainer in explainers:
-        summary = json.loads(Path(autointerp_directory(sae, explainer), "summary.json").read_text())
+        summary = json.loads(Path(sae.autointerp_directory(explainer), "summary.json").read_text())
         for column in ("fuzz_auroc", "entropy_normalised"):
             name = column if column.startswith("entropy") else f"{column}_{explainer}"
             points[name] = summary[column]
@@ -200,7 +199,7 @@ class ClaimSaes:
         return sorted({model for model, _, _ in self.at})
 
     def variants(self, model: str) -> list[str]:
-        return sorted({v for m, v, _ in self.at if m == model}, key=lambda v: (v in NON_RANDOM, v))
+        return sorted({v for m, v, _ in self.at if m == model}, key=lambda v: (v in LEARNED, v))
 
     def layers(self, model: str, variants: Sequence[str], column: str) -> list[int]:
         """The layers where every one of `variants` has `column`."""
@@ -249,7 +248,8 @@ def similarity_claims(study: ClaimSaes, metrics: Mapping[str, str], margins: Map
     `margins`: label -> margin (AUROC columns take the margin of 'fuzz_auroc')."""
     rows = []
     for model in study.models():
-        for variant in [v for v in study.variants(model) if v != "trained"]:
+        # Every random variant, and the control (other learned variants make no claim here).
+        for variant in [v for v in study.variants(model) if VARIANTS[v].random_weights or v == "control"]:
             claim = "trained and control similar" if variant == "control" else "trained and random similar"
             for label, column in metrics.items():
                 for layer in study.layers(model, ["trained", variant], column):
@@ -268,7 +268,7 @@ def closer_than_control_claims(study: ClaimSaes, metrics: Mapping[str, str]) -> 
     closer to the trained model than the control is."""
     rows = []
     for model in study.models():
-        randoms = [v for v in study.variants(model) if v not in NON_RANDOM]
+        randoms = [v for v in study.variants(model) if v not in LEARNED]
         for variant in randoms:
             for column in metrics.values():
                 for layer in study.layers(model, ["trained", "control", variant], column):
@@ -320,7 +320,7 @@ def step0_claims(study: ClaimSaes, columns: Sequence[str]) -> list[dict]:
     the re-randomised variant is closer to the trained model."""
     rows = []
     for model in study.models():
-        rerandomised = [v for v in study.variants(model) if v.startswith("rerandomized")]
+        rerandomised = [v for v in study.variants(model) if v in RESAMPLED]
         if "step0" not in study.variants(model) or "trained" not in study.variants(model):
             continue
         for variant in rerandomised:
@@ -442,66 +442,54 @@ def sweep_ordering_claims(study: ClaimSaes, metrics: Mapping[str, str]) -> list[
     return rows
 
 
+def _worst_gap(
+    study: ClaimSaes, model: str, layers: Sequence[int], column: str, higher: Sequence[str], lower: Sequence[str]
+) -> tuple[float, np.ndarray]:
+    """min over layers of (min over `higher` - max over `lower`), with its bootstrap replicates."""
+    estimates, replicates = [], []
+    for layer in layers:
+        high = [study.value(model, v, layer, column) for v in higher]
+        low = [study.value(model, v, layer, column) for v in lower]
+        estimates.append(min(v[0] for v in high) - max(v[0] for v in low))
+        replicates.append(np.min([v[1] for v in high], axis=0) - np.max([v[1] for v in low], axis=0))
+    return float(min(estimates)), np.min(replicates, axis=0)
+
+
 def entropy_claims(study: ClaimSaes, column: str = "entropy_normalised") -> list[dict]:
+    """Per model, over all its layers: the control's token entropy highest, the random variants'
+    lowest, and the trained model's rising with depth."""
     rows = []
     for model in study.models():
         variants = [v for v in study.variants(model) if study.layers(model, [v], column)]
         layers = study.layers(model, variants, column)
         if not variants or not layers:
             continue
-        randoms = [v for v in variants if v not in NON_RANDOM]
-
-        def gap(higher: Sequence[str], lower: Sequence[str], model=model, layers=layers) -> tuple[float, np.ndarray]:
-            """min over layers of (min over `higher` - max over `lower`)."""
-            estimates, replicates = [], []
-            for layer in layers:
-                high = [study.value(model, v, layer, column) for v in higher]
-                low = [study.value(model, v, layer, column) for v in lower]
-                estimates.append(min(v[0] for v in high) - max(v[0] for v in low))
-                replicates.append(np.min([v[1] for v in high], axis=0) - np.max([v[1] for v in low], axis=0))
-            return float(min(estimates)), np.min(replicates, axis=0)
-
+        randoms = [v for v in variants if v not in LEARNED]
+        kept = [v for v in LEARNED if v in variants]
+        claims = []
         if "control" in variants and len(variants) > 1:
             others = [v for v in variants if v != "control"]
-            estimate, replicates = gap(["control"], others)
-            rows.append(
-                row(
-                    model,
-                    "all",
+            claims.append(
+                (
                     "control has the highest token entropy",
-                    column,
                     f"control - max({', '.join(others)})",
-                    estimate,
-                    replicates,
+                    _worst_gap(study, model, layers, column, ["control"], others),
                 )
             )
-        kept = [v for v in NON_RANDOM if v in variants]
         if randoms and kept:
-            estimate, replicates = gap(kept, randoms)
-            rows.append(
-                row(
-                    model,
-                    "all",
+            claims.append(
+                (
                     "random variants have the lowest token entropy",
-                    column,
                     f"min({', '.join(kept)}) - max({', '.join(randoms)})",
-                    estimate,
-                    replicates,
+                    _worst_gap(study, model, layers, column, kept, randoms),
                 )
             )
         if "trained" in variants and len(layers) > 1:
-            estimate, replicates = _slope_of([study.value(model, "trained", layer, column) for layer in layers], layers)
-            rows.append(
-                row(
-                    model,
-                    "all",
-                    "trained token entropy rises with depth",
-                    column,
-                    "slope over layers (per layer)",
-                    estimate,
-                    replicates,
-                )
+            trained = [study.value(model, "trained", layer, column) for layer in layers]
+            claims.append(
+                ("trained token entropy rises with depth", "slope over layers (per layer)", _slope_of(trained, layers))
             )
+        rows += [row(model, "all", claim, column, statistic, *estimate) for claim, statistic, estimate in claims]
     return rows
 
 

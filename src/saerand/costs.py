@@ -14,18 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saerand.config import (
-    ConfigError,
-    SaeHyperparameters,
-    SaeTarget,
-    sae_hyperparameters,
-    selected_layers,
-    sweep_layers,
-    toy_latent_counts,
-)
+from saerand.config import ConfigError
 from saerand.device_rates import DeviceRates, newest_gpu_rates
-from saerand.layout import GPU_RULES
-from saerand.study import Study
+from saerand.rules import GPU_RULES
+from saerand.settings import ModelSettings, study_settings
+from saerand.study import SaeHyperparameters, SaeTarget, Study, toy_latent_counts
 
 SCORERS = ("fuzz", "detection")  # delphi's, both run per latent (saerand.autointerp.scoring)
 PYTHIA_VOCAB = 50304  # padded; hub and local models are Pythias, the embedded model has its own
@@ -73,9 +66,9 @@ class ModelSize:
     dtype: str
 
     @classmethod
-    def of(cls, model: dict[str, Any], vocab: int = PYTHIA_VOCAB) -> ModelSize:
+    def of(cls, model: ModelSettings, vocab: int = PYTHIA_VOCAB) -> ModelSize:
         """A `models` entry's shapes (its vocabulary is given only for the embedded model)."""
-        return cls(model["n_layers"], model["d_model"], vocab, model["dtype"])
+        return cls(model.n_layers, model.d_model, vocab, model.dtype)
 
     def block_params(self) -> int:
         # GPT-NeoX block: fused QKV + output projection (4 d^2) and a 4x MLP (8 d^2).
@@ -149,7 +142,7 @@ class JobCost:
 
 
 class StudyCosts:
-    """Per-job costs of one validated study configuration."""
+    """Per-job costs of one validated study configuration, read from its typed settings and its Study."""
 
     def __init__(
         self,
@@ -160,12 +153,17 @@ class StudyCosts:
     ):
         """`gpu_runtime_cap`: the GPU partition's time limit in minutes (None: none), which an LLM
         server's batch of SAEs must fit in. `rates`: the GPU's (default: the newest bench file's)."""
-        self.config = config
+        self.settings = study_settings(config)
         self.rates = newest_gpu_rates() if rates is None else rates
         self.study = Study.of(config) if study is None else study
-        self.context = config["tokens"]["context_length"]
-        self.eval_tokens = config["tokens"]["eval_tokens"] // self.context * self.context
-        self.cache_bytes = CACHE_BYTES[config["cache"]["dtype"]]
+        self.context = self.settings.tokens.context_length
+        self.eval_tokens = self.settings.tokens.eval_tokens // self.context * self.context
+        self.cache_bytes = CACHE_BYTES[self.settings.cache.dtype]
+        self._layer_points: dict[tuple[str, int], list[SaeHyperparameters]] = {}
+        for target in self.study.targets:
+            points = self._layer_points.setdefault((target.model, target.layer), [])
+            if target.hyperparameters not in points:
+                points.append(target.hyperparameters)
         self.lanes = self._scratch_lanes()
         self.saes_per_server = self._saes_per_server(gpu_runtime_cap)
 
@@ -176,7 +174,7 @@ class StudyCosts:
 
     def _scratch_lanes(self) -> int | None:
         """How many chains may hold training activations at once within `scratch_budget`."""
-        budget = self.config["scratch_budget"]
+        budget = self.settings.scratch_budget
         if budget is None or not self.study.chains:
             return None
         largest = max(self.chain_scratch_bytes(model) for model, _ in self.study.chains)
@@ -194,11 +192,16 @@ class StudyCosts:
         return self.study.chains[index - self.lanes] if self.lanes and index >= self.lanes else None
 
     def size(self, model: str) -> ModelSize:
-        spec, embedded = self.config["models"][model], self.config.get("embedded_model")
-        return ModelSize.of(spec, embedded["tokenizer"]["vocab_size"]) if spec.get("embedded") else ModelSize.of(spec)
+        spec = self.settings.models[model]
+        return (
+            ModelSize.of(spec, self.settings.embedded_model.tokenizer.vocab_size)
+            if spec.embedded
+            else ModelSize.of(spec)
+        )
 
     def cached_layers(self, model: str) -> list[int]:
-        return sorted(set(selected_layers(self.config["models"][model])) | set(sweep_layers(self.config, model)))
+        """The layers an SAE trains on, the sweep's included: what caching stores."""
+        return sorted(layer for m, layer in self._layer_points if m == model)
 
     def shard_tokens(self, shard: int) -> int:
         start, stop = self.study.shards[shard]
@@ -230,26 +233,26 @@ class StudyCosts:
 
     def layer_points(self, model: str, layer: int) -> list[SaeHyperparameters]:
         """The SAEs trained together on one layer (the study's own and the sweep's)."""
-        return sae_hyperparameters(self.config, model, layer)
+        return self._layer_points[model, layer]
 
     def _sae_state_bytes(self, d_model: int, expansion_factor: int) -> int:
-        sae = self.config["sae"]
-        return sae_state_bytes(d_model, expansion_factor, sae["optimizer"], sae["adam_8bit"])
+        sae = self.settings.sae
+        return sae_state_bytes(d_model, expansion_factor, sae.optimizer, sae.adam_8bit)
 
     def _chunk_tokens(self) -> int:
         """Tokens of one forward and backward pass of an SAE: a batch, or a chunk of one."""
-        sae = self.config["sae"]
-        return sae["batch_size"] * self.context // sae["micro_acc_steps"]
+        sae = self.settings.sae
+        return sae.batch_size * self.context // sae.micro_acc_steps
 
     def train_layer_shard(self, model: str, layer: int, shard: int) -> JobCost:
         """Training every SAE of a layer on one shard from one read of each batch."""
         d_model = self.size(model).d_model
         points = self.layer_points(model, layer)
-        sae = self.config["sae"]
+        sae = self.settings.sae
         states = sum(self._sae_state_bytes(d_model, p.expansion_factor) for p in points)
-        chunk = self.config["cache"]["chunk_rows"] * d_model * 4
-        batch_tokens = sae["batch_size"] * self.context
-        accumulation = {"grad_acc_steps": sae["grad_acc_steps"], "micro_acc_steps": sae["micro_acc_steps"]}
+        chunk = self.settings.cache.chunk_rows * d_model * 4
+        batch_tokens = sae.batch_size * self.context
+        accumulation = {"grad_acc_steps": sae.grad_acc_steps, "micro_acc_steps": sae.micro_acc_steps}
         work = [
             sae_training_work(d_model, p.expansion_factor, self.shard_tokens(shard), batch_tokens, **accumulation)
             for p in points
@@ -258,7 +261,7 @@ class StudyCosts:
         return JobCost(
             flops=total["flops"],
             # The mixing window in float32 and its permuted copy, one chunk read, one pending.
-            host_memory_bytes=2 * states + (2 * sae["buffer_window_chunks"] + 2) * chunk + 4 * 2**30,
+            host_memory_bytes=2 * states + (2 * sae.buffer_window_chunks + 2) * chunk + 4 * 2**30,
             disk_bytes=states,
             startup_minutes=SAE_STARTUP_MINUTES,
             memory_bytes=total["memory_bytes"],
@@ -290,11 +293,11 @@ class StudyCosts:
 
     def layer_step_gpu_bytes(self, model: str, layer: int) -> int:
         """Peak GPU memory of a layer's training job: every SAE's state resident, one SAE's pass at a time."""
-        d_model, sae = self.size(model).d_model, self.config["sae"]
+        d_model, sae = self.size(model).d_model, self.settings.sae
         points = self.layer_points(model, layer)
         states = [self._sae_state_bytes(d_model, p.expansion_factor) for p in points]
         passes = [
-            sae_train_gpu_bytes(d_model, p.expansion_factor, sae["optimizer"], self._chunk_tokens(), sae["adam_8bit"])
+            sae_train_gpu_bytes(d_model, p.expansion_factor, sae.optimizer, self._chunk_tokens(), sae.adam_8bit)
             for p in points
         ]
         return sum(states) + max(step - state for step, state in zip(passes, states))
@@ -305,7 +308,7 @@ class StudyCosts:
         model_flops = 3 * size.forward_flops_per_token(size.n_layers - 1, self.context, logits=True)
         sae_flops = 2 * size.d_model * sae_latents(size.d_model, target.expansion_factor)
         state = sae_state_bytes(size.d_model, target.expansion_factor, "signum")
-        ce_sequences = self.config["evaluation"]["ce_sequences"]
+        ce_sequences = self.settings.evaluation.ce_sequences
         ce_tokens = self.eval_tokens if ce_sequences is None else min(self.eval_tokens, ce_sequences * self.context)
         return JobCost(
             flops=ce_tokens * model_flops + self.eval_tokens * sae_flops,
@@ -315,7 +318,7 @@ class StudyCosts:
 
     def collect_latents(self, model: str) -> JobCost:
         """One pass over the auto-interp tokens, each auto-interpreted SAE encoding its layer."""
-        size, tokens = self.size(model), self.config["autointerp"]["tokens"]
+        size, tokens = self.size(model), self.settings.autointerp.tokens
         saes = {(t.layer, t.expansion_factor) for t in self.study.autointerp_targets if t.model == model}
         encode = sum(2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
         weights = sum(4 * 2 * size.d_model * sae_latents(size.d_model, expansion) for _, expansion in saes)
@@ -331,24 +334,24 @@ class StudyCosts:
         (examples_per_prompt samples each), and the answers. With vLLM's prefix cache
         (`prefix_cached`, by default autointerp.llm.prefix_caching) the fixed part of each prompt,
         the same for every latent, is computed once per server, so none of it counts here."""
-        settings = self.config["autointerp"]
-        cached = settings["llm"]["prefix_caching"] if prefix_cached is None else prefix_cached
-        example = settings["example_context"]
+        settings = self.settings.autointerp
+        cached = settings.llm.prefix_caching if prefix_cached is None else prefix_cached
+        example = settings.example_context
         explain = (0 if cached else EXPLAIN_FIXED_TOKENS) + (
-            settings["explanation_examples"] * example * EXPLAIN_TOKENS_PER_EXAMPLE_TOKEN
+            settings.explanation_examples * example * EXPLAIN_TOKENS_PER_EXAMPLE_TOKEN
         )
-        per_prompt = settings["llm"]["examples_per_prompt"]
-        prompts = (settings["test_examples"] + settings["non_activating"]) / per_prompt
+        per_prompt = settings.llm.examples_per_prompt
+        prompts = (settings.test_examples + settings.non_activating) / per_prompt
         score = prompts * ((0 if cached else SCORE_FIXED_TOKENS) + per_prompt * example * SCORE_TOKENS_PER_SAMPLE_TOKEN)
         return explain + len(SCORERS) * score + (1 + len(SCORERS) * prompts) * ANSWER_TOKENS
 
     def autointerp_llm(self, sharing: float = 1.0, prefix_cached: bool | None = None) -> JobCost:
         """One SAE's latents explained and scored by the served LLM (2 FLOPs per parameter and token);
         with `sharing` SAEs per server GPU, the FLOPs its job waits for."""
-        settings = self.config["autointerp"]
-        tokens = settings["latents"] * self.llm_tokens_per_latent(prefix_cached)
+        settings = self.settings.autointerp
+        tokens = settings.latents * self.llm_tokens_per_latent(prefix_cached)
         return JobCost(
-            flops=sharing * 2 * settings["llm"]["parameters"] * tokens,
+            flops=sharing * 2 * settings.llm.parameters * tokens,
             host_memory_bytes=2 * 2**30,
             startup_minutes=LLM_STARTUP_MINUTES,
         )
@@ -356,14 +359,14 @@ class StudyCosts:
     def _saes_per_server(self, gpu_runtime_cap: float | None) -> int:
         """SAEs one LLM server serves: autointerp.llm.saes_per_server, fewer where that many would not
         finish within the GPU partition's time limit (at least one: its clients resume latent by latent)."""
-        autointerp = self.config.get("autointerp")
+        autointerp = self.settings.autointerp
         if not autointerp:
             return 1
-        llm = autointerp["llm"]
-        wanted = llm["saes_per_server"]
+        llm = autointerp.llm
+        wanted = llm.saes_per_server
         if gpu_runtime_cap is None:
             return wanted
-        one_sae = RUNTIME_MARGIN * self.job_seconds("autointerp_llm", self.autointerp_llm(sharing=1 / llm["gpus"])) / 60
+        one_sae = RUNTIME_MARGIN * self.job_seconds("autointerp_llm", self.autointerp_llm(sharing=1 / llm.gpus)) / 60
         fitting = math.floor((gpu_runtime_cap - LLM_STARTUP_MINUTES) / one_sae) if one_sae > 0 else wanted
         return max(1, min(wanted, fitting))
 
@@ -380,19 +383,19 @@ class StudyCosts:
         return spec["limit"] or GLOVE_ROWS, dims
 
     def toy_on_gpu(self, dataset: str) -> bool:
-        return self.study.toy_datasets[dataset]["source"] in self.config["toy"]["gpu_sources"]
+        return self.study.toy_datasets[dataset]["source"] in self.settings.toy.gpu_sources
 
     def toy_sweep(self, dataset: str) -> JobCost:
         """One seed of a toy dataset: an L1 SAE per (kind, latent count, L1 coefficient)."""
         samples, dims = self.toy_shape(dataset)
-        sae = self.config["toy"]["sae"]
+        sae = self.settings.toy.sae
         latents = toy_latent_counts(self.study.toy_datasets[dataset], dims)
-        saes_per_latent_count = TOY_KINDS * sae["l1_coefficients"]["n"]
-        train = samples * (1 - sae["validation_fraction"])
-        steps = saes_per_latent_count * len(latents) * sae["epochs"] * math.ceil(train / sae["batch_size"])
+        saes_per_latent_count = TOY_KINDS * sae.l1_coefficients.n
+        train = samples * (1 - sae.validation_fraction)
+        steps = saes_per_latent_count * len(latents) * sae.epochs * math.ceil(train / sae.batch_size)
         # Encoder and decoder, forward and backward: 12 d n FLOPs per sample and latent count n. On a
         # GPU these small steps are bound by their fixed cost, not their FLOPs.
-        flops = saes_per_latent_count * sum(sae["epochs"] * train * 12 * dims * n for n in latents)
+        flops = saes_per_latent_count * sum(sae.epochs * train * 12 * dims * n for n in latents)
         data_bytes = (TOY_KINDS + 1) * samples * dims * 4
         return JobCost(
             flops=flops, host_memory_bytes=2 * data_bytes + 4 * 2**30, startup_minutes=SAE_STARTUP_MINUTES, steps=steps
@@ -411,20 +414,14 @@ class StudyCosts:
         if rule == "train_layer_shard":
             return self.train_layer_shard(wildcards["model"], int(wildcards["layer"]), int(wildcards["shard"]))
         if rule in ("finalize_sae", "evaluate_sae", "export_saelens"):
-            target = SaeTarget(
-                wildcards["model"],
-                wildcards["variant"],
-                int(wildcards["layer"]),
-                int(wildcards["expansion"]),
-                int(wildcards["k"]),
-            )
+            target = SaeTarget.from_wildcards(wildcards)
             per_sae = {"finalize_sae": self.finalize_sae, "evaluate_sae": self.evaluate_sae}
             return per_sae.get(rule, self.export_saelens)(target)
         if rule in ("toy_sweep", "toy_sweep_gpu"):
             return self.toy_sweep(wildcards["toy_dataset"])
         if rule == "autointerp_llm":
             # The SAEs of a server share it at once: each one's job takes as long as the group's work.
-            return self.autointerp_llm(sharing=self.saes_per_server / self.config["autointerp"]["llm"]["gpus"])
+            return self.autointerp_llm(sharing=self.saes_per_server / self.settings.autointerp.llm.gpus)
         return None
 
     def token_store_bytes(self, model: str) -> int:

@@ -13,7 +13,7 @@ from sparsify.data import chunk_and_tokenize
 from tqdm.auto import tqdm
 
 from .atomic import atomic_directory
-from .fetch import local_dataset_spec
+from .fetch.offline import local_dataset_spec
 from .stores import damaged_chunk
 
 # Documents tokenized per round; we stop as soon as enough sequences exist.

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .fetch import HubArtefact, cached_snapshot, is_hub_id
+from .fetch.artefacts import HubArtefact, is_hub_id
+from .fetch.offline import cached_snapshot
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -23,13 +23,16 @@ from typing import Any
 import yaml
 from snakemake.io import glob_wildcards
 
-from saerand.config import SCHEMA, SaeTarget, glove_paths, load_config
-from saerand.costs import StudyCosts
+from saerand.autointerp.explainers import SERVED
+from saerand.config import SCHEMA, load_config
+from saerand.costs import MODEL_BYTES, PYTHIA_VOCAB, ModelSize, StudyCosts
 from saerand.dag import PlannedJob, study_jobs
 from saerand.device_rates import DeviceRates
-from saerand.fetch import study_artefacts
-from saerand.layout import (
+from saerand.fetch.artefacts import HubArtefact, hub_dataset, llm_artefact, study_artefacts
+from saerand.rules import (
     BENCHMARKS,
+    CPU_AUTOINTERP_GROUP,
+    CPU_AUTOINTERP_GROUP_RULES,
     FINISH_GROUP,
     FINISH_GROUP_RULES,
     GPU_RULES,
@@ -37,9 +40,8 @@ from saerand.layout import (
     LOCAL_RULES,
     SHARD_GROUP,
     SHARD_GROUP_RULES,
-    TOKENS_GROUP,
-    TOKENS_GROUP_RULES,
 )
+from saerand.study import SaeTarget, glove_paths
 from saerand.toy.glove import GLOVE_ARCHIVE_FILES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,9 +98,13 @@ def measured_scale(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[float
     for rule, pattern in BENCHMARKS.items():
         predicted = seconds = 0.0
         files = 0
-        # The rule's own pattern, each wildcard one path component.
+        # The rule's own pattern, each wildcard one path component (an explainer one the rule runs).
         found = glob_wildcards(
-            re.sub(r"\{(\w+)\}", r"{\1,[^/]+}", str(benchmarks / pattern.removeprefix("benchmarks/")))
+            re.sub(
+                r"\{(\w+)\}",
+                lambda name: f"{{{name[1]},{'|'.join(SERVED) if name[1] == 'explainer' else '[^/]+'}}}",
+                str(benchmarks / pattern.removeprefix("benchmarks/")),
+            )
         )
         for values in sorted(zip(*found)):
             wildcards = dict(zip(found._fields, values))
@@ -106,7 +112,7 @@ def measured_scale(costs: StudyCosts, benchmarks: Path) -> dict[str, tuple[float
             known = (
                 wildcards["toy_dataset"] in costs.study.toy_datasets
                 if rule == "toy_sweep_gpu"
-                else wildcards["model"] in costs.config["models"]
+                else wildcards["model"] in costs.settings.models
             )
             if not known:
                 continue
@@ -140,11 +146,11 @@ def cluster_jobs(jobs: list[PlannedJob], finish_batch: int) -> int:
     finish_groups = sum(math.ceil(n / finish_batch) for n in saes_per_finish_group.values())
     llm_groups = sum(1 for job in jobs if job.rule == "llm_server")
     saes_per_tokens_group = Counter(
-        TOKENS_GROUP.format(**job.wildcards) for job in jobs if job.rule in TOKENS_GROUP_RULES
+        CPU_AUTOINTERP_GROUP.format(**job.wildcards) for job in jobs if job.rule in CPU_AUTOINTERP_GROUP_RULES
     )
-    tokens_batch = group_components(TOKENS_GROUP)
-    tokens_groups = sum(math.ceil(n / tokens_batch) for n in saes_per_tokens_group.values())
-    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES + TOKENS_GROUP_RULES + LOCAL_RULES
+    cpu_autointerp_batch = group_components(CPU_AUTOINTERP_GROUP)
+    tokens_groups = sum(math.ceil(n / cpu_autointerp_batch) for n in saes_per_tokens_group.values())
+    grouped = SHARD_GROUP_RULES + FINISH_GROUP_RULES + LLM_GROUP_RULES + CPU_AUTOINTERP_GROUP_RULES + LOCAL_RULES
     ungrouped = sum(1 for job in jobs if job.rule not in grouped)
     return len(shard_groups) + finish_groups + llm_groups + tokens_groups + ungrouped
 
@@ -156,13 +162,12 @@ def job_seconds(costs: StudyCosts, job: PlannedJob) -> float:
     return costs.job_seconds(job.rule, cost) if cost else 0.0
 
 
-def disk_high_water(config: dict[str, Any], costs: StudyCosts | None = None) -> dict[str, int]:
+def disk_high_water(costs: StudyCosts, downloads: dict[str, tuple[float, float]]) -> dict[str, int]:
     """Bytes each stage holds on disk at its most: what the study's storage must have room for."""
-    costs = StudyCosts(config) if costs is None else costs
-    models = list(config["models"])
-    pairs = [(model, variant) for model in models for variant in config["variants"]]
+    models = list(costs.settings.models)
+    pairs = [(model, variant) for model in models for variant in costs.settings.variants]
     disk = {"tokens": sum(costs.token_store_bytes(model) for model in models)}
-    if config["cache"]["node_local_dir"] is None:
+    if costs.settings.cache.node_local_dir is None:
         # At most two shards per (model, variant) at once (the lookahead); every (model, variant) at
         # once, or as many as the scratch budget lets train together (the largest ones).
         disk["training activations (temporary)"] = sum(
@@ -176,16 +181,15 @@ def disk_high_water(config: dict[str, Any], costs: StudyCosts | None = None) -> 
         ),
         "SAEs": sum(costs.finalize_sae(t).disk_bytes for t in costs.study.targets),
     }
-    disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads_of(config).values())
+    disk["downloads (hf_home, GloVe)"] = sum(on_disk for _, on_disk in downloads.values())
     return disk
 
 
-def node_local_bytes(config: dict[str, Any], costs: StudyCosts | None = None) -> int | None:
+def node_local_bytes(costs: StudyCosts) -> int | None:
     """The node-local disk one GPU job needs with config `cache.node_local_dir`: its shard, the
     largest of the study (None: shards are on the shared filesystem)."""
-    if config["cache"]["node_local_dir"] is None:
+    if costs.settings.cache.node_local_dir is None:
         return None
-    costs = StudyCosts(config) if costs is None else costs
     shards = range(len(costs.study.shards))
     return max(
         (costs.cache_train_shard(model, s).disk_bytes for model, _ in costs.study.chains for s in shards), default=0
@@ -220,7 +224,8 @@ def plan(
         per_latent = {cached: costs.llm_tokens_per_latent(cached) for cached in (True, False)}
         scale = rules["autointerp_llm"].gpu_hours / costs.llm_tokens_per_latent()
         llm_gpu_hours = {"prefix cache on": scale * per_latent[True], "prefix cache off": scale * per_latent[False]}
-    disk = disk_high_water(config, costs)
+    downloads = downloads_of(config)
+    disk = disk_high_water(costs, downloads)
     largest = max(costs.study.targets, key=lambda t: costs.size(t.model).d_model ** 2 * t.expansion_factor)
     step_gpu_bytes = max(costs.layer_step_gpu_bytes(model, layer) for model, _, layer in costs.study.training_layers)
     batch = group_components(FINISH_GROUP) if finish_batch is None else finish_batch
@@ -238,18 +243,31 @@ def plan(
         lanes=costs.lanes,
         training_hours=max(hours.values(), default=0.0),
         training_hours_in_budget=in_budget,
-        downloads=downloads_of(config),
-        download_mb_s=config["prefetch"]["bandwidth_mb_s"],
-        node_local_bytes=node_local_bytes(config, costs),
+        downloads=downloads,
+        download_mb_s=costs.settings.prefetch.bandwidth_mb_s,
+        node_local_bytes=node_local_bytes(costs),
         llm_gpu_hours=llm_gpu_hours,
         rates=costs.rates,
     )
 
 
+def download_estimate(config: dict[str, Any], artefact: HubArtefact) -> float:
+    """Bytes of a hub artefact: a dataset's and the LLM's as configured (download_bytes, weights_bytes;
+    0 where a dataset gives none), a subject model's from its shapes, stored as Pythia's in float16."""
+    if artefact.repo_type == "dataset":
+        specs = [spec for spec in config["datasets"].values() if isinstance(spec, dict)]
+        return max((spec.get("download_bytes") or 0.0 for spec in specs if hub_dataset(spec) == artefact), default=0.0)
+    if artefact == llm_artefact(config):
+        return config["autointerp"]["llm"]["weights_bytes"]
+    model = next(model for model in config["models"].values() if model.get("hub_id") == artefact.repo_id)
+    checkpoint = ModelSize(model["n_layers"], model["d_model"], PYTHIA_VOCAB, "float16")
+    return MODEL_BYTES[checkpoint.dtype] * checkpoint.params()
+
+
 def downloads_of(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Everything a fresh study fetches (workflow/rules/prefetch.smk): hub artefacts by record name,
     and glove.6B.zip, with the bytes of its configured files once unzipped (the zip is removed)."""
-    downloads = {name: (artefact.download_bytes or 0.0,) * 2 for name, artefact in study_artefacts(config).items()}
+    downloads = {name: (download_estimate(config, artefact),) * 2 for name, artefact in study_artefacts(config).items()}
     glove = {Path(path).name for path in glove_paths(config)}
     if glove & set(GLOVE_ARCHIVE_FILES):
         downloads["glove.6B.zip"] = (

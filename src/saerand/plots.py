@@ -16,15 +16,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from .atomic import atomic_file  # noqa: E402
+from .autointerp.explainers import EXPLAINERS  # noqa: E402
+from .variant_registry import VARIANTS  # noqa: E402
 
-# The paper's colours and legend names (Figure 3).
-VARIANT_STYLE = {
-    "trained": ("Trained", "tab:gray"),
-    "rerandomized_excl_emb": ("Randomized excl emb", "tab:blue"),
-    "control": ("Control", "black"),
-    "step0": ("Step 0", "tab:green"),
-    "rerandomized_incl_emb": ("Randomized incl emb", "tab:orange"),
-}
 # Which held-out columns the explained variance and cosine rows draw (saerand.metrics computes
 # both readings for every SAE): SAEBench's per-token ratios with BOS/EOS/pad masked, or the
 # pooled ratio over every position.
@@ -43,18 +37,15 @@ FIGURE3_METRICS = {
     "l1": "L1 Norm",
     "ce_loss_score": "CE Loss Score (Trained)",
     "dead_fraction": "Dead Fraction",
-    "fuzz_auroc_llm": "Fuzzing AUROC\n(LLM)",
-    "fuzz_auroc_tokens": "Fuzzing AUROC\n(token null)",
+    **{f"fuzz_auroc_{name}": f"Fuzzing AUROC\n({e.figure_label})" for name, e in EXPLAINERS.items()},
     "entropy_normalised": "Token Entropy\n(normalised)",
 }
 
 
 def _variant_labels(variants: pd.Series) -> tuple[pd.Series, list[str]]:
-    """Each variant's label, and the labels present in VARIANT_STYLE's order (the legends' and rows')."""
+    """Each variant's label, and the labels present in the registry's order (the legends' and rows')."""
     present = set(variants)
-    return variants.map(lambda v: VARIANT_STYLE[v][0]), [
-        label for v, (label, _) in VARIANT_STYLE.items() if v in present
-    ]
+    return variants.map(lambda v: VARIANTS[v].label), [v.label for name, v in VARIANTS.items() if name in present]
 
 
 def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) -> sns.FacetGrid:
@@ -74,7 +65,7 @@ def _metric_grid(table: pd.DataFrame, x: str, reading: str, **relplot_kwargs) ->
     # As in the paper, the CE loss score row shows the trained model only.
     long = long[(long["metric"] != "ce_loss_score") | (long["variant"] == "trained")]
     long["Variant"], hue_order = _variant_labels(long["variant"])
-    palette = {name: colour for name, colour in VARIANT_STYLE.values()}
+    palette = {v.label: v.colour for v in VARIANTS.values()}
     grid = sns.relplot(
         data=long,
         x=x,
@@ -124,7 +115,7 @@ def _draw_intervals(grid: sns.FacetGrid, table: pd.DataFrame, x: str, metrics: l
             continue
         styles = ["k"] if "k" in rows.columns and rows["k"].nunique() > 1 else []
         for (variant, *_), line in rows.groupby(["variant", *styles]):
-            name, colour = VARIANT_STYLE[variant]
+            name, colour = VARIANTS[variant].label, VARIANTS[variant].colour
             if name not in hue_order:
                 continue
             bounds = line.groupby(x)[[f"{metric}_low", f"{metric}_high"]].mean().sort_index()

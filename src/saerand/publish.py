@@ -22,8 +22,10 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from .config import SaeTarget
-from .plots import READING_NOTES, READINGS, VARIANT_STYLE
+from .autointerp.explainers import EXPLAINERS
+from .plots import READING_NOTES, READINGS
+from .study import SaeTarget
+from .variant_registry import label
 
 SPARSIFY_FILES = ("cfg.json", "sae.safetensors", "provenance.json")
 SAELENS_DIR = "saelens"  # an SAE's SAELens export, beside its sae/ (and its folder in the repository)
@@ -32,10 +34,6 @@ CARD = "README.md"
 # A repository id as the hub takes it: owner/name.
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TAGS = ("sparse-autoencoder", "sparsify", "saerand")
-EXPLAINERS = {
-    "llm": "explainer `llm`: an LLM's explanations, as in the paper",
-    "tokens": "explainer `tokens`: a null explainer listing the most frequent activating tokens",
-}
 
 
 class PublishError(RuntimeError):
@@ -232,7 +230,7 @@ def model_card(
         (
             f"{len(saes)} top-k sparse autoencoders (SAEs) on the residual stream of transformers, made with "
             f'saerand to reproduce "{paper.title}" (Heap et al. 2025). The transformers\' variants: '
-            + ", ".join(f"`{v}` ({VARIANT_STYLE[v][0]})" if v in VARIANT_STYLE else f"`{v}`" for v in variants)
+            + ", ".join(f"`{v}` ({label(v)})" for v in variants)
             + "."
         ),
         "## Models\n\n" + "\n".join(model_lines),
@@ -252,7 +250,7 @@ def model_card(
             "sequences in brackets"
             + (
                 "; the fuzzing AUROC is the mean over sampled latents, with 95% bootstrap intervals over latents "
-                f"({'; '.join(EXPLAINERS.get(e, f'explainer `{e}`') for e in explainers)})."
+                f"({'; '.join(f'explainer `{e}`: {EXPLAINERS[e].description}' for e in explainers)})."
                 if explainers
                 else "."
             )

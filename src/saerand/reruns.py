@@ -18,9 +18,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-from .config import SCHEMA
+from .config import load_schema
 
 OPERATIONAL = "x-operational"
 OMIT_DEFAULT = "x-params-omit-default"
@@ -28,7 +26,7 @@ OMIT_DEFAULT = "x-params-omit-default"
 
 @functools.cache
 def _schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA.read_text())
+    return load_schema()
 
 
 def _section_schema(section: str) -> dict[str, Any]:

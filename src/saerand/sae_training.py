@@ -35,10 +35,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache, ReaderStats
-from .config import CURVE_FILE, SaeHyperparameters, sae_directory
 from .finished_sae import FINISHED
 from .models import resolve_device
+from .paths import CURVE_FILE, sae_directory
 from .settings import SaeSettings, from_config
+from .study import SaeHyperparameters
 from .topk_encoder import topk_before_relu
 from .tracking import CurveWriter, run_directory
 

@@ -81,7 +81,7 @@ class CacheSettings:
     batch_sequences: int
     compressor: str
     device: Device
-    node_local_dir: str | None  # where training shards live (saerand.layout.train_shard)
+    node_local_dir: str | None  # where training shards live (saerand.paths.train_shard)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ class LlmSettings:
 
 @dataclasses.dataclass(frozen=True)
 class AutointerpSettings:
-    explainers: list[Literal["tokens", "llm"]]
+    explainers: list[str]  # names in saerand.autointerp.explainers
     tokens: int
     context_length: int
     example_context: int

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from saerand.config import SCHEMA, SaeTarget, layer_checkpoint_directory, load_config
+from saerand.config import SCHEMA, load_config
 from saerand.costs import StudyCosts
 from saerand.dag import PlannedJob, study_jobs
-from saerand.layout import GPU_RULES
+from saerand.paths import layer_checkpoint_directory
 from saerand.planner import job_seconds, measured_scale
+from saerand.rules import GPU_RULES
+from saerand.study import SaeTarget
 
 STATES = ("done", "running", "waiting")
 
@@ -85,7 +87,7 @@ def study_status(
         raise FileNotFoundError(f"{directory}: no study there (--directory: where Snakemake runs the study)")
     costs = StudyCosts(config)
     incomplete = incomplete_outputs(directory)
-    explainers = config["autointerp"]["explainers"] if config.get("autointerp") else []
+    explainers = costs.settings.autointerp.explainers if costs.settings.autointerp else []
     interpreted = set(costs.study.autointerp_targets)
     status = Status(saes=len(costs.study.targets), queue=slurm_queue() if queue is None else queue)
 

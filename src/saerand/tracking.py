@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import SaeHyperparameters
+from .study import SaeHyperparameters
 
 # The curve's measures, as TensorBoard tags.
 CURVE_TAGS = {"fvu": "train/fvu", "fired_fraction": "train/fired_fraction", "dead_fraction": "train/dead_fraction"}

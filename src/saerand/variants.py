@@ -1,8 +1,8 @@
-"""The five subject-model variants of the paper (Section 3).
-
-trained, step0: checkpoints as published. rerandomized_incl_emb / _excl_emb: every parameter
-re-sampled IID Gaussian with that tensor's own mean and std (embeddings kept in _excl_emb).
-control: the trained model fed IID standard Gaussian vectors instead of token embeddings.
+"""Loading the subject-model variants of the paper (Section 3), as saerand.variant_registry
+describes each: a published checkpoint (trained, step0); re-sampled weights (rerandomized_incl_emb /
+_excl_emb: every parameter IID Gaussian with that tensor's own mean and std, the embeddings kept in
+_excl_emb); or Gaussian inputs (control: the trained model fed IID standard Gaussian vectors instead
+of token embeddings).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import revision_for
 from .models import fetched_commit, load_causal_lm
+from .study import revision_for
+from .variant_registry import registered_variant
 
 # Input embedding and unembedding (Pythia's `embed_out` is `lm_head` in transformers 5).
 EMBEDDING_PARAMETERS = ("gpt_neox.embed_in.weight", "lm_head.weight")
@@ -66,7 +67,7 @@ class SubjectModel:
     _noise: torch.Generator | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        if self.variant == "control":
+        if registered_variant(self.variant).inputs == "gaussian_noise":
             self._noise = torch.Generator().manual_seed(self.noise_seed)
 
     @property
@@ -87,6 +88,7 @@ def load_variant(
 ) -> tuple[SubjectModel, dict]:
     """Build one variant to read `split` (shard `shard` of it); returns it with the record that goes
     into provenance. `seed` re-samples the weights (the same model for every split and shard)."""
+    spec = registered_variant(variant)
     revision = revision_for(model_settings, variant)
     model = load_causal_lm(
         location, revision, n_layers=model_settings["n_layers"], dtype=model_settings["dtype"], device=device
@@ -95,11 +97,11 @@ def load_variant(
     commit = fetched_commit(location, revision)
     if commit:  # what a moving revision name (main) meant when this was made
         record["commit"] = commit
-    if variant.startswith("rerandomized"):
-        stats = rerandomize(model, keep_embeddings=variant == "rerandomized_excl_emb", seed=seed)
+    if spec.resampling != "none":
+        stats = rerandomize(model, keep_embeddings=spec.resampling == "excl_embeddings", seed=seed)
         record["resampled_parameters"] = len(stats)
     noise_seed = None
-    if variant == "control":
+    if spec.inputs == "gaussian_noise":
         noise_seed = control_noise_seed(seed, split, shard)
         record["control_inputs"] = {
             "noise": "IID N(0, I) per position via inputs_embeds",

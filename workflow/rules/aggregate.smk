@@ -6,7 +6,7 @@
 # inputs alone would rerun nothing and leave the dropped SAEs' rows in the table; a changed param
 # does rerun the job.
 
-from saerand.config import main_hyperparameters, sae_directory, sweep_layers
+from saerand.study import main_hyperparameters, sweep_layers
 
 # [model, variant, layer, expansion, k] of every SAE of the study, sorted.
 AGGREGATED_SAES = sorted([list(target) for target in SAE_TARGETS])
@@ -25,29 +25,29 @@ SWEEP_SELECTION = (
 
 rule aggregate_metrics:
     input:
-        metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in AGGREGATED_SAES],
+        metrics=[f"{SaeTarget(*sae).directory}/metrics.json" for sae in AGGREGATED_SAES],
         autointerp=(
-            [f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_TARGETS for e in AUTOINTERP["explainers"]]
+            [t.autointerp_directory(e) for t in AUTOINTERP_TARGETS for e in AUTOINTERP["explainers"]]
             if AUTOINTERP
             else []
         ),
     output:
         table=report(
-            "results/metrics.csv",
+            METRICS_TABLE,
             caption="../report/metrics_table.rst",
             category=SECTION3,
             subcategory="Tables",
             labels={"item": "metrics of every SAE"},
         ),
         provenance=report(
-            "results/metrics.provenance.json",
+            METRICS_PROVENANCE,
             caption="../report/provenance.rst",
             category=SECTION3,
             subcategory="Tables",
             labels={"item": "provenance of the metrics table"},
         ),
         figure=report(
-            "results/figures/sae_metrics.png",
+            SAE_METRICS_FIGURE,
             caption="../report/figure3.rst",
             category=SECTION3,
             subcategory="Figures",
@@ -75,10 +75,10 @@ rule aggregate_metrics:
 
 rule plot_hyperparameter_sweep:
     input:
-        table="results/metrics.csv",
+        table=METRICS_TABLE,
     output:
         report(
-            "results/figures/hyperparameter_sweep.png",
+            SWEEP_FIGURE,
             caption="../report/figure11.rst",
             category=SECTION3,
             subcategory="Figures",
@@ -109,21 +109,21 @@ CLAIM_TOY_DATASETS = [name for name in TOY_DATASETS if name == SUPERPOSITION]
 
 rule claims:
     input:
-        metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in CLAIM_SAES],
-        toy=[f"results/toy/{name}/metrics.csv" for name in CLAIM_TOY_DATASETS],
+        metrics=[f"{SaeTarget(*sae).directory}/metrics.json" for sae in CLAIM_SAES],
+        toy=[TOY_METRICS.format(toy_dataset=name) for name in CLAIM_TOY_DATASETS],
         autointerp=(
-            [f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_STUDY_TARGETS for e in AUTOINTERP["explainers"]]
+            [t.autointerp_directory(e) for t in AUTOINTERP_STUDY_TARGETS for e in AUTOINTERP["explainers"]]
             if AUTOINTERP
             else []
         ),
     output:
         table=report(
-            "results/claims.csv",
+            CLAIMS_TABLE,
             caption="../report/claims.rst",
             category=CLAIMS,
             labels={"item": "the paper's claims"},
         ),
-        provenance="results/claims.provenance.json",
+        provenance=CLAIMS_PROVENANCE,
     log:
         "logs/claims.log",
     benchmark:
@@ -150,10 +150,10 @@ rule claims:
 # Each SAE's training curve (training_curve.csv beside it), one figure per model: the study's own SAEs.
 rule training_curves:
     input:
-        lambda wildcards: [f"{sae_directory(*sae)}/sae" for sae in curve_saes(wildcards.model)],
+        lambda wildcards: [f"{SaeTarget(*sae).directory}/sae" for sae in curve_saes(wildcards.model)],
     output:
         report(
-            "results/figures/training_curves_{model}.png",
+            TRAINING_CURVES_FIGURE,
             caption="../report/training_curves.rst",
             category=SECTION3,
             subcategory="Figures",

@@ -8,10 +8,10 @@
 rule collect_latents:
     input:
         model_files,
-        tokens="results/{model}/tokens/autointerp.zarr",
+        tokens=tokens_store("{model}", "autointerp"),
         saes=autointerp_saes,
     output:
-        directory("results/{model}/{variant}/autointerp/latents"),
+        directory(LATENTS),
     log:
         "logs/collect_latents/{model}/{variant}.log",
     benchmark:
@@ -38,22 +38,25 @@ rule collect_latents:
         "../scripts/collect_latents.py"
 
 
-rule autointerp_tokens:
+# One SAE explained and scored by an explainer without an LLM (saerand.autointerp.explainers), in
+# a CPU job; batches of them form one cluster job per (model, variant).
+rule autointerp_cpu:
     input:
         model_files,
-        latents="results/{model}/{variant}/autointerp/latents",
+        latents=LATENTS,
     output:
-        directory(f"{SAE_DIR}/autointerp/tokens"),
+        directory(AUTOINTERP_DIR),
     log:
-        "logs/autointerp_tokens/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
+        "logs/autointerp_{explainer}/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
-        "benchmarks/autointerp_tokens/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
+        "benchmarks/autointerp_{explainer}/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv"
     # Latents were collected for the study's own SAEs, and with autointerp.sweep the sweep's.
     wildcard_constraints:
         expansion=AUTOINTERP_EXPANSIONS,
         k=AUTOINTERP_KS,
+        explainer="|".join(OFFLINE_EXPLAINERS),
     group:
-        TOKENS_GROUP
+        CPU_AUTOINTERP_GROUP
     conda:
         "../../envs/autointerp.yaml"
     threads: 1
@@ -75,7 +78,7 @@ rule llm_server:
     input:
         weights=fetched(llm_artefact(config)),
     output:
-        service("results/autointerp/servers/llm-{batch}.json"),
+        service(LLM_SERVER),
     log:
         "logs/llm_server/llm-{batch}.log",
     benchmark:
@@ -101,18 +104,23 @@ rule llm_server:
         " {log:q} {input.weights:q} > {log:q} 2>&1"
 
 
-use rule autointerp_tokens as autointerp_llm with:
+# One SAE explained and scored through the served LLM, in its server's job group.
+use rule autointerp_cpu as autointerp_llm with:
     input:
         model_files,
-        latents="results/{model}/{variant}/autointerp/latents",
-        server=lambda wildcards: f"results/autointerp/servers/llm-{llm_batch(wildcards)}.json",
+        latents=LATENTS,
+        server=lambda wildcards: LLM_SERVER.format(batch=llm_batch(wildcards)),
     # Write-protected once finished: hours of a 70B LLM per SAE.
     output:
-        protected(directory(f"{SAE_DIR}/autointerp/llm")),
+        protected(directory(AUTOINTERP_DIR)),
     log:
-        "logs/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
+        "logs/autointerp_{explainer}/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.log",
     benchmark:
         BENCHMARKS["autointerp_llm"]
+    wildcard_constraints:
+        expansion=AUTOINTERP_EXPANSIONS,
+        k=AUTOINTERP_KS,
+        explainer="|".join(SERVED_EXPLAINERS),
     group:
         LLM_GROUP
     # Clients waiting on the server's answers: the group's cores are the server's, so it plans with
@@ -131,33 +139,29 @@ rule autointerp_figures:
     input:
         model_files,
         scores=lambda wc: [
-            f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model
+            t.autointerp_directory(wc.explainer) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model
         ],
         # Appendix D's top activating examples come from the latent caches the SAEs were scored on.
         latents=lambda wc: sorted(
-            {
-                f"results/{t.model}/{t.variant}/autointerp/latents"
-                for t in AUTOINTERP_STUDY_TARGETS
-                if t.model == wc.model
-            }
+            {latents_directory(t.model, t.variant) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model}
         ),
     output:
         roc=report(
-            "results/figures/roc_{model}_{explainer}.png",
+            ROC_FIGURE,
             caption="../report/roc.rst",
             category=SECTION33,
             subcategory="{model}",
             labels={"item": "ROC curves", "explainer": "{explainer}"},
         ),
         examples=report(
-            "results/autointerp/examples_{model}_{explainer}.csv",
+            EXAMPLES_TABLE,
             caption="../report/examples.rst",
             category=SECTION33,
             subcategory="{model}",
             labels={"item": "latent examples", "explainer": "{explainer}"},
         ),
         appendix_d=report(
-            "results/figures/appendix_d_{model}_{explainer}.png",
+            APPENDIX_D_FIGURE,
             caption="../report/appendix_d.rst",
             category=SECTION33,
             subcategory="{model}",

@@ -7,18 +7,14 @@ rule latent_browser:
     input:
         model_files,
         scores=lambda wc: [
-            f"{t.directory}/autointerp/{wc.explainer}" for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model
+            t.autointerp_directory(wc.explainer) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model
         ],
         latents=lambda wc: sorted(
-            {
-                f"results/{t.model}/{t.variant}/autointerp/latents"
-                for t in AUTOINTERP_STUDY_TARGETS
-                if t.model == wc.model
-            }
+            {latents_directory(t.model, t.variant) for t in AUTOINTERP_STUDY_TARGETS if t.model == wc.model}
         ),
     output:
         report(
-            directory("results/browser/{model}_{explainer}"),
+            directory(BROWSER),
             htmlindex="index.html",
             caption="../report/latent_browser.rst",
             category=SECTION33,

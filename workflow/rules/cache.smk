@@ -9,7 +9,7 @@
 rule cache_train_shard:
     input:
         model_files,
-        tokens="results/{model}/tokens/train.zarr",
+        tokens=tokens_store("{model}", "train"),
         lookahead=shard_lookahead,
         scratch_lane=chain_before_finished,
     output:
@@ -47,9 +47,9 @@ rule cache_train_shard:
 rule cache_eval:
     input:
         model_files,
-        tokens="results/{model}/tokens/eval.zarr",
+        tokens=tokens_store("{model}", "eval"),
     output:
-        directory("results/{model}/{variant}/cache/eval.zarr"),
+        directory(EVAL_CACHE),
     log:
         "logs/cache_eval/{model}/{variant}.log",
     benchmark:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from saerand import retries
 from saerand.costs import StudyCosts, estimated_mb
-from saerand.layout import (
+from saerand.rules import (
     BENCHMARKS,
     FINISH_GROUP,
     FINISH_GROUP_RULES,
@@ -18,32 +18,60 @@ from saerand.layout import (
     RESUMABLE_RULES,
     SHARD_GROUP,
     SHARD_GROUP_RULES,
-    TOKENS_GROUP,
-    TOKENS_GROUP_RULES,
-    train_shard,
+    CPU_AUTOINTERP_GROUP,
+    CPU_AUTOINTERP_GROUP_RULES,
 )
 from saerand.planner import group_components
-from saerand.study import Study
-from saerand.config import (
+from saerand.paths import (
+    APPENDIX_D_FIGURE,
+    AUTOINTERP_DIR,
+    BROWSER,
+    CLAIMS_PROVENANCE,
+    CLAIMS_TABLE,
     CORPUS_DIR,
-    VARIANTS,
-    SaeHyperparameters,
-    SaeTarget,
+    EVAL_CACHE,
+    EXAMPLES_TABLE,
+    FIGURE4,
+    LATENTS,
+    LAYER_CHECKPOINT,
+    LLM_SERVER,
+    METRICS_PROVENANCE,
+    METRICS_TABLE,
+    PUBLISH_RECEIPT,
+    ROC_FIGURE,
+    SAE_DIR,
+    SAE_METRICS_FIGURE,
+    SWEEP_FIGURE,
+    TOKENS,
+    TOY_FIGURES,
+    TOY_METRICS,
+    TOY_SEED_PROVENANCE,
+    TOY_SEED_TABLE,
+    TRAINING_CURVES_FIGURE,
     embedded_model_dir,
-    glove_paths,
+    latents_directory,
     layer_checkpoint_directory,
+    tokens_store,
+    train_shard,
+)
+from saerand.study import (
+    SaeTarget,
+    Study,
+    glove_paths,
     main_hyperparameters,
     model_location,
     point_settings,
-    sae_directory,
     token_split,
 )
-from saerand.fetch import RECORDS, llm_artefact, model_artefacts, hub_dataset, record_path, study_artefacts
-from saerand.report import deviations
+from saerand.fetch.artefacts import hub_dataset, llm_artefact, model_artefacts, study_artefacts
+from saerand.fetch.offline import RECORDS, record_path
+from saerand.captions import deviations
 from saerand.reruns import result_defining
 from saerand.settings import AutointerpSettings, section_settings
 from saerand.toy.glove import glove_downloads, glove_hint
 from saerand.toy.sweep import SUPERPOSITION
+from saerand.variant_registry import VARIANTS
+from saerand.autointerp.explainers import EXPLAINERS, OFFLINE as OFFLINE_EXPLAINERS, SERVED as SERVED_EXPLAINERS
 
 STUDY = Study.of(config)
 # An LLM server's batch of SAEs fits in the GPU partition's time limit (saerand.retries: the site's
@@ -57,7 +85,7 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
     layer=r"\d+",
     split="train|eval|autointerp",
-    explainer="tokens|llm",
+    explainer="|".join(EXPLAINERS),
     shard=r"\d+",
     batch=r"\d+",
     expansion=r"\d+",
@@ -131,7 +159,7 @@ def cached_layers(wildcards):
 
 def sae_settings(wildcards):
     """The study's SAE settings at this path's hyperparameters."""
-    return point_settings(SAE_PARAMS, SaeHyperparameters(int(wildcards.expansion), int(wildcards.k)))
+    return point_settings(SAE_PARAMS, SaeTarget.from_wildcards(wildcards).hyperparameters)
 
 
 def text_inputs(wildcards):
@@ -150,12 +178,8 @@ def cluster_step_cpus(wildcards):
     return int(allocated) if workflow.remote_exec and allocated else None
 
 
-# Cluster job groups (saerand.layout) are SHARD_GROUP, FINISH_GROUP and LLM_GROUP.
+# Cluster job groups (saerand.rules) are SHARD_GROUP, FINISH_GROUP and LLM_GROUP.
 
-# One SAE's outputs: results/{model}/{variant}/x{expansion}-k{k}/layers.{layer}/...
-SAE_DIR = sae_directory("{model}", "{variant}", "{layer}", "{expansion}", "{k}")
-# The training state of a layer's SAEs after a shard: .../layers.{layer}/checkpoints/shard-{shard}/x{e}-k{k}
-LAYER_CHECKPOINT = layer_checkpoint_directory("{model}", "{variant}", "{layer}", "{shard}")
 # A (model, variant)'s training activations, shard by shard: on the shared filesystem, or node-local
 # (Snakemake's nodelocal flag: the head process never looks for them).
 NODE_LOCAL_SHARDS = config["cache"]["node_local_dir"] is not None
@@ -207,9 +231,7 @@ def last_layer_checkpoint(wildcards):
 # model and SAE sizes; after a failed attempt saerand.retries raises time only after a time-out and
 # memory only after an out-of-memory kill, up to the site's caps.
 def sae_target(wildcards):
-    return SaeTarget(
-        wildcards.model, wildcards.variant, int(wildcards.layer), int(wildcards.expansion), int(wildcards.k)
-    )
+    return SaeTarget.from_wildcards(wildcards)
 
 
 # Jobs outside the cost model (corpus, tokenizer, tokenization, aggregation, plots): 4 GB and 2
@@ -217,7 +239,7 @@ def sae_target(wildcards):
 CPU_JOB_MB, CPU_JOB_MINUTES = 4000, 120
 CPU_JOB_MINUTES_BY_RULE = {"train_embedded_model": 60}
 FINISH_BATCH = group_components(FINISH_GROUP)
-TOKENS_BATCH = group_components(TOKENS_GROUP)
+CPU_AUTOINTERP_BATCH = group_components(CPU_AUTOINTERP_GROUP)
 
 
 def cluster_caps():
@@ -263,8 +285,8 @@ def group_minutes(rulename, wildcards):
     if members:  # a batch of SAEs like this one
         batch = min(FINISH_BATCH, len(variant_targets(wildcards)))
         return batch * sum(base_minutes(rule, wildcards) for rule in members)
-    if rulename in TOKENS_GROUP_RULES:
-        return min(TOKENS_BATCH, len(autointerp_variant_targets(wildcards))) * base_minutes(rulename, wildcards)
+    if rulename in CPU_AUTOINTERP_GROUP_RULES:
+        return min(CPU_AUTOINTERP_BATCH, len(autointerp_variant_targets(wildcards))) * base_minutes(rulename, wildcards)
     return None
 
 
@@ -387,7 +409,7 @@ def toy_dataset_pattern(on_gpu):
 
 def toy_seed_tables(wildcards):
     seeds = TOY_DATASETS[wildcards.toy_dataset]["seeds"]
-    return [f"results/toy/{wildcards.toy_dataset}/seed-{seed}.csv" for seed in seeds]
+    return [TOY_SEED_TABLE.format(toy_dataset=wildcards.toy_dataset, seed=seed) for seed in seeds]
 
 
 def curve_saes(model: str) -> list[list]:

@@ -6,7 +6,7 @@ rule evaluate_sae:
     input:
         model_files,
         sae=f"{SAE_DIR}/sae",
-        cache="results/{model}/{variant}/cache/eval.zarr",
+        cache=EVAL_CACHE,
     output:
         f"{SAE_DIR}/metrics.json",
     log:

@@ -1,5 +1,5 @@
 # Everything the study takes from the network, fetched once where Snakemake runs (the login node of
-# a cluster: saerand.layout.LOCAL_RULES) before any cluster job reads it. Hub models at each revision,
+# a cluster: saerand.rules.LOCAL_RULES) before any cluster job reads it. Hub models at each revision,
 # hub datasets and the LLM's weights go into the download cache (prefetch.hf_home, an HF_HOME), each
 # verified against its published checksums and then recorded; GloVe's zip is verified, unzipped where
 # its config keys point, and removed. Every other job reads the hub offline (Snakefile) and has the

@@ -1,7 +1,7 @@
 # Publishing (saerand.publish), never by default: `snakemake publish` uploads every SAE of the study
 # (sparsify's files and provenance, SAELens exports with publish.saelens), the metrics table and a
 # model card made from their provenance, metrics and auto-interp summaries to the hub repository
-# publish.repo, in one commit. A local rule (saerand.layout): it needs the network, which only the
+# publish.repo, in one commit. A local rule (saerand.rules): it needs the network, which only the
 # node Snakemake runs on has (as the fetch rules), and it is network I/O, no compute. The token is read by the job
 # from the environment variable publish.token_env: it is no param, so no file Snakemake writes holds it.
 
@@ -12,18 +12,18 @@ PUBLISHED_SAES = sorted([list(target) for target in SAE_TARGETS])
 
 rule publish:
     input:
-        saes=[f"{sae_directory(*sae)}/sae" for sae in PUBLISHED_SAES],
-        metrics=[f"{sae_directory(*sae)}/metrics.json" for sae in PUBLISHED_SAES],
+        saes=[f"{SaeTarget(*sae).directory}/sae" for sae in PUBLISHED_SAES],
+        metrics=[f"{SaeTarget(*sae).directory}/metrics.json" for sae in PUBLISHED_SAES],
         autointerp=(
             [f"{t.directory}/autointerp/{e}" for t in AUTOINTERP_TARGETS for e in AUTOINTERP["explainers"]]
             if AUTOINTERP
             else []
         ),
-        saelens=[f"{sae_directory(*sae)}/saelens" for sae in PUBLISHED_SAES] if PUBLISH["saelens"] else [],
-        table="results/metrics.csv",
+        saelens=[f"{SaeTarget(*sae).directory}/saelens" for sae in PUBLISHED_SAES] if PUBLISH["saelens"] else [],
+        table=METRICS_TABLE,
         citation=str(REPOSITORY / "CITATION.cff"),
     output:
-        receipt="results/publish/receipt.json",
+        receipt=PUBLISH_RECEIPT,
     log:
         "logs/publish.log",
     benchmark:

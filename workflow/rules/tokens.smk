@@ -8,7 +8,7 @@ rule tokenize_text:
         model_files,
         text_inputs,
     output:
-        directory("results/{model}/tokens/{split}.zarr"),
+        directory(TOKENS),
     log:
         "logs/tokenize_text/{model}/{split}.log",
     benchmark:

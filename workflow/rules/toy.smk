@@ -8,7 +8,7 @@ if SETTINGS.toy:
     rule toy_figure4:
         output:
             report(
-                "results/toy/figures/figure4_lomax.png",
+                FIGURE4,
                 caption="../report/figure4.rst",
                 category=SECTION4,
                 labels={"item": "Figure 4"},
@@ -31,8 +31,8 @@ if SETTINGS.toy:
         input:
             toy_inputs,
         output:
-            table="results/toy/{toy_dataset}/seed-{seed}.csv",
-            provenance="results/toy/{toy_dataset}/seed-{seed}.provenance.json",
+            table=TOY_SEED_TABLE,
+            provenance=TOY_SEED_PROVENANCE,
         log:
             "logs/toy_sweep/{toy_dataset}/seed-{seed}.log",
         benchmark:
@@ -73,9 +73,9 @@ if SETTINGS.toy:
         input:
             toy_seed_tables,
         output:
-            table="results/toy/{toy_dataset}/metrics.csv",
+            table=TOY_METRICS,
             figures=report(
-                directory("results/toy/{toy_dataset}/figures"),
+                directory(TOY_FIGURES),
                 patterns=["{name}.png"],
                 caption="../report/toy_pareto.rst",
                 category=SECTION4,

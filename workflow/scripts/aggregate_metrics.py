@@ -1,9 +1,9 @@
 from saerand.aggregate import KEY_COLUMNS, autointerp_columns, main_study, study_table
 from saerand.atomic import write_json, write_text
-from saerand.config import SaeTarget
 from saerand.jobs import start_job
 from saerand.plots import figure3
 from saerand.provenance import provenance
+from saerand.study import SaeTarget
 
 start_job(snakemake.log[0], snakemake.threads)
 params, output = snakemake.params, snakemake.output

@@ -1,11 +1,11 @@
 from saerand.atomic import write_text
 from saerand.autointerp.delphi_compat import DelphiTokenizer
-from saerand.autointerp.report import appendix_d_figure, examples_table, roc_figure, top_examples
-from saerand.config import SaeTarget, revision_for
+from saerand.autointerp.figures import appendix_d_figure, examples_table, latent_cache, roc_figure, top_examples
 from saerand.jobs import start_job
 from saerand.models import load_tokenizer
 from saerand.provenance import provenance
 from saerand.reruns import with_operational
+from saerand.study import SaeTarget, revision_for
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards, output = snakemake.params, snakemake.wildcards, snakemake.output
@@ -19,10 +19,9 @@ settings = with_operational(params.autointerp, snakemake.config["autointerp"])
 examples = {}
 for sae in saes:
     latents = set(listed[(listed["variant"] == sae.variant) & (listed["layer"] == sae.layer)]["latent"])
-    raw_dir = f"results/{sae.model}/{sae.variant}/autointerp/latents/delphi"
     examples |= {
         (sae, latent): top
-        for latent, top in top_examples(raw_dir, sae.autointerp_module, tokenizer, settings, latents).items()
+        for latent, top in top_examples(latent_cache(sae), sae.autointerp_module, tokenizer, settings, latents).items()
     }
 table = examples_table(saes, wildcards.explainer, params.per_sae, examples)
 write_text(output.examples, table.to_csv(index=False))

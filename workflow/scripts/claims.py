@@ -2,10 +2,10 @@ import pandas as pd
 
 from saerand.atomic import write_json, write_text
 from saerand.claims import claims_table, replicates_of
-from saerand.config import SaeHyperparameters, SaeTarget
 from saerand.jobs import start_job
 from saerand.plots import READINGS
 from saerand.provenance import provenance
+from saerand.study import SaeHyperparameters, SaeTarget
 from saerand.toy.claims import toy_claims
 
 start_job(snakemake.log[0], snakemake.threads)

@@ -2,12 +2,13 @@ from sparsify import SparseCoder
 
 from saerand.atomic import atomic_directory
 from saerand.autointerp.latents import without_special_tokens, write_latent_cache
-from saerand.config import revision_for
 from saerand.data import load_token_store
 from saerand.jobs import start_job
 from saerand.models import load_tokenizer, resolve_device
+from saerand.paths import DELPHI_CACHE
 from saerand.provenance import provenance
 from saerand.reruns import with_operational
+from saerand.study import revision_for
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
@@ -36,7 +37,7 @@ saes = {
 # directory inside it, where Snakemake's own timestamp file does not land.
 with atomic_directory(snakemake.output[0]) as output:
     selections = write_latent_cache(
-        output / "delphi",
+        output / DELPHI_CACHE,
         subject,
         sequences,
         saes,

@@ -1,7 +1,7 @@
 import logging
 
 from saerand.atomic import write_json
-from saerand.fetch import fetch_archive
+from saerand.fetch.download import fetch_archive
 from saerand.logs import log_to
 
 log_to(snakemake.log[0])

@@ -1,7 +1,9 @@
 import logging
 import os
 
-from saerand.fetch import HubArtefact, fetch_hub, job_environment
+from saerand.fetch.artefacts import HubArtefact
+from saerand.fetch.download import fetch_hub
+from saerand.fetch.offline import job_environment
 from saerand.logs import log_to
 
 log_to(snakemake.log[0])

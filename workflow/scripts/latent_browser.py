@@ -1,10 +1,10 @@
 from saerand.autointerp.delphi_compat import DelphiTokenizer
 from saerand.browser import write_browser
-from saerand.config import SaeTarget, revision_for
 from saerand.jobs import start_job
 from saerand.models import load_tokenizer
 from saerand.provenance import provenance, without_secrets
 from saerand.reruns import with_operational
+from saerand.study import SaeTarget, revision_for
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards

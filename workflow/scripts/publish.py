@@ -1,6 +1,6 @@
 import os
 
-from saerand.fetch import job_environment
+from saerand.fetch.offline import job_environment
 from saerand.logs import log_to
 
 # The one job besides the fetches that goes online, and the one that keeps the hub token (others
@@ -9,7 +9,6 @@ log_to(snakemake.log[0])
 os.environ.update(job_environment(snakemake.config["prefetch"]["hf_home"], online=True))
 
 from saerand.atomic import write_json  # noqa: E402
-from saerand.config import SaeTarget  # noqa: E402
 from saerand.provenance import provenance  # noqa: E402
 from saerand.publish import (  # noqa: E402
     PublishedSae,
@@ -19,6 +18,7 @@ from saerand.publish import (  # noqa: E402
     publish,
     repo_files,
 )
+from saerand.study import SaeTarget  # noqa: E402
 
 params, inputs = snakemake.params, snakemake.input
 # Both checked before any request.

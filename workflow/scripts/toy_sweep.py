@@ -3,12 +3,12 @@ import shutil
 from pathlib import Path
 
 from saerand.atomic import write_json, write_text
-from saerand.config import toy_latent_counts
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.progress import JsonLinesLog, resume_progress
 from saerand.provenance import provenance
 from saerand.settings import ToySaeSettings, from_config
+from saerand.study import toy_latent_counts
 from saerand.toy.sweep import dataset_kinds, grid_point, sweep, toy_dataset
 
 start_job(snakemake.log[0], snakemake.threads)

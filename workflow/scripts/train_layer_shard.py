@@ -1,10 +1,10 @@
 from saerand.cache import ActivationCache
-from saerand.config import sae_hyperparameters
 from saerand.jobs import start_job
 from saerand.provenance import provenance
 from saerand.reruns import with_operational
 from saerand.sae_training import buffer_order_seed, job_settings, save_layer_checkpoint, train_layer_shard
 from saerand.settings import TrackingSettings, from_config
+from saerand.study import sae_hyperparameters
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards

@@ -2,10 +2,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from saerand.config import CURVE_FILE, SaeTarget
 from saerand.jobs import start_job
+from saerand.paths import CURVE_FILE
 from saerand.plots import training_curves_figure
 from saerand.provenance import provenance
+from saerand.study import SaeTarget
 
 start_job(snakemake.log[0], snakemake.threads)
 params = snakemake.params

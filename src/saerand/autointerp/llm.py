@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from .delphi_compat import import_delphi
-from .scoring import SCORERS, latent_entry, scorer_options
+from .scoring import SCORERS, LatentLog, latent_entry, score_latents, scorer_options
 
 import_delphi()
 from delphi.clients.client import Client, Response  # noqa: E402
@@ -37,6 +37,8 @@ class ServerUnavailable(RuntimeError):
 
 class NoAnswer(RuntimeError):
     """A latent some of whose requests got no answer: failed now, scored again on a rerun."""
+
+    retry = True  # saerand.autointerp.scoring.score_latents
 
 
 @dataclass(frozen=True)
@@ -214,3 +216,24 @@ async def score_with_llm(
     entry = latent_entry(record, record.explanation, rows)
     entry["explanation_parsed"] = record.explanation != UNPARSED_EXPLANATION
     return entry
+
+
+async def explain_and_score(
+    records: list, log: LatentLog, tokenizer, settings: dict[str, Any], server_file: str | Path | None
+) -> None:
+    """Every record not yet in `log`, through the server that `server_file` names, `concurrency`
+    latents at a time (explainer `llm`)."""
+    llm = settings["llm"]
+    server = Server.from_file(server_file)
+    waited = server.wait_until_ready(llm["start_timeout"])
+    print(f"{server.describe()} ready after {waited:.0f} s")
+    watch = ServerWatch(server, llm["stuck_after"])
+    transport = httpx.AsyncHTTPTransport(uds=server.socket)
+    async with httpx.AsyncClient(transport=transport, base_url="http://llm", timeout=llm["request_timeout"]) as http:
+        await score_latents(
+            records,
+            lambda record: score_with_llm(record, http, watch, settings),
+            log,
+            concurrency=llm["concurrency"],
+            check=watch.raise_if_unavailable,
+        )

@@ -10,22 +10,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, write_json
-from ..config import revision_for
 from ..intervals import bootstrap_mean, resample_counts, with_intervals
 from ..models import load_tokenizer
 from ..progress import resume_progress
 from ..provenance import provenance, without_secrets
 from ..reruns import result_defining
+from ..study import revision_for
 from .delphi_compat import DelphiTokenizer, import_delphi
-from .llm import NoAnswer, Server, ServerWatch, score_with_llm
-from .scoring import SCORERS, LatentLog, pooled_auroc, score_with_null
+from .explainers import registered_explainer
+from .scoring import SCORERS, LatentLog, pooled_auroc
 
 import_delphi()
 from delphi.config import ConstructorConfig, SamplerConfig  # noqa: E402
@@ -85,55 +83,6 @@ def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[s
     return dataset, selection
 
 
-async def score_latents(records: list, score, log: LatentLog, concurrency: int, check=lambda: None) -> None:
-    """Score the records not yet in `log`, `concurrency` at a time, each logged as it finishes. A
-    latent that fails is logged as failed; `check` may stop the job (a server gone), before the
-    latent it interrupted is logged, so a rerun scores that latent again."""
-    semaphore = asyncio.Semaphore(concurrency)
-    progress = tqdm(total=len(records), initial=sum(r.latent.latent_index in log.done for r in records))
-
-    async def one(record):
-        async with semaphore:
-            try:
-                entry = await score(record)
-            except Exception as error:  # one bad latent is recorded, not fatal
-                entry = {"latent": record.latent.latent_index, "failed": f"{type(error).__name__}: {error}"}
-                if isinstance(error, NoAnswer):
-                    entry["retry"] = True
-            check()
-            log.add(entry)
-            progress.update()
-
-    await asyncio.gather(*(one(record) for record in records if record.latent.latent_index not in log.done))
-    progress.close()
-
-
-async def score_with(
-    explainer: str, records: list, log: LatentLog, tokenizer, settings: dict[str, Any], server_file: str | Path | None
-) -> None:
-    if explainer == "tokens":
-
-        async def null(record):
-            return score_with_null(record, tokenizer, settings)
-
-        await score_latents(records, null, log, concurrency=1)
-        return
-    llm = settings["llm"]
-    server = Server.from_file(server_file)
-    waited = server.wait_until_ready(llm["start_timeout"])
-    print(f"{server.describe()} ready after {waited:.0f} s")
-    watch = ServerWatch(server, llm["stuck_after"])
-    transport = httpx.AsyncHTTPTransport(uds=server.socket)
-    async with httpx.AsyncClient(transport=transport, base_url="http://llm", timeout=llm["request_timeout"]) as http:
-        await score_latents(
-            records,
-            lambda record: score_with_llm(record, http, watch, settings),
-            log,
-            concurrency=llm["concurrency"],
-            check=watch.raise_if_unavailable,
-        )
-
-
 def score_sae(
     raw_dir: str | Path,
     module: str,
@@ -143,8 +92,9 @@ def score_sae(
     explainer: str,
     server_file: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Explain and score one SAE's sampled latents with `explainer` ('tokens': the null explainer;
-    'llm': the served LLM named by `server_file`) and publish its outputs at once."""
+    """Explain and score one SAE's sampled latents with `explainer` (saerand.autointerp.explainers; a
+    served one talks to the LLM server that `server_file` names) and publish its outputs at once."""
+    explain_and_score = registered_explainer(explainer).explain_and_score()
     tokenizer = DelphiTokenizer(load_tokenizer(model["location"], revision_for(model, "trained")))
     dataset, selection = latent_dataset(raw_dir, module, tokenizer, settings)
     output = Path(output)
@@ -158,12 +108,28 @@ def score_sae(
     )
     resume_progress(progress, fingerprint)
     log = LatentLog(progress / "latents.jsonl")
-    asyncio.run(score_with(explainer, list(dataset), log, tokenizer, settings, server_file))
+    asyncio.run(explain_and_score(list(dataset), log, tokenizer, settings, server_file))
     entries = [log.done[latent] for latent in selection["selected"] if latent in log.done]
+    summary = summarise(entries, selection, settings, explainer=explainer, module=module)
+    samples = [{"latent": entry["latent"], **sample} for entry in entries for sample in entry.get("samples", ())]
+    with atomic_directory(output) as staging:
+        with open(staging / "latents.jsonl", "w") as handle:
+            for entry in entries:
+                handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
+        pd.DataFrame(samples).to_csv(staging / "samples.csv", index=False)
+        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(settings)))
+    shutil.rmtree(progress)
+    return summary
+
+
+def summarise(
+    entries: list[dict[str, Any]], selection: dict[str, Any], settings: dict[str, Any], **identity: str
+) -> dict[str, Any]:
+    """An SAE's auto-interp summary: what became of its selected latents, and the mean AUROC and
+    token entropy over the scored ones (pooled AUROCs too) with bootstrap intervals over latents."""
     scored = [entry for entry in entries if "failed" not in entry]
     summary: dict[str, Any] = {
-        "explainer": explainer,
-        "module": module,
+        **identity,
         "selected": len(selection["selected"]),
         "drawn": selection["drawn"],
         "dead": selection["dead"],
@@ -181,9 +147,9 @@ def score_sae(
         summary[column], replicates[column] = bootstrap_mean(
             values, settings["bootstrap_resamples"], settings["seed"] + offset
         )
-    samples = [{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]]
     if scored:
         latents = [entry["latent"] for entry in scored]
+        samples = [{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]]
         counts = resample_counts(len(latents), settings["bootstrap_resamples"], settings["seed"])
         for scorer in SCORERS:
             summary[f"{scorer}_auroc_pooled"], replicates[f"{scorer}_auroc_pooled"] = pooled_auroc(
@@ -195,11 +161,4 @@ def score_sae(
         "resamples": settings["bootstrap_resamples"],
         "replicates": {name: [round(v, 7) for v in values.tolist()] for name, values in replicates.items()},
     }
-    with atomic_directory(output) as staging:
-        with open(staging / "latents.jsonl", "w") as handle:
-            for entry in entries:
-                handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
-        pd.DataFrame(samples).to_csv(staging / "samples.csv", index=False)
-        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(settings)))
-    shutil.rmtree(progress)
     return summary

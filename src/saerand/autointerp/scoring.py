@@ -1,21 +1,17 @@
-"""Scoring SAE latents the way delphi does, with any explainer, and the token-identity null.
+"""Scoring SAE latents the way delphi does, with any explainer (saerand.autointerp.explainers).
 
 Each latent's examples come from delphi (`LatentDataset`: explanation examples drawn from its
 pool of activating windows as `explanation_sampling` says, at random by default; test examples by
 quantile; non-activating windows); the fuzzing and detection samples
-are built by delphi's own scorers (`FuzzingScorer._prepare`, `DetectionScorer._prepare`), so an
-LLM and the null explainer score the very same samples. Results are appended per latent as they
+are built by delphi's own scorers (`FuzzingScorer._prepare`, `DetectionScorer._prepare`), so every
+explainer scores the very same samples. Results are appended per latent as they
 come (`LatentLog`), so a killed job resumes after its last finished latent, and one failed
 latent is recorded as failed without stopping the others.
-
-The null explainer needs no LLM: its "explanation" is the total activation of the latent per token
-in the explanation examples, and a sample's probability is how strongly its tokens (detection), or
-its highlighted tokens (fuzzing), carry that weight. It measures how much of an AUROC token
-identity alone explains, a control the paper lacks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
 
 from ..progress import JsonLinesLog
 from .delphi_compat import import_delphi
@@ -30,7 +27,6 @@ from .delphi_compat import import_delphi
 import_delphi()
 from delphi.scorers.classifier.detection import DetectionScorer  # noqa: E402
 from delphi.scorers.classifier.fuzz import FuzzingScorer  # noqa: E402
-from delphi.scorers.classifier.sample import L, R  # noqa: E402
 
 SCORERS = {"fuzz": FuzzingScorer, "detection": DetectionScorer}
 
@@ -69,49 +65,6 @@ def scorer_options(scorer: str, settings: dict[str, Any]) -> dict[str, Any]:
 def samples(record, scorer: str, settings: dict[str, Any]) -> list:
     """delphi's own samples for `scorer` ('fuzz' or 'detection') of one latent."""
     return SCORERS[scorer](client=None, **scorer_options(scorer, settings))._prepare(record)
-
-
-def highlighted(text: str, str_tokens: list[str]) -> list[int] | None:
-    """Indices of the tokens delphi marked <<like this>> in `text` (None if the text is not the
-    tokens with marks)."""
-    marked, position, inside = [], 0, False
-    for index, token in enumerate(str_tokens):
-        for mark, opens in ((L, True), (R, False)):
-            if text.startswith(mark, position) and inside != opens:
-                inside, position = opens, position + len(mark)
-        if not text.startswith(token, position):
-            return None
-        if inside:
-            marked.append(index)
-        position += len(token)
-    return marked
-
-
-class NullExplainer:
-    """Token identity as the explanation: weights per token string from the explanation examples."""
-
-    def __init__(self, record, tokenizer):
-        by_id = token_activation(record.train)
-        self.weights: dict[str, float] = defaultdict(float)
-        for token, value in by_id.items():
-            self.weights[tokenizer.decode([token])] += value
-        self.top = max(self.weights.values(), default=0.0)
-
-    def explanation(self, n: int = 10) -> str:
-        ranked = sorted(self.weights.items(), key=lambda item: -item[1])[:n]
-        return "tokens: " + ", ".join(f"{token!r} {value / self.top:.2f}" for token, value in ranked)
-
-    def weight(self, token: str) -> float:
-        return self.weights.get(token, 0.0) / self.top if self.top else 0.0
-
-    def probability(self, sample, scorer: str) -> float | None:
-        tokens = sample.data.str_tokens
-        if scorer == "detection":
-            return max((self.weight(token) for token in tokens), default=0.0)
-        marked = highlighted(sample.text, tokens)
-        if marked is None:
-            return None
-        return float(np.mean([self.weight(tokens[i]) for i in marked])) if marked else 0.0
 
 
 def auroc(activating: list[bool], probability: list[float], weights=None) -> float:
@@ -166,14 +119,25 @@ def latent_entry(record, explanation: str, rows: dict[str, list[tuple]]) -> dict
     return entry
 
 
-def score_with_null(record, tokenizer, settings: dict[str, Any]) -> dict[str, Any]:
-    """One latent, explained and scored by the null explainer."""
-    explainer = NullExplainer(record, tokenizer)
-    rows = {
-        scorer: [
-            (sample.data.activating, explainer.probability(sample, scorer), sample.data.distance)
-            for sample in samples(record, scorer, settings)
-        ]
-        for scorer in SCORERS
-    }
-    return latent_entry(record, explainer.explanation(), rows)
+async def score_latents(records: list, score, log: LatentLog, concurrency: int, check=lambda: None) -> None:
+    """Score the records not yet in `log`, `concurrency` at a time, each logged as it finishes. A
+    latent that fails is logged as failed (to be scored again on a rerun where its error says
+    `retry`: its requests got no answer); `check` may stop the job (a server gone), before the
+    latent it interrupted is logged, so a rerun scores that latent again."""
+    semaphore = asyncio.Semaphore(concurrency)
+    progress = tqdm(total=len(records), initial=sum(r.latent.latent_index in log.done for r in records))
+
+    async def one(record):
+        async with semaphore:
+            try:
+                entry = await score(record)
+            except Exception as error:  # one bad latent is recorded, not fatal
+                entry = {"latent": record.latent.latent_index, "failed": f"{type(error).__name__}: {error}"}
+                if getattr(error, "retry", False):
+                    entry["retry"] = True
+            check()
+            log.add(entry)
+            progress.update()
+
+    await asyncio.gather(*(one(record) for record in records if record.latent.latent_index not in log.done))
+    progress.close()

@@ -1,5 +1,5 @@
 """GloVe word vectors from a text file (Section 4.3): the user's own, or one of glove.6B.zip's files
-fetched by the workflow (saerand.fetch.fetch_archive, rule fetch_glove)."""
+fetched by the workflow (saerand.fetch.download.fetch_archive, rule fetch_glove)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .autointerp.explainers import EXPLAINERS
+
 PAPER_EXPANSION, PAPER_K, PAPER_LATENTS = 64, 32, 100
 
 
@@ -25,11 +27,9 @@ def deviations(config: dict[str, Any]) -> str:
     if autointerp:
         if autointerp["latents"] != PAPER_LATENTS:
             notes.append(f"{autointerp['latents']} latents interpreted per SAE (the paper: {PAPER_LATENTS})")
-        if "llm" not in autointerp["explainers"]:
-            notes.append(
-                "explanations from the null explainer ``tokens`` (the most frequent activating tokens, no "
-                "LLM); the paper's explainer is Llama-3.1-70B"
-            )
+        if not any(EXPLAINERS[name].serves_llm for name in autointerp["explainers"]):
+            used = "; ".join(f"``{name}``: {EXPLAINERS[name].description}" for name in autointerp["explainers"])
+            notes.append(f"explanations without an LLM ({used}); the paper's explainer is Llama-3.1-70B")
     tokens = config["tokens"]
     notes.append(f"{tokens['train_tokens']:,} training and {tokens['eval_tokens']:,} held-out tokens per SAE")
     return "**Differences from the paper:** " + "; ".join(notes) + "."

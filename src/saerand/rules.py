@@ -1,11 +1,8 @@
-"""The study's layout, stated once: job groups and the benchmark files of the rules the cost model
-times. The rules (workflow/rules), the cost model's calibration and the planner read them from here;
+"""The rules' cluster job groups and the benchmark files of the rules the cost model times, stated
+once. The rules (workflow/rules), the cost model's calibration and the planner read them from here;
 profiles/slurm names the groups in its group-components (tests/test_slurm_profile.py checks them)."""
 
 from __future__ import annotations
-
-import hashlib
-from pathlib import Path
 
 # Cluster job groups (local runs ignore them): a (model, variant, shard)'s caching and the training
 # of every SAE on it (one job per layer) form one cluster job; finishing and evaluating SAEs are
@@ -18,27 +15,12 @@ FINISH_GROUP_RULES = ("finalize_sae", "evaluate_sae")
 LLM_GROUP = "autointerp_llm"
 LLM_GROUP_RULES = ("llm_server", "autointerp_llm")
 # The null explainer's CPU jobs (one per SAE, minutes each), batched per (model, variant).
-TOKENS_GROUP = "tokens-{model}-{variant}"
-TOKENS_GROUP_RULES = ("autointerp_tokens",)
+CPU_AUTOINTERP_GROUP = "autointerp-cpu-{model}-{variant}"
+CPU_AUTOINTERP_GROUP_RULES = ("autointerp_cpu",)
 # Jobs that continue where an earlier attempt stopped: a time-out at the partition's limit still
 # leaves them nearer the end (the LLM's clients latent by latent, the toy sweeps point by point).
 # Every other job starts over, so it must fit in its partition's time limit.
 RESUMABLE_RULES = ("llm_server", "autointerp_llm", "toy_sweep", "toy_sweep_gpu")
-
-# A (model, variant)'s training text, one shard of activations: temporary, and only read by the
-# training in its own shard group.
-TRAIN_SHARD = "results/{model}/{variant}/cache/train/shard-{shard}.zarr"
-
-
-def train_shard(node_local_dir: str | None, workdir: str | Path = ".") -> str:
-    """Where training shards live: under results/, or, with config `cache.node_local_dir`, in that
-    directory on the GPU node that caches and trains on them (one shard group is one cluster job),
-    in a folder named after the study's working directory so that two studies never share one."""
-    if node_local_dir is None:
-        return TRAIN_SHARD
-    study = hashlib.sha256(str(Path(workdir).resolve()).encode()).hexdigest()[:12]
-    return f"{node_local_dir.rstrip('/')}/saerand-{study}/{TRAIN_SHARD.removeprefix('results/')}"
-
 
 # Rules Snakemake runs itself, where it runs (the login node): never cluster jobs. The fetches and
 # the upload (publish) need the network that compute nodes lack; the aggregations and plots take
@@ -66,7 +48,8 @@ BENCHMARKS = {
     "evaluate_sae": "benchmarks/evaluate_sae/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv",
     "collect_latents": "benchmarks/collect_latents/{model}/{variant}.tsv",
     "toy_sweep_gpu": "benchmarks/toy_sweep_gpu/{toy_dataset}/seed-{seed}.tsv",
-    "autointerp_llm": "benchmarks/autointerp_llm/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv",
+    # Served explainers only (saerand.autointerp.explainers.SERVED): the null explainer's jobs are not GPU jobs.
+    "autointerp_llm": "benchmarks/autointerp_{explainer}/{model}/{variant}/x{expansion}-k{k}/layers.{layer}.tsv",
 }
 # The GPU jobs (profiles/slurm sends them to the GPU partition; tests/test_slurm_profile.py checks):
 # the ones the cost model times in GPU-hours, calibrated from their benchmark files.

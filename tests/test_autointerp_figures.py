@@ -2,10 +2,9 @@ import json
 
 from PIL import Image
 
-from saerand.aggregate import autointerp_directory
 from saerand.autointerp.delphi_compat import DelphiTokenizer
-from saerand.autointerp.report import appendix_d_figure, examples_table, marked, top_examples
-from saerand.config import SaeTarget
+from saerand.autointerp.figures import appendix_d_figure, examples_table, marked, top_examples
+from saerand.study import SaeTarget
 
 from .conftest import RANDOM_LATENT, TOKEN_LATENT
 from .test_autointerp_scoring import SETTINGS
@@ -27,7 +26,7 @@ def test_appendix_d_lists_each_latents_three_strongest_examples(raw_dir, small_t
     # A scored SAE's latents.jsonl, where examples_table reads the listed latents.
     sae = SaeTarget("m", "trained", 0, 4, 4)
     monkeypatch.chdir(tmp_path)
-    scores = tmp_path / autointerp_directory(sae, "tokens")
+    scores = tmp_path / sae.autointerp_directory("tokens")
     scores.mkdir(parents=True)
     entries = [
         {"latent": latent, "explanation": f"latent {latent}", "fuzz_auroc": 0.9, "detection_auroc": 0.8}

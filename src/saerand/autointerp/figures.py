@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from ..aggregate import autointerp_directory
-from ..config import SaeTarget
-from ..plots import VARIANT_STYLE, plt, save_figure
+from ..paths import delphi_cache, latents_directory
+from ..plots import plt, save_figure
+from ..study import SaeTarget
+from ..variant_registry import VARIANTS, label
 from .run import latent_dataset
 
 TOP_EXAMPLES = 3  # Appendix D shows each latent's three most activating examples
@@ -23,20 +24,20 @@ TOP_EXAMPLES = 3  # Appendix D shows each latent's three most activating example
 def roc_figure(saes: Sequence[SaeTarget], explainer: str, scorer: str, path: str | Path, provenance: dict) -> None:
     """One panel per variant, one ROC curve per layer, pooled over the SAE's latents (as delphi
     pools them)."""
-    variants = [v for v in VARIANT_STYLE if any(sae.variant == v for sae in saes)]
+    variants = [v for v in VARIANTS if any(sae.variant == v for sae in saes)]
     figure, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.2), squeeze=False, sharey=True)
     layers = sorted({sae.layer for sae in saes})
     colours = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(layers), 2)))
     for ax, variant in zip(axes[0], variants):
         for sae in sorted((s for s in saes if s.variant == variant), key=lambda s: s.layer):
-            samples = pd.read_csv(Path(autointerp_directory(sae, explainer), "samples.csv"))
+            samples = pd.read_csv(Path(sae.autointerp_directory(explainer), "samples.csv"))
             samples = samples[samples["scorer"] == scorer]
             if samples["activating"].nunique() < 2:
                 continue
             fpr, tpr, _ = roc_curve(samples["activating"], samples["probability"])
             ax.plot(fpr, tpr, color=colours[layers.index(sae.layer)], label=f"layer {sae.layer}", lw=1.2)
         ax.plot([0, 1], [0, 1], color="lightgray", ls="--", lw=0.8)
-        ax.set_title(VARIANT_STYLE[variant][0])
+        ax.set_title(label(variant))
         ax.set_xlabel("False positive rate")
     axes[0][0].set_ylabel("True positive rate")
     axes[0][-1].legend(fontsize="x-small", loc="lower right")
@@ -47,7 +48,7 @@ def roc_figure(saes: Sequence[SaeTarget], explainer: str, scorer: str, path: str
 
 def latent_cache(sae: SaeTarget) -> str:
     """The delphi latent cache an SAE was scored on: its (model, variant)'s, one module per SAE."""
-    return f"results/{sae.model}/{sae.variant}/autointerp/latents/delphi"
+    return delphi_cache(latents_directory(sae.model, sae.variant))
 
 
 def window(example, tokenizer) -> tuple[list[str], list[float]]:
@@ -81,14 +82,10 @@ def examples_table(
     Appendix D lists them."""
     rows = []
     for sae in saes:
-        lines = Path(autointerp_directory(sae, explainer), "latents.jsonl").read_text().splitlines()
+        lines = Path(sae.autointerp_directory(explainer), "latents.jsonl").read_text().splitlines()
         for entry in [json.loads(line) for line in lines if "failed" not in line][:per_sae]:
             row = {
-                "model": sae.model,
-                "variant": sae.variant,
-                "layer": sae.layer,
-                "expansion_factor": sae.expansion_factor,
-                "k": sae.k,
+                **sae._asdict(),
                 "latent": entry["latent"],
                 "explanation": entry["explanation"],
                 "fuzz_auroc": entry["fuzz_auroc"],
@@ -119,9 +116,7 @@ def appendix_d_figure(table: pd.DataFrame, examples: dict, path: str | Path, pro
     y = 1 - height / 2
     shade = plt.get_cmap("Oranges")
     for row, top in blocks:
-        title = (
-            f"{row.model} {VARIANT_STYLE[row.variant][0]}, layer {row.layer}, latent {row.latent}: {row.explanation}"
-        )
+        title = f"{row.model} {label(row.variant)}, layer {row.layer}, latent {row.latent}: {row.explanation}"
         ax.text(0, y, title[:160], fontsize=8, weight="bold", va="center", transform=ax.transAxes)
         y -= height
         peak = max((max(acts) for _, acts in top), default=0.0) or 1.0
