@@ -7,9 +7,12 @@ from sparsify import SparseCoder, SparseCoderConfig
 
 from saerand.autointerp.delphi_compat import DelphiTokenizer, import_delphi
 from saerand.autointerp.latents import draw_order, without_special_tokens, write_latent_cache
+from saerand.settings import AutointerpSettings, section_settings
 from saerand.variants import SubjectModel
 
-SETTINGS = {"draw": 40, "seed": 0, "latents": 6, "min_examples": 40, "example_context": 8, "batch_sequences": 16}
+SETTINGS = section_settings(
+    AutointerpSettings, "autointerp", draw=40, seed=0, latents=6, min_examples=40, example_context=8, batch_sequences=16
+)
 
 
 @pytest.fixture()
@@ -49,10 +52,10 @@ def test_latents_are_drawn_in_seeded_order_until_enough_are_usable(latent_cache,
     raw_dir, selections, _ = latent_cache
     for module, selection in selections.items():
         order = draw_order(selection.num_latents, seed=0)
-        assert selection.drawn == selection.dead + selection.too_rare + len(selection.selected) <= SETTINGS["draw"]
-        assert len(selection.selected) == SETTINGS["latents"]
+        assert selection.drawn == selection.dead + selection.too_rare + len(selection.selected) <= SETTINGS.draw
+        assert len(selection.selected) == SETTINGS.latents
         assert selection.selected == [int(x) for x in order[: selection.drawn] if x in selection.selected]
-        assert min(selection.example_windows) >= SETTINGS["min_examples"]
+        assert min(selection.example_windows) >= SETTINGS.min_examples
         saved = json.loads((raw_dir / module / "selection.json").read_text())
         assert saved["selected"] == selection.selected
     assert selections["layers.0"].selected != selections["layers.2"].selected  # different SAEs, different latents
@@ -87,7 +90,7 @@ def test_delphi_loads_the_cache_unchanged(latent_cache, small_tokenizer):
     dataset = LatentDataset(
         raw_dir,
         SamplerConfig(n_examples_train=5, n_examples_test=5, n_quantiles=5),
-        ConstructorConfig(example_ctx_len=8, min_examples=SETTINGS["min_examples"], n_non_activating=5),
+        ConstructorConfig(example_ctx_len=8, min_examples=SETTINGS.min_examples, n_non_activating=5),
         tokenizer=DelphiTokenizer(small_tokenizer),
         modules=["layers.2"],
         latents={"layers.2": torch.tensor(selections["layers.2"].selected)},

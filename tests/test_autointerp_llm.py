@@ -1,6 +1,7 @@
 """The LLM explainer/scorer path against a real vLLM server (a tiny random Llama on this CPU,
 tests/llm_double.py) and, for a server that hangs, a stand-in HTTP server on a Unix socket."""
 
+import dataclasses
 import http.server
 import json
 import os
@@ -23,6 +24,7 @@ from saerand.autointerp.scoring import LatentLog
 from saerand.fetch.artefacts import HubArtefact
 from saerand.fetch.download import fetch_hub
 from saerand.fetch.offline import job_environment, record_path
+from saerand.settings import AutointerpSettings, LlmSettings, from_config, section_settings
 from tests.conftest import RANDOM_LATENT, REPO, TOKEN_LATENT
 from tests.hub_double import HubDouble
 from tests.llm_double import VLLM_PYTHON, llm_settings
@@ -77,8 +79,13 @@ def served_llm(tmp_path_factory, tiny_llama):
     assert not Path(json.loads((directory / "server.json").read_text())["socket"]).parent.exists()
 
 
+def _llm(**keys) -> LlmSettings:
+    return section_settings(AutointerpSettings, "autointerp", llm=keys).llm
+
+
 def _settings(llm):
-    return {**SETTINGS, "highlight_threshold": 0.3, "show_activations": True, "llm": llm}
+    typed = from_config(LlmSettings, llm, "autointerp.llm")
+    return dataclasses.replace(SETTINGS, highlight_threshold=0.3, show_activations=True, llm=typed)
 
 
 def test_a_served_llm_explains_and_scores_every_latent_with_probabilities(served_llm, raw_dir, model_dir, tmp_path):
@@ -98,7 +105,7 @@ def test_a_served_llm_explains_and_scores_every_latent_with_probabilities(served
     assert set(entries) == {TOKEN_LATENT, RANDOM_LATENT}
     assert all(e["explanation_parsed"] and e["explanation"] for e in entries.values())
     samples = pd.read_csv(output / "samples.csv")
-    per_latent = SETTINGS["test_examples"] + SETTINGS["non_activating"]
+    per_latent = SETTINGS.test_examples + SETTINGS.non_activating
     assert (samples.groupby(["latent", "scorer"]).size() == per_latent).all()
     assert samples["probability"].between(0, 1).all() and samples["probability"].nunique() > 2
     assert all(0 <= e["fuzz_auroc"] <= 1 for e in entries.values())
@@ -116,7 +123,7 @@ def test_answers_that_do_not_parse_are_counted_not_fatal(served_llm, raw_dir, mo
         explainer="llm",
         server_file=service_file,
     )
-    per_latent = SETTINGS["test_examples"] + SETTINGS["non_activating"]
+    per_latent = SETTINGS.test_examples + SETTINGS.non_activating
     assert summary["scored"] == 2 and summary["explanations_unparsed"] == 2
     assert summary["fuzz_unparsed"] == summary["detection_unparsed"] == 2 * per_latent
     assert np.isnan(summary["fuzz_auroc"])
@@ -175,10 +182,10 @@ def test_a_service_file_from_another_node_is_named_stale_at_once(tmp_path):
 
 
 def test_answer_formats_are_delphis_and_only_with_structured_outputs():
-    explain, score = answer_formats({"structured_outputs": True, "examples_per_prompt": 5})
+    explain, score = answer_formats(_llm(structured_outputs=True, examples_per_prompt=5))
     assert re.fullmatch(score["regex"], "[1,0,0,1,1]") and not re.fullmatch(score["regex"], "[1,0,0,1]")
     assert re.fullmatch(explain["regex"], "[EXPLANATION]: the token er")
-    assert answer_formats({"structured_outputs": False, "examples_per_prompt": 5}) == ({}, {})
+    assert answer_formats(_llm(structured_outputs=False, examples_per_prompt=5)) == ({}, {})
 
 
 def test_openai_logprobs_are_read_as_delphi_parses_them():

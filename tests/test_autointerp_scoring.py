@@ -1,4 +1,5 @@
 import contextlib
+import dataclasses
 import json
 import pathlib
 
@@ -11,26 +12,30 @@ from saerand.autointerp import null_explainer, run
 from saerand.autointerp.delphi_compat import DelphiTokenizer
 from saerand.autointerp.null_explainer import highlighted, score_with_null
 from saerand.autointerp.scoring import LatentLog
+from saerand.provenance import without_secrets
+from saerand.settings import AutointerpSettings, section_settings
 
 from .conftest import RANDOM_LATENT, TOKEN_LATENT
 
-SETTINGS = {
-    "explanation_examples": 20,
-    "test_examples": 20,
-    "quantiles": 5,
-    "explanation_sampling": "random",
-    "example_context": 8,
-    "min_examples": 20,
-    "non_activating": 20,
-    "bootstrap_resamples": 200,
-    "seed": 0,
-    "highlight_threshold": 0.3,
-    "max_examples": None,
-}
+SETTINGS = section_settings(
+    AutointerpSettings,
+    "autointerp",
+    explanation_examples=20,
+    test_examples=20,
+    quantiles=5,
+    explanation_sampling="random",
+    example_context=8,
+    min_examples=20,
+    non_activating=20,
+    bootstrap_resamples=200,
+    seed=0,
+    highlight_threshold=0.3,
+    max_examples=None,
+)
 
 
 def _records(raw_dir, tokenizer, **settings):
-    dataset, _ = run.latent_dataset(raw_dir, "layers.0", tokenizer, SETTINGS | settings)
+    dataset, _ = run.latent_dataset(raw_dir, "layers.0", tokenizer, dataclasses.replace(SETTINGS, **settings))
     return {record.latent.latent_index: record for record in dataset}
 
 
@@ -49,7 +54,7 @@ def test_max_examples_keeps_each_latents_top_windows_and_draws_from_them(raw_dir
         assert float(example.activations.max()) >= floor
     assert min(float(example.activations.max()) for example in every.test) < floor  # uncapped: lower quantiles
     assert all(float(example.activations.max()) == 0 for example in capped.not_active)
-    assert len(capped.not_active) == len(every.not_active) == SETTINGS["non_activating"]
+    assert len(capped.not_active) == len(every.not_active) == SETTINGS.non_activating
 
 
 def test_the_null_explainer_scores_a_token_latent_high_and_a_random_one_at_chance(raw_dir, small_tokenizer):
@@ -63,7 +68,7 @@ def test_the_null_explainer_scores_a_token_latent_high_and_a_random_one_at_chanc
     assert token["distinct_tokens"] <= 2 and 0 < token["entropy_nats"] < np.log(2)
     assert random["entropy_normalised"] > 0.8 > 0.3 > token["entropy_normalised"]
     assert repr(small_tokenizer.decode([300])) in token["explanation"]
-    assert len(token["shown"]) == SETTINGS["explanation_examples"]
+    assert len(token["shown"]) == SETTINGS.explanation_examples
     scorers = {sample["scorer"] for sample in token["samples"]}
     assert scorers == {"fuzz", "detection"}
 
@@ -167,7 +172,7 @@ def test_a_killed_run_resumes_without_redoing_finished_latents(raw_dir, model_di
 
     resumed = _scored_latents(monkeypatch)
     # Resumed on another device with another batch size: operational settings, not the result's.
-    moved = {**SETTINGS, "device": "cpu", "batch_sequences": 3}
+    moved = dataclasses.replace(SETTINGS, device="cpu", batch_sequences=3)
     summary = run.score_sae(raw_dir, "layers.0", model_dir, moved, output, explainer="tokens")
     assert resumed == [latent for latent in (TOKEN_LATENT, RANDOM_LATENT) if latent != first]
     assert summary["scored"] == 2 and summary["failed"] == 0
@@ -196,9 +201,12 @@ def test_a_failing_latent_is_recorded_and_the_others_are_scored(raw_dir, model_d
 def test_the_summary_records_the_settings_without_the_llm_servers_environment_and_flags(raw_dir, model_dir, tmp_path):
     llm = {"model": "owner/llm", "environment": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "server_args": ["--enforce-eager"]}
     output = tmp_path / "tokens"
-    run.score_sae(raw_dir, "layers.0", model_dir, {**SETTINGS, "llm": llm}, output, explainer="tokens")
+    settings = dataclasses.replace(SETTINGS, llm=section_settings(AutointerpSettings, "autointerp", llm=llm).llm)
+    run.score_sae(raw_dir, "layers.0", model_dir, settings, output, explainer="tokens")
     recorded = json.loads((output / "summary.json").read_text())["autointerp"]
-    assert recorded["llm"] == {"model": "owner/llm"} and recorded["seed"] == SETTINGS["seed"]
+    assert recorded["llm"]["model"] == "owner/llm" and recorded["seed"] == SETTINGS.seed
+    assert not {"environment", "server_args"} & set(recorded["llm"])
+    assert recorded == json.loads(json.dumps(without_secrets(dataclasses.asdict(settings))))
 
 
 def test_the_pooled_auroc_is_one_roc_over_every_latents_samples(raw_dir, model_dir, tmp_path):

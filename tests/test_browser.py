@@ -154,7 +154,7 @@ def _check_pages(browser, output, sizes, trained, control, entries, small_tokeni
     ranked = sorted((activation, _luminance(css)) for activation, css in marks)
     assert all(a[1] >= b[1] for a, b in zip(ranked, ranked[1:]))
     # Quantile examples: every quantile of the fixture's settings.
-    assert sae_page.locator(f"#l{RANDOM_LATENT} h4").count() == SETTINGS["quantiles"]
+    assert sae_page.locator(f"#l{RANDOM_LATENT} h4").count() == SETTINGS.quantiles
     screenshot = tmp_path / "trained.png"
     sae_page.screenshot(path=screenshot, full_page=True)
     with Image.open(screenshot) as image:

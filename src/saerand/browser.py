@@ -33,6 +33,7 @@ from .autointerp.figures import latent_cache, window
 from .autointerp.run import latent_dataset
 from .autointerp.scoring import SCORERS
 from .intervals import percentile_interval, resample_counts
+from .settings import AutointerpSettings
 from .study import SaeTarget
 from .variant_registry import VARIANTS, label
 
@@ -79,7 +80,13 @@ class LatentView:
 
 
 def latent_views(
-    raw_dir: str | Path, module: str, tokenizer, settings: dict, latents: set[int], top: int, per_quantile: int
+    raw_dir: str | Path,
+    module: str,
+    tokenizer,
+    settings: AutointerpSettings,
+    latents: set[int],
+    top: int,
+    per_quantile: int,
 ) -> dict[int, LatentView]:
     """latent -> its view, from the latent cache the SAE (`module`) was scored on."""
     dataset, _ = latent_dataset(raw_dir, module, tokenizer, settings)
@@ -111,7 +118,7 @@ def latent_views(
     return views
 
 
-def scored_latents(sae: SaeTarget, explainer: str, settings: dict) -> tuple[list[dict], dict]:
+def scored_latents(sae: SaeTarget, explainer: str, settings: AutointerpSettings) -> tuple[list[dict], dict]:
     """The SAE's latents.jsonl entries in draw order, each scored one with `<scorer>_auroc_low` and
     `_high` (its samples resampled with the study's seed and resamples), and its summary.json."""
     directory = Path(sae.autointerp_directory(explainer))
@@ -128,8 +135,8 @@ def scored_latents(sae: SaeTarget, explainer: str, settings: dict) -> tuple[list
                 else auroc_interval(
                     rows["activating"].tolist(),
                     rows["probability"].tolist(),
-                    settings["bootstrap_resamples"],
-                    settings["seed"],
+                    settings.bootstrap_resamples,
+                    settings.seed,
                 )
             )
             entry[f"{scorer}_auroc_low"], entry[f"{scorer}_auroc_high"] = low, high
@@ -355,7 +362,7 @@ def write_browser(
     saes: Sequence[SaeTarget],
     explainer: str,
     tokenizer,
-    settings: dict,
+    settings: AutointerpSettings,
     output: str | Path,
     provenance: dict,
     top: int,

@@ -12,6 +12,7 @@ import typing
 from typing import Any, Literal, TypeVar
 
 from .config import ConfigError, validate_section
+from .reruns import with_operational
 
 Device = str  # "auto", "cpu", "cuda" or "cuda:<n>"
 Layers = Literal["all"] | list[int] | dict[str, int]  # "all", explicit blocks, or {every: n}
@@ -374,3 +375,9 @@ def section_settings(cls: type[Section], section: str, **values: Any) -> Section
     """`cls` from some keys of config section `section`, the schema's defaults for the rest: for
     code that runs outside a study (benchmarks, tests)."""
     return from_config(cls, validate_section(section, values), section)
+
+
+def job_section(cls: type[Section], section: str, params: dict[str, Any], run_config: dict[str, Any]) -> Section:
+    """A job's settings of config section `section`, typed: its params (what defines its result)
+    over the run's section, which adds the operational keys (saerand.reruns.with_operational)."""
+    return from_config(cls, with_operational(params, run_config[section]), section)

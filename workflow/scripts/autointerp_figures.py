@@ -4,7 +4,7 @@ from saerand.autointerp.figures import appendix_d_figure, examples_table, latent
 from saerand.jobs import start_job
 from saerand.models import load_tokenizer
 from saerand.provenance import provenance
-from saerand.reruns import with_operational
+from saerand.settings import AutointerpSettings, job_section
 from saerand.study import SaeTarget, revision_for
 
 start_job(snakemake.log[0], snakemake.threads)
@@ -15,7 +15,7 @@ roc_figure(saes, wildcards.explainer, "fuzz", output.roc, sources | {"scorer": "
 # Appendix D: the listed latents' top activating examples, read from the caches they were scored on.
 listed = examples_table(saes, wildcards.explainer, params.per_sae)
 tokenizer = DelphiTokenizer(load_tokenizer(params.model["location"], revision_for(params.model, "trained")))
-settings = with_operational(params.autointerp, snakemake.config["autointerp"])
+settings = job_section(AutointerpSettings, "autointerp", params.autointerp, snakemake.config)
 examples = {}
 for sae in saes:
     latents = set(listed[(listed["variant"] == sae.variant) & (listed["layer"] == sae.layer)]["latent"])

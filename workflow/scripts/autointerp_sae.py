@@ -1,7 +1,7 @@
 from saerand.autointerp.run import score_sae
 from saerand.jobs import start_job
 from saerand.paths import delphi_cache
-from saerand.reruns import with_operational
+from saerand.settings import AutointerpSettings, job_section
 from saerand.study import SaeTarget
 
 start_job(snakemake.log[0], snakemake.threads)
@@ -11,7 +11,7 @@ score_sae(
     delphi_cache(snakemake.input.latents),
     target.autointerp_module,
     params.model,
-    with_operational(params.autointerp, snakemake.config["autointerp"]),
+    job_section(AutointerpSettings, "autointerp", params.autointerp, snakemake.config),
     snakemake.output[0],
     explainer=wildcards.explainer,
     server_file=snakemake.input.get("server"),

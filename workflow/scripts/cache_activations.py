@@ -3,14 +3,13 @@ from saerand.data import load_token_store
 from saerand.jobs import start_job
 from saerand.models import resolve_device
 from saerand.provenance import provenance
-from saerand.reruns import with_operational
-from saerand.settings import CacheSettings, from_config
+from saerand.settings import CacheSettings, job_section
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
 model_settings = params.model
-cache_settings = from_config(CacheSettings, with_operational(params.cache, snakemake.config["cache"]), "cache")
+cache_settings = job_section(CacheSettings, "cache", params.cache, snakemake.config)
 start, stop = params.sequences or (0, None)
 sequences = load_token_store(snakemake.input.tokens, start, stop)
 device = resolve_device(cache_settings.device)

@@ -1,3 +1,5 @@
+from dataclasses import asdict
+
 from sparsify import SparseCoder
 
 from saerand.atomic import atomic_directory
@@ -7,17 +9,17 @@ from saerand.jobs import start_job
 from saerand.models import load_tokenizer, resolve_device
 from saerand.paths import DELPHI_CACHE
 from saerand.provenance import provenance
-from saerand.reruns import with_operational
+from saerand.settings import AutointerpSettings, job_section
 from saerand.study import revision_for
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
 model_settings = params.model
-autointerp_settings = with_operational(params.autointerp, snakemake.config["autointerp"])
-device = resolve_device(autointerp_settings["device"])
+autointerp_settings = job_section(AutointerpSettings, "autointerp", params.autointerp, snakemake.config)
+device = resolve_device(autointerp_settings.device)
 sequences = load_token_store(snakemake.input.tokens)
-if autointerp_settings["filter_special_tokens"]:
+if autointerp_settings.filter_special_tokens:
     tokenizer = load_tokenizer(model_settings["location"], revision_for(model_settings, "trained"))
     special = {tokenizer.bos_token_id, tokenizer.eos_token_id} - {None}
     sequences = without_special_tokens(sequences, special)
@@ -49,7 +51,7 @@ with atomic_directory(snakemake.output[0]) as output:
             n_tokens=int(sequences.size),
             dataset_repo=snakemake.input.tokens,
             model=wildcards.model,
-            autointerp=autointerp_settings,
+            autointerp=asdict(autointerp_settings),
             saes={module: path for (module, _), path in zip(params.modules, snakemake.input.saes)},
             **variant_record,
         ),
@@ -57,5 +59,5 @@ with atomic_directory(snakemake.output[0]) as output:
 for module, selection in selections.items():
     print(
         f"{module}: {len(selection.selected)} latents kept of {selection.drawn} drawn "
-        f"({selection.dead} dead, {selection.too_rare} with fewer than {autointerp_settings['min_examples']} examples)"
+        f"({selection.dead} dead, {selection.too_rare} with fewer than {autointerp_settings.min_examples} examples)"
     )

@@ -10,15 +10,12 @@ from saerand.jobs import start_job
 from saerand.metrics import evaluate_sae
 from saerand.models import load_tokenizer, resolve_device
 from saerand.provenance import provenance
-from saerand.reruns import with_operational
-from saerand.settings import EvaluationSettings, from_config
+from saerand.settings import EvaluationSettings, job_section
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
 params, wildcards = snakemake.params, snakemake.wildcards
-evaluation_settings = from_config(
-    EvaluationSettings, with_operational(params.evaluation, snakemake.config["evaluation"]), "evaluation"
-)
+evaluation_settings = job_section(EvaluationSettings, "evaluation", params.evaluation, snakemake.config)
 model_settings = params.model
 layer = int(wildcards.layer)
 device = resolve_device(evaluation_settings.device)

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_curve
 
 from ..paths import delphi_cache, latents_directory
 from ..plots import plt, save_figure
+from ..settings import AutointerpSettings
 from ..study import SaeTarget
 from ..variant_registry import VARIANTS, label
 from .run import latent_dataset
@@ -56,7 +57,7 @@ def window(example, tokenizer) -> tuple[list[str], list[float]]:
     return tokenizer.batch_decode(example.tokens), example.activations.tolist()
 
 
-def top_examples(raw_dir: str | Path, module: str, tokenizer, settings: dict, latents: set[int]) -> dict:
+def top_examples(raw_dir: str | Path, module: str, tokenizer, settings: AutointerpSettings, latents: set[int]) -> dict:
     """latent -> its TOP_EXAMPLES most activating windows, each (tokens as text, activations), from
     the latent cache an SAE (`module`) was scored on (delphi sorts a latent's windows by top activation)."""
     dataset, _ = latent_dataset(raw_dir, module, tokenizer, settings)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory
 from ..cache import residual_stream
+from ..settings import AutointerpSettings
 from ..variants import SubjectModel
 
 
@@ -172,7 +173,7 @@ def write_latent_cache(
     subject: SubjectModel,
     sequences: np.ndarray,
     saes: dict[str, tuple[int, SparseCoder]],
-    settings: dict[str, Any],
+    settings: AutointerpSettings,
     cache_config: dict[str, Any],
 ) -> dict[str, LatentSelection]:
     """Every SAE's sampled latents in one delphi raw directory (one module each, named by the keys
@@ -181,15 +182,15 @@ def write_latent_cache(
         subject,
         sequences,
         saes,
-        draw=settings["draw"],
-        seed=settings["seed"],
-        batch_sequences=settings["batch_sequences"],
+        draw=settings.draw,
+        seed=settings.seed,
+        batch_sequences=settings.batch_sequences,
     )
     selections = {}
     with atomic_directory(raw_dir) as staging:
         for module, state in states.items():
             selection, locations, activations = select_latents(
-                state, settings["latents"], settings["min_examples"], sequences.shape[1], settings["example_context"]
+                state, settings.latents, settings.min_examples, sequences.shape[1], settings.example_context
             )
             save_latents(staging, module, sequences, locations, activations, selection, cache_config)
             selections[module] = selection

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from ..settings import AutointerpSettings, LlmSettings
 from .delphi_compat import import_delphi
 from .scoring import SCORERS, LatentLog, latent_entry, score_latents, scorer_options
 
@@ -172,27 +173,27 @@ def token_logprobs(logprobs: dict | None) -> list[SimpleNamespace] | None:
     ]
 
 
-def answer_formats(settings: dict[str, Any]) -> tuple[dict, dict]:
+def answer_formats(settings: LlmSettings) -> tuple[dict, dict]:
     """Generation arguments of the explainer and of the scorers; with structured outputs the server
     may only answer in the format delphi parses (a small model needs it; the paper did without)."""
-    if not settings["structured_outputs"]:
+    if not settings.structured_outputs:
         return {}, {}
-    n = settings["examples_per_prompt"]
+    n = settings.examples_per_prompt
     return ({"regex": r"\[EXPLANATION\]: [A-Za-z ,\"']{1,80}"}, {"regex": r"\[[01](,[01]){" + str(n - 1) + r"}\]"})
 
 
 async def score_with_llm(
-    record, http: httpx.AsyncClient, watch: ServerWatch, settings: dict[str, Any]
+    record, http: httpx.AsyncClient, watch: ServerWatch, settings: AutointerpSettings
 ) -> dict[str, Any]:
     """One latent explained by delphi's DefaultExplainer and scored by its fuzzing and detection
     scorers (log_prob=True), all through the served LLM."""
-    llm = settings["llm"]
-    client = VllmClient(http, watch, llm["max_tokens"])
+    llm = settings.llm
+    client = VllmClient(http, watch, llm.max_tokens)
     explain_format, score_format = answer_formats(llm)
     explainer = DefaultExplainer(
         client,
-        threshold=settings["highlight_threshold"],
-        activations=settings["show_activations"],
+        threshold=settings.highlight_threshold,
+        activations=settings.show_activations,
         temperature=0.0,
         generation_kwargs=explain_format,
     )
@@ -204,7 +205,7 @@ async def score_with_llm(
     for name, scorer in SCORERS.items():
         result = await scorer(
             client,
-            n_examples_shown=llm["examples_per_prompt"],
+            n_examples_shown=llm.examples_per_prompt,
             log_prob=True,
             temperature=0.0,
             **scorer_options(name, settings),
@@ -219,21 +220,21 @@ async def score_with_llm(
 
 
 async def explain_and_score(
-    records: list, log: LatentLog, tokenizer, settings: dict[str, Any], server_file: str | Path | None
+    records: list, log: LatentLog, tokenizer, settings: AutointerpSettings, server_file: str | Path | None
 ) -> None:
     """Every record not yet in `log`, through the server that `server_file` names, `concurrency`
     latents at a time (explainer `llm`)."""
-    llm = settings["llm"]
+    llm = settings.llm
     server = Server.from_file(server_file)
-    waited = server.wait_until_ready(llm["start_timeout"])
+    waited = server.wait_until_ready(llm.start_timeout)
     print(f"{server.describe()} ready after {waited:.0f} s")
-    watch = ServerWatch(server, llm["stuck_after"])
+    watch = ServerWatch(server, llm.stuck_after)
     transport = httpx.AsyncHTTPTransport(uds=server.socket)
-    async with httpx.AsyncClient(transport=transport, base_url="http://llm", timeout=llm["request_timeout"]) as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://llm", timeout=llm.request_timeout) as http:
         await score_latents(
             records,
             lambda record: score_with_llm(record, http, watch, settings),
             log,
-            concurrency=llm["concurrency"],
+            concurrency=llm.concurrency,
             check=watch.raise_if_unavailable,
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import AutointerpSettings
 from .delphi_compat import import_delphi
 from .scoring import SCORERS, LatentLog, latent_entry, samples, score_latents, token_activation
 
@@ -61,7 +62,7 @@ class NullExplainer:
         return float(np.mean([self.weight(tokens[i]) for i in marked])) if marked else 0.0
 
 
-def score_with_null(record, tokenizer, settings: dict[str, Any]) -> dict[str, Any]:
+def score_with_null(record, tokenizer, settings: AutointerpSettings) -> dict[str, Any]:
     """One latent, explained and scored by the null explainer."""
     explainer = NullExplainer(record, tokenizer)
     rows = {
@@ -75,7 +76,7 @@ def score_with_null(record, tokenizer, settings: dict[str, Any]) -> dict[str, An
 
 
 async def explain_and_score(
-    records: list, log: LatentLog, tokenizer, settings: dict[str, Any], server_file: str | Path | None = None
+    records: list, log: LatentLog, tokenizer, settings: AutointerpSettings, server_file: str | Path | None = None
 ) -> None:
     """Every record not yet in `log`, one at a time (a CPU job's one thread)."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..models import load_tokenizer
 from ..progress import resume_progress
 from ..provenance import provenance, without_secrets
 from ..reruns import result_defining
+from ..settings import AutointerpSettings
 from ..study import revision_for
 from .delphi_compat import DelphiTokenizer, import_delphi
 from .explainers import registered_explainer
@@ -60,25 +62,27 @@ class CappedLatentDataset(LatentDataset):
         return sampler(record, self.sampler_cfg, self.tokenizer)
 
 
-def latent_dataset(raw_dir: str | Path, module: str, tokenizer, settings: dict[str, Any]) -> tuple[LatentDataset, dict]:
+def latent_dataset(
+    raw_dir: str | Path, module: str, tokenizer, settings: AutointerpSettings
+) -> tuple[LatentDataset, dict]:
     selection = json.loads((Path(raw_dir) / module / "selection.json").read_text())
     dataset = CappedLatentDataset(
         raw_dir,
         SamplerConfig(
-            n_examples_train=settings["explanation_examples"],
-            n_examples_test=settings["test_examples"],
-            n_quantiles=settings["quantiles"],
-            train_type=settings["explanation_sampling"],
+            n_examples_train=settings.explanation_examples,
+            n_examples_test=settings.test_examples,
+            n_quantiles=settings.quantiles,
+            train_type=settings.explanation_sampling,
         ),
         ConstructorConfig(
-            example_ctx_len=settings["example_context"],
-            min_examples=settings["min_examples"],
-            n_non_activating=settings["non_activating"],
+            example_ctx_len=settings.example_context,
+            min_examples=settings.min_examples,
+            n_non_activating=settings.non_activating,
         ),
         tokenizer=tokenizer,
         modules=[module],
         latents={module: torch.tensor(selection["selected"], dtype=torch.long)},
-        max_examples=settings["max_examples"],
+        max_examples=settings.max_examples,
     )
     return dataset, selection
 
@@ -87,7 +91,7 @@ def score_sae(
     raw_dir: str | Path,
     module: str,
     model: dict[str, Any],
-    settings: dict[str, Any],
+    settings: AutointerpSettings,
     output: str | Path,
     explainer: str,
     server_file: str | Path | None = None,
@@ -103,7 +107,7 @@ def score_sae(
     # Made under other result-defining settings, by another explainer or for other latents: not
     # resumed. Operational settings (timeouts, concurrency) may change between attempts.
     fingerprint = json.dumps(
-        {"settings": result_defining("autointerp", settings), "explainer": explainer, "selection": selection},
+        {"settings": result_defining("autointerp", asdict(settings)), "explainer": explainer, "selection": selection},
         sort_keys=True,
     )
     resume_progress(progress, fingerprint)
@@ -117,13 +121,13 @@ def score_sae(
             for entry in entries:
                 handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
         pd.DataFrame(samples).to_csv(staging / "samples.csv", index=False)
-        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(settings)))
+        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(asdict(settings))))
     shutil.rmtree(progress)
     return summary
 
 
 def summarise(
-    entries: list[dict[str, Any]], selection: dict[str, Any], settings: dict[str, Any], **identity: str
+    entries: list[dict[str, Any]], selection: dict[str, Any], settings: AutointerpSettings, **identity: str
 ) -> dict[str, Any]:
     """An SAE's auto-interp summary: what became of its selected latents, and the mean AUROC and
     token entropy over the scored ones (pooled AUROCs too) with bootstrap intervals over latents."""
@@ -145,12 +149,12 @@ def summarise(
     for offset, column in enumerate(columns):
         values = np.array([entry[column] for entry in scored], dtype=float)
         summary[column], replicates[column] = bootstrap_mean(
-            values, settings["bootstrap_resamples"], settings["seed"] + offset
+            values, settings.bootstrap_resamples, settings.seed + offset
         )
     if scored:
         latents = [entry["latent"] for entry in scored]
         samples = [{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]]
-        counts = resample_counts(len(latents), settings["bootstrap_resamples"], settings["seed"])
+        counts = resample_counts(len(latents), settings.bootstrap_resamples, settings.seed)
         for scorer in SCORERS:
             summary[f"{scorer}_auroc_pooled"], replicates[f"{scorer}_auroc_pooled"] = pooled_auroc(
                 samples, scorer, latents, counts
@@ -158,7 +162,7 @@ def summarise(
     summary = with_intervals(summary, replicates)
     summary["bootstrap"] = {
         "unit": "sampled latent",
-        "resamples": settings["bootstrap_resamples"],
+        "resamples": settings.bootstrap_resamples,
         "replicates": {name: [round(v, 7) for v in values.tolist()] for name, values in replicates.items()},
     }
     return summary

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..progress import JsonLinesLog
+from ..settings import AutointerpSettings
 from .delphi_compat import import_delphi
 
 import_delphi()
@@ -56,13 +57,13 @@ def token_entropy(totals: dict[int, float], examples) -> dict[str, float]:
     }
 
 
-def scorer_options(scorer: str, settings: dict[str, Any]) -> dict[str, Any]:
+def scorer_options(scorer: str, settings: AutointerpSettings) -> dict[str, Any]:
     """What delphi's scorer takes from the settings: fuzzing marks tokens above a fraction of the
     example's top activation."""
-    return {"threshold": settings["highlight_threshold"]} if scorer == "fuzz" else {}
+    return {"threshold": settings.highlight_threshold} if scorer == "fuzz" else {}
 
 
-def samples(record, scorer: str, settings: dict[str, Any]) -> list:
+def samples(record, scorer: str, settings: AutointerpSettings) -> list:
     """delphi's own samples for `scorer` ('fuzz' or 'detection') of one latent."""
     return SCORERS[scorer](client=None, **scorer_options(scorer, settings))._prepare(record)
 
