@@ -10,7 +10,7 @@ from saerand.cluster import check_account, check_free_space, uses_slurm
 from saerand.config import load_config, validate_config
 from saerand.fetch.offline import job_environment
 from saerand.rules import LOCAL_RULES
-from saerand.planner import disk_high_water
+from saerand.planner import disk_high_water, downloads_of
 from saerand.settings import study_settings
 
 min_version("9.0")
@@ -81,7 +81,7 @@ rule all:
 onstart:
     if uses_slurm(workflow):
         check_account(workflow.dag.needrun_jobs())
-        check_free_space(disk_high_water(config))
+        check_free_space(disk_high_water(COSTS, downloads_of(config)))
 
 
 # Run where Snakemake runs, never as cluster jobs (saerand.rules says which and why). The
