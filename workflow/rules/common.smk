@@ -230,10 +230,6 @@ def last_layer_checkpoint(wildcards):
 # Cluster resources from the cost model (saerand.costs): memory and time limit scale with the
 # model and SAE sizes; after a failed attempt saerand.retries raises time only after a time-out and
 # memory only after an out-of-memory kill, up to the site's caps.
-def sae_target(wildcards):
-    return SaeTarget.from_wildcards(wildcards)
-
-
 # Jobs outside the cost model (corpus, tokenizer, tokenization, aggregation, plots): 4 GB and 2
 # hours to start with, the embedded model's training 1 hour. Snakemake passes `rulename`.
 CPU_JOB_MB, CPU_JOB_MINUTES = 4000, 120
@@ -364,7 +360,7 @@ LLM_BATCHES = {t: i // COSTS.saes_per_server for i, t in enumerate(AUTOINTERP_TA
 
 
 def llm_batch(wildcards):
-    return LLM_BATCHES[sae_target(wildcards)]
+    return LLM_BATCHES[SaeTarget.from_wildcards(wildcards)]
 
 
 def autointerp_variant_targets(wildcards):

@@ -114,8 +114,8 @@ def score_sae(
     log = LatentLog(progress / "latents.jsonl")
     asyncio.run(explain_and_score(list(dataset), log, tokenizer, settings, server_file))
     entries = [log.done[latent] for latent in selection["selected"] if latent in log.done]
-    summary = summarise(entries, selection, settings, explainer=explainer, module=module)
     samples = [{"latent": entry["latent"], **sample} for entry in entries for sample in entry.get("samples", ())]
+    summary = summarise(entries, samples, selection, settings, explainer=explainer, module=module)
     with atomic_directory(output) as staging:
         with open(staging / "latents.jsonl", "w") as handle:
             for entry in entries:
@@ -127,7 +127,11 @@ def score_sae(
 
 
 def summarise(
-    entries: list[dict[str, Any]], selection: dict[str, Any], settings: AutointerpSettings, **identity: str
+    entries: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    selection: dict[str, Any],
+    settings: AutointerpSettings,
+    **identity: str,
 ) -> dict[str, Any]:
     """An SAE's auto-interp summary: what became of its selected latents, and the mean AUROC and
     token entropy over the scored ones (pooled AUROCs too) with bootstrap intervals over latents."""
@@ -153,7 +157,6 @@ def summarise(
         )
     if scored:
         latents = [entry["latent"] for entry in scored]
-        samples = [{"latent": entry["latent"], **sample} for entry in scored for sample in entry["samples"]]
         counts = resample_counts(len(latents), settings.bootstrap_resamples, settings.seed)
         for scorer in SCORERS:
             summary[f"{scorer}_auroc_pooled"], replicates[f"{scorer}_auroc_pooled"] = pooled_auroc(
