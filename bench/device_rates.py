@@ -21,7 +21,7 @@ import torch
 from throughput import storage_write_bytes_per_s, timed
 
 from saerand.device_rates import DeviceRates
-from saerand.models import resolve_device
+from saerand.devices import resolve_device
 from saerand.provenance import provenance
 from saerand.sae_training import SaeTrainer
 from saerand.settings import SaeSettings, section_settings

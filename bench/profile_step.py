@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from saerand.models import resolve_device
+from saerand.devices import resolve_device
 from saerand.sae_training import SaeTrainer
 from saerand.settings import SaeSettings, section_settings
 

@@ -35,7 +35,7 @@ from sparsify import SaeConfig, TrainConfig, Trainer
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from saerand.cache import ActivationCache, ReaderStats, write_activation_cache
-from saerand.models import resolve_device
+from saerand.devices import resolve_device
 from saerand.provenance import provenance
 from saerand.sae_training import SaeTrainer, sparsify_adam_is_8bit, training_batches
 from saerand.settings import SaeSettings, section_settings

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 # No test sees a Slurm it did not start: sinfo (the partitions' limits, saerand.retries) would
 # otherwise answer from the machine's own configuration, which a test cluster running beside the
 # test (another xdist worker's) takes over. Tests of a cluster give its SLURM_CONF to its commands.
-os.environ["SLURM_CONF"] = str(REPO / "tests" / "no-slurm-here.conf")
+# The configuration names a controller that is down, which Slurm's commands report at once.
+NO_SLURM_CONF = str(REPO / "tests" / "no-slurm-here.conf")
+os.environ["SLURM_CONF"] = NO_SLURM_CONF
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from saerand.config import SCHEMA, ConfigError, load_config, validate_config
+from saerand.settings import study_settings
 from saerand.study import sae_targets, selected_layers, token_split
 
 from .conftest import REPO
@@ -84,14 +85,17 @@ def test_too_few_tokens_is_named(demo):
     ("spec", "expected"),
     [("all", [0, 1, 2, 3, 4, 5]), ({"every": 2}, [0, 2, 4]), ({"every": 4}, [0, 4]), ([5, 1], [1, 5])],
 )
-def test_selected_layers(spec, expected):
-    assert selected_layers({"n_layers": 6, "layers": spec}) == expected
+def test_selected_layers(paper, spec, expected):
+    pythia_70m = study_settings(paper).models["pythia-70m"]
+    assert pythia_70m.n_layers == 6
+    assert selected_layers(pythia_70m, spec) == expected
 
 
 def test_paper_grid():
     """Every layer below 410M, every second for 410M and 1B, every fourth for 6.9B (Section 3)."""
     config = load_config(REPO / "config" / "config.yaml", SCHEMA)
-    layers = {name: selected_layers(model) for name, model in config["models"].items()}
+    settings = study_settings(config)
+    layers = {name: selected_layers(model) for name, model in settings.models.items()}
     assert layers == {
         "pythia-70m": list(range(6)),
         "pythia-160m": list(range(12)),
@@ -99,7 +103,7 @@ def test_paper_grid():
         "pythia-1b": list(range(0, 16, 2)),
         "pythia-6.9b": list(range(0, 32, 4)),
     }
-    targets = list(sae_targets(config))
+    targets = list(sae_targets(settings))
     study = [t for t in targets if (t.expansion_factor, t.k) == (64, 32)]
     assert len(study) == 5 * (6 + 12 + 12 + 8 + 8)
     # Figure 11: 4 expansion factors x 2 k on every layer and variant of Pythia-160M.
@@ -131,7 +135,9 @@ def test_sweep_layers_outside_the_study_get_only_the_grid(demo):
         },
         SCHEMA,
     )
-    assert [(t.layer, t.expansion_factor, t.k) for t in sae_targets(config) if t.variant == "trained"] == [
+    assert [
+        (t.layer, t.expansion_factor, t.k) for t in sae_targets(study_settings(config)) if t.variant == "trained"
+    ] == [
         (0, 16, 16),
         (3, 8, 8),
         (3, 8, 16),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from saerand.corpus import kjv_chapters, text_file_dataset, write_split_corpus
-from saerand.data import load_token_store, save_token_store, token_sequences
+from saerand.data import token_sequences
 
 from .conftest import dataset_spec
 
@@ -141,14 +141,3 @@ def test_a_script_dataset_is_refused_at_job_time_with_what_to_write(tmp_path, sm
     (script_dir / "redpajama_sample.py").write_text("# a datasets loading script\n")
     with pytest.raises(RuntimeError, match="is a loading script.*path: json or parquet"):
         token_sequences(dataset_spec(path=str(script_dir), split="train"), small_tokenizer, 32, 64)
-
-
-def test_a_token_store_missing_a_chunk_is_refused_with_the_rule_that_rebuilds_it(tmp_path, token_ids):
-    """zarr reads a missing chunk as zeros: token id 0 everywhere, without an error."""
-    save_token_store(tmp_path / "eval.zarr", token_ids, {})
-    np.testing.assert_array_equal(load_token_store(tmp_path / "eval.zarr"), token_ids)
-    (tmp_path / "eval.zarr" / "tokens" / "c" / "0" / "0").unlink()
-    with pytest.raises(
-        RuntimeError, match=r"eval.zarr is damaged: chunk c/0/0 of tokens is missing.*rule tokenize_text"
-    ):
-        load_token_store(tmp_path / "eval.zarr")

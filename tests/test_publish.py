@@ -42,6 +42,7 @@ from saerand.settings import SaeSettings, section_settings
 from saerand.study import SaeTarget
 from saerand.variants import SubjectModel
 
+from .conftest import NO_SLURM_CONF
 from .hub_double import HubDouble
 from .test_autointerp_scoring import SETTINGS as AUTOINTERP_SETTINGS
 from .workflow_runs import MINI, REPO, SNAKEMAKE
@@ -265,7 +266,7 @@ def test_publish_is_planned_only_when_asked(tmp_path):
 
 def _environment(**variables) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    return {**environment, "SLURM_CONF": "/nonexistent", **variables}
+    return {**environment, "SLURM_CONF": NO_SLURM_CONF, **variables}
 
 
 @pytest.fixture()

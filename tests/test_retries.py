@@ -99,7 +99,7 @@ def test_slurm_time_limits_are_read_as_sinfo_prints_them():
     assert slurm_minutes("infinite") is None and slurm_minutes("UNLIMITED") is None
 
 
-def _fake_sinfo(directory, output: str, monkeypatch):
+def fake_sinfo(directory, output: str, monkeypatch):
     """A test double of sinfo on PATH that prints `output` and records its arguments."""
     script = directory / "sinfo"
     script.write_text(f"#!/bin/sh\necho \"$@\" >> {directory}/calls\nprintf '%s' '{output}'\n")
@@ -109,7 +109,7 @@ def _fake_sinfo(directory, output: str, monkeypatch):
 
 
 def test_unset_caps_come_from_the_partitions_own_limits(tmp_path, monkeypatch):
-    _fake_sinfo(tmp_path, "cpu*|2-00:00:00|256000\ngpu|1-00:00:00|512000+\ngpu|1-00:00:00|480000\n", monkeypatch)
+    fake_sinfo(tmp_path, "cpu*|2-00:00:00|256000\ngpu|1-00:00:00|512000+\ngpu|1-00:00:00|480000\n", monkeypatch)
     site = {"SAERAND_SLURM_GPU_PARTITION": "gpu"}
     try:
         assert runtime_minutes(660, [TIMEOUT, TIMEOUT], gpu=True, environ=site) == 1440

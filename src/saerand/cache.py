@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,7 +26,9 @@ from zarr.codecs import BloscCodec, ZstdCodec
 
 from .atomic import atomic_directory
 from .stores import damaged_chunk
-from .variants import SubjectModel
+
+if TYPE_CHECKING:  # readers of a cache (training, evaluation) need no transformers model classes
+    from .variants import SubjectModel
 
 COMPRESSORS = {
     "none": None,

@@ -11,7 +11,6 @@ import jsonschema
 import yaml
 
 from .autointerp.explainers import EXPLAINERS, SERVED
-from .study import main_hyperparameters, sae_hyperparameters, selected_layers
 from .variant_registry import VARIANTS
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -118,13 +117,15 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
         if name in (sweep["models"] if sweep else []) and "layers" in sweep:
             _check_layers_inside("sweep.layers", {**model, "layers": sweep["layers"]})
         if "d_model" in model:
-            for hyper in sae_hyperparameters(config, name):
-                if hyper.k > hyper.expansion_factor * model["d_model"]:
-                    key = "sae.k" if hyper == main_hyperparameters(config) else "sweep.k"
+            # Every (expansion, k) the model's SAEs are trained at: the study's, and the sweep's grid.
+            points = [("sae.k", config["sae"]["expansion_factor"], config["sae"]["k"])]
+            if name in (sweep["models"] if sweep else []):
+                points += [("sweep.k", e, k) for e in sweep["expansion_factors"] for k in sweep["k"]]
+            for key, expansion, k in points:
+                if k > expansion * model["d_model"]:
                     raise ConfigError(
-                        f"config key '{key}': k = {hyper.k} exceeds the "
-                        f"{hyper.expansion_factor * model['d_model']} latents of {name}'s SAE at "
-                        f"expansion {hyper.expansion_factor}"
+                        f"config key '{key}': k = {k} exceeds the {expansion * model['d_model']} latents "
+                        f"of {name}'s SAE at expansion {expansion}"
                     )
         if model.get("embedded"):
             if embedded is None or embedded["name"] != name:
@@ -256,7 +257,8 @@ def _check_toy(config: dict[str, Any]) -> None:
 
 
 def _check_layers_inside(key: str, model: dict[str, Any]) -> None:
-    for layer in selected_layers(model):
+    # "all" and {every: n} select blocks of the model by construction; a list may name any.
+    for layer in model["layers"] if isinstance(model["layers"], list) else []:
         if layer >= model["n_layers"]:
             raise ConfigError(
                 f"config key '{key}': layer {layer} is outside the model, "

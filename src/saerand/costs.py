@@ -8,8 +8,9 @@ resources each job asks for (memory and time limit, scaled by the retry attempt)
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +149,13 @@ class StudyCosts:
         self,
         config: dict[str, Any],
         study: Study | None = None,
-        gpu_runtime_cap: float | None = None,
+        gpu_runtime_cap: float | None | Callable[[], float | None] = None,
         rates: DeviceRates | None = None,
     ):
         """`gpu_runtime_cap`: the GPU partition's time limit in minutes (None: none), which an LLM
-        server's batch of SAEs must fit in. `rates`: the GPU's (default: the newest bench file's)."""
+        server's batch of SAEs must fit in; a function is asked on first need (the workflow's: once
+        Snakemake knows whether it submits to Slurm). `rates`: the GPU's (default: the newest bench
+        file's)."""
         self.settings = study_settings(config)
         self.rates = newest_gpu_rates() if rates is None else rates
         self.study = Study.of(config) if study is None else study
@@ -165,7 +168,7 @@ class StudyCosts:
             if target.hyperparameters not in points:
                 points.append(target.hyperparameters)
         self.lanes = self._scratch_lanes()
-        self.saes_per_server = self._saes_per_server(gpu_runtime_cap)
+        self._gpu_runtime_cap = gpu_runtime_cap
 
     def chain_scratch_bytes(self, model: str) -> int:
         """Temporary activations one (model, variant) holds at once: two shards (the lookahead)."""
@@ -356,7 +359,8 @@ class StudyCosts:
             startup_minutes=LLM_STARTUP_MINUTES,
         )
 
-    def _saes_per_server(self, gpu_runtime_cap: float | None) -> int:
+    @functools.cached_property
+    def saes_per_server(self) -> int:
         """SAEs one LLM server serves: autointerp.llm.saes_per_server, fewer where that many would not
         finish within the GPU partition's time limit (at least one: its clients resume latent by latent)."""
         autointerp = self.settings.autointerp
@@ -364,6 +368,7 @@ class StudyCosts:
             return 1
         llm = autointerp.llm
         wanted = llm.saes_per_server
+        gpu_runtime_cap = self._gpu_runtime_cap() if callable(self._gpu_runtime_cap) else self._gpu_runtime_cap
         if gpu_runtime_cap is None:
             return wanted
         one_sae = RUNTIME_MARGIN * self.job_seconds("autointerp_llm", self.autointerp_llm(sharing=1 / llm.gpus)) / 60

@@ -35,8 +35,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from .atomic import atomic_directory, write_json
 from .cache import ActivationCache, ReaderStats
+from .devices import resolve_device
 from .finished_sae import FINISHED
-from .models import resolve_device
 from .paths import CURVE_FILE, sae_directory
 from .settings import SaeSettings, from_config
 from .study import SaeHyperparameters

@@ -11,15 +11,18 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .paths import autointerp_directory, embedded_model_dir, sae_directory
+from .settings import Layers, ModelSettings, StudySettings, TokensSettings, study_settings
 from .variant_registry import registered_variant
 
 
-def selected_layers(model: dict[str, Any]) -> list[int]:
-    layers = model["layers"]
+def selected_layers(model: ModelSettings, layers: Layers | None = None) -> list[int]:
+    """The blocks of `model` that a selection names (the model's own by default): all of them,
+    every n-th, or a list."""
+    layers = model.layers if layers is None else layers
     if layers == "all":
-        return list(range(model["n_layers"]))
+        return list(range(model.n_layers))
     if isinstance(layers, dict):
-        return list(range(0, model["n_layers"], layers["every"]))
+        return list(range(0, model.n_layers, layers["every"]))
     return sorted(layers)
 
 
@@ -77,8 +80,8 @@ class SaeTarget(NamedTuple):
         return autointerp_directory(self.directory, explainer)
 
 
-def main_hyperparameters(config: dict[str, Any]) -> SaeHyperparameters:
-    return SaeHyperparameters(config["sae"]["expansion_factor"], config["sae"]["k"])
+def main_hyperparameters(settings: StudySettings) -> SaeHyperparameters:
+    return SaeHyperparameters(settings.sae.expansion_factor, settings.sae.k)
 
 
 def point_settings(sae_settings: dict[str, Any], point: SaeHyperparameters) -> dict[str, Any]:
@@ -86,41 +89,40 @@ def point_settings(sae_settings: dict[str, Any], point: SaeHyperparameters) -> d
     return {**sae_settings, "expansion_factor": point.expansion_factor, "k": point.k}
 
 
-def sweep_layers(config: dict[str, Any], model: str) -> list[int]:
+def sweep_layers(settings: StudySettings, model: str) -> list[int]:
     """Layers of `model` that the hyperparameter sweep covers (none if it is not swept)."""
-    sweep, spec = config.get("sweep"), config["models"][model]
-    if not sweep or model not in sweep["models"]:
+    sweep = settings.sweep
+    if not sweep or model not in sweep.models:
         return []
-    return selected_layers({**spec, "layers": sweep.get("layers", spec["layers"])})
+    return selected_layers(settings.models[model], sweep.layers)
 
 
-def sae_hyperparameters(config: dict[str, Any], model: str, layer: int | None = None) -> list[SaeHyperparameters]:
+def sae_hyperparameters(settings: StudySettings, model: str, layer: int | None = None) -> list[SaeHyperparameters]:
     """(expansion, k) points trained at `layer` (at any layer if None): the study's own where the
     model's layers include it, and the sweep grid (Figure 11) where the sweep covers it."""
     points = []
-    if layer is None or layer in selected_layers(config["models"][model]):
-        points.append(main_hyperparameters(config))
-    if sweep_layers(config, model) and (layer is None or layer in sweep_layers(config, model)):
-        sweep = config["sweep"]
-        points += [SaeHyperparameters(e, k) for e in sweep["expansion_factors"] for k in sweep["k"]]
+    if layer is None or layer in selected_layers(settings.models[model]):
+        points.append(main_hyperparameters(settings))
+    swept = sweep_layers(settings, model)
+    if swept and (layer is None or layer in swept):
+        points += [SaeHyperparameters(e, k) for e in settings.sweep.expansion_factors for k in settings.sweep.k]
     return list(dict.fromkeys(points))
 
 
-def sae_targets(config: dict[str, Any]) -> Iterator[SaeTarget]:
+def sae_targets(settings: StudySettings) -> Iterator[SaeTarget]:
     """Every SAE the study trains, one per (model, variant, layer, expansion, k)."""
-    for name, model in config["models"].items():
-        layers = sorted(set(selected_layers(model)) | set(sweep_layers(config, name)))
-        for variant in config["variants"]:
+    for name, model in settings.models.items():
+        layers = sorted(set(selected_layers(model)) | set(sweep_layers(settings, name)))
+        for variant in settings.variants:
             for layer in layers:
-                for hyper in sae_hyperparameters(config, name, layer):
+                for hyper in sae_hyperparameters(settings, name, layer):
                     yield SaeTarget(name, variant, layer, *hyper)
 
 
-def train_shards(config: dict[str, Any]) -> list[tuple[int, int]]:
+def train_shards(tokens: TokensSettings) -> list[tuple[int, int]]:
     """[start, stop) sequence ranges of the training shards, in training order."""
-    tokens = config["tokens"]
-    per_shard = tokens["buffer_tokens"] // tokens["context_length"]
-    total = tokens["train_tokens"] // tokens["context_length"]
+    per_shard = tokens.buffer_tokens // tokens.context_length
+    total = tokens.train_tokens // tokens.context_length
     return [(start, min(start + per_shard, total)) for start in range(0, total, per_shard)]
 
 
@@ -225,16 +227,18 @@ class Study:
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> Study:
-        """The study of a validated config."""
-        targets = list(sae_targets(config))
-        main, autointerp = main_hyperparameters(config), config.get("autointerp")
+        """The study of a validated config. (Its toy datasets, Snakemake params, are built from the
+        config's own dicts: a param must equal what a finished study recorded, or its jobs rerun.)"""
+        settings = study_settings(config)
+        targets = list(sae_targets(settings))
+        main, autointerp = main_hyperparameters(settings), settings.autointerp
         return cls(
             targets=targets,
-            shards=train_shards(config),
+            shards=train_shards(settings.tokens),
             chains=list(dict.fromkeys((t.model, t.variant) for t in targets)),
             training_layers=list(dict.fromkeys((t.model, t.variant, t.layer) for t in targets)),
             autointerp_targets=(
-                [t for t in targets if autointerp["sweep"] or t.hyperparameters == main] if autointerp else []
+                [t for t in targets if autointerp.sweep or t.hyperparameters == main] if autointerp else []
             ),
             toy_datasets=toy_datasets(config),
         )

@@ -10,15 +10,15 @@ from saerand.study import main_hyperparameters, sweep_layers
 
 # [model, variant, layer, expansion, k] of every SAE of the study, sorted.
 AGGREGATED_SAES = sorted([list(target) for target in SAE_TARGETS])
-STUDY_HYPERPARAMETERS = dict(main_hyperparameters(config)._asdict())
+STUDY_HYPERPARAMETERS = dict(main_hyperparameters(SETTINGS)._asdict())
 # Figure 11's selection: each swept model's layers, the grid.
 SWEEP_SELECTION = (
     {
-        "layers": {model: sweep_layers(config, model) for model in sorted(config["sweep"]["models"])},
-        "expansion_factors": sorted(config["sweep"]["expansion_factors"]),
-        "k": sorted(config["sweep"]["k"]),
+        "layers": {model: sweep_layers(SETTINGS, model) for model in sorted(SETTINGS.sweep.models)},
+        "expansion_factors": sorted(SETTINGS.sweep.expansion_factors),
+        "k": sorted(SETTINGS.sweep.k),
     }
-    if config.get("sweep")
+    if SETTINGS.sweep
     else None
 )
 
@@ -139,7 +139,7 @@ rule claims:
         explainers=AUTOINTERP["explainers"] if AUTOINTERP else [],
         margins=config["evaluation"]["similarity_margins"],
         reading=config["evaluation"]["figure_reading"],
-        point=list(main_hyperparameters(config)),
+        point=list(main_hyperparameters(SETTINGS)),
         parameters={model: COSTS.size(model).params() for model in config["models"]},
         toy_datasets=CLAIM_TOY_DATASETS,
         resamples=config["evaluation"]["bootstrap_resamples"],

@@ -1,6 +1,7 @@
 # Wildcards, targets and per-model inputs shared by every stage.
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -75,8 +76,9 @@ from saerand.autointerp.explainers import EXPLAINERS, OFFLINE as OFFLINE_EXPLAIN
 
 STUDY = Study.of(config)
 # An LLM server's batch of SAEs fits in the GPU partition's time limit (saerand.retries: the site's
-# cap, or the partition's own).
-COSTS = StudyCosts(config, STUDY, gpu_runtime_cap=retries.runtime_cap(gpu=True))
+# cap, or the partition's own; none for a local run). Asked when the DAG is built: only then does
+# Snakemake know its executor, and a local run asks no Slurm.
+COSTS = StudyCosts(config, STUDY, gpu_runtime_cap=lambda: retries.runtime_cap(gpu=True, environ=cluster_caps()))
 TOY_DATASETS = STUDY.toy_datasets
 
 
@@ -104,7 +106,7 @@ CLAIMS = "1. Claims"
 SECTION3 = "2. Section 3: SAEs on transformers"
 SECTION33 = "3. Section 3.3: auto-interpretability"
 SECTION4 = "4. Section 4: toy models"
-DEVIATIONS = deviations(config)
+DEVIATIONS = deviations(SETTINGS)
 
 
 # What comes from the network (workflow/rules/prefetch.smk): the download cache's records, and the
@@ -337,7 +339,7 @@ def llm_constraint(wildcards):
 AUTOINTERP = config.get("autointerp")
 AUTOINTERP_TARGETS = STUDY.autointerp_targets
 # The study's own SAEs among them: the ROC curves and examples (Figures 1, 2, 8-10; Appendix D).
-AUTOINTERP_STUDY_TARGETS = [t for t in AUTOINTERP_TARGETS if t.hyperparameters == main_hyperparameters(config)]
+AUTOINTERP_STUDY_TARGETS = [t for t in AUTOINTERP_TARGETS if t.hyperparameters == main_hyperparameters(SETTINGS)]
 AUTOINTERP_EXPANSIONS = "|".join(sorted({str(t.expansion_factor) for t in AUTOINTERP_TARGETS})) or "none"
 AUTOINTERP_KS = "|".join(sorted({str(t.k) for t in AUTOINTERP_TARGETS})) or "none"
 # What collecting latents and the null explainer use: the LLM's settings are not rerun triggers there.
@@ -351,16 +353,21 @@ AUTOINTERP_LLM = AUTOINTERP["llm"] if AUTOINTERP else {}
 # The LLM's settings, typed (defaults where the study has no auto-interp: its rules then have no jobs).
 LLM = (SETTINGS.autointerp or section_settings(AutointerpSettings, "autointerp")).llm
 SOURCE_DIRECTORY = str(REPOSITORY / "src")  # the server's launcher, run in vLLM's environment
+
+
 # The study's SAEs in batches of saes_per_server, each served by one server. A batch's SAEs share its
 # server's job, so they form one connected job group of their own. (Snakemake's group-local
 # `{groupid}` services cannot be used: inside a cluster job the server's job is planned before its
 # consumers know the group id, and Snakemake stops with "service ... has no consumer".)
 # Fewer than saes_per_server where that many would not finish within the GPU partition's time limit.
-LLM_BATCHES = {t: i // COSTS.saes_per_server for i, t in enumerate(AUTOINTERP_TARGETS)}
+@functools.cache
+def llm_batches():
+    """Each auto-interpreted SAE's server batch (built with the DAG, COSTS's partition cap known)."""
+    return {t: i // COSTS.saes_per_server for i, t in enumerate(AUTOINTERP_TARGETS)}
 
 
 def llm_batch(wildcards):
-    return LLM_BATCHES[SaeTarget.from_wildcards(wildcards)]
+    return llm_batches()[SaeTarget.from_wildcards(wildcards)]
 
 
 def autointerp_variant_targets(wildcards):
@@ -410,5 +417,5 @@ def toy_seed_tables(wildcards):
 
 def curve_saes(model: str) -> list[list]:
     """[model, variant, layer, expansion, k] of a model's SAEs at the study's own point: its training curves."""
-    point = list(main_hyperparameters(config))
+    point = list(main_hyperparameters(SETTINGS))
     return sorted([list(t) for t in SAE_TARGETS if t.model == model and list(t.hyperparameters) == point])

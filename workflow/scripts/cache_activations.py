@@ -1,9 +1,9 @@
 from saerand.cache import write_activation_cache
-from saerand.data import load_token_store
+from saerand.devices import resolve_device
 from saerand.jobs import start_job
-from saerand.models import resolve_device
 from saerand.provenance import provenance
 from saerand.settings import CacheSettings, job_section
+from saerand.token_store import load_token_store
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)

@@ -4,13 +4,14 @@ from sparsify import SparseCoder
 
 from saerand.atomic import atomic_directory
 from saerand.autointerp.latents import without_special_tokens, write_latent_cache
-from saerand.data import load_token_store
+from saerand.devices import resolve_device
 from saerand.jobs import start_job
-from saerand.models import load_tokenizer, resolve_device
+from saerand.models import load_tokenizer
 from saerand.paths import DELPHI_CACHE
 from saerand.provenance import provenance
 from saerand.settings import AutointerpSettings, job_section
 from saerand.study import revision_for
+from saerand.token_store import load_token_store
 from saerand.variants import load_variant
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)

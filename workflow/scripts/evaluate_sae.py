@@ -5,10 +5,11 @@ from sparsify import SparseCoder
 
 from saerand.atomic import write_json
 from saerand.cache import ActivationCache
+from saerand.devices import resolve_device
 from saerand.downstream import downstream_scores
 from saerand.jobs import start_job
 from saerand.metrics import evaluate_sae
-from saerand.models import load_tokenizer, resolve_device
+from saerand.models import load_tokenizer
 from saerand.provenance import provenance
 from saerand.settings import EvaluationSettings, job_section
 from saerand.variants import load_variant

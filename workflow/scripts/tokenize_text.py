@@ -1,7 +1,8 @@
-from saerand.data import save_token_store, token_sequences
+from saerand.data import token_sequences
 from saerand.jobs import start_job
 from saerand.models import load_tokenizer
 from saerand.provenance import provenance
+from saerand.token_store import save_token_store
 
 start_job(snakemake.log[0], snakemake.threads)
 params, wildcards = snakemake.params, snakemake.wildcards

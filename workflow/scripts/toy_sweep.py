@@ -3,8 +3,8 @@ import shutil
 from pathlib import Path
 
 from saerand.atomic import write_json, write_text
+from saerand.devices import resolve_device
 from saerand.jobs import start_job
-from saerand.models import resolve_device
 from saerand.progress import JsonLinesLog, resume_progress
 from saerand.provenance import provenance
 from saerand.settings import ToySaeSettings, from_config
