@@ -107,19 +107,20 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
     _check_no_secrets(config)
     embedded = config.get("embedded_model")
     sweep = config.get("sweep")
-    for name in sweep["models"] if sweep else []:
+    swept_models = sweep["models"] if sweep else []
+    for name in swept_models:
         if name not in config["models"]:
             raise ConfigError(
                 f"config key 'sweep.models': '{name}' is not one of the models ({', '.join(config['models'])})"
             )
     for name, model in config["models"].items():
         _check_layers_inside(f"models.{name}.layers", model)
-        if name in (sweep["models"] if sweep else []) and "layers" in sweep:
+        if name in swept_models and "layers" in sweep:
             _check_layers_inside("sweep.layers", {**model, "layers": sweep["layers"]})
         if "d_model" in model:
             # Every (expansion, k) the model's SAEs are trained at: the study's, and the sweep's grid.
             points = [("sae.k", config["sae"]["expansion_factor"], config["sae"]["k"])]
-            if name in (sweep["models"] if sweep else []):
+            if name in swept_models:
                 points += [("sweep.k", e, k) for e in sweep["expansion_factors"] for k in sweep["k"]]
             for key, expansion, k in points:
                 if k > expansion * model["d_model"]:

@@ -3,7 +3,7 @@ from saerand.jobs import start_job
 from saerand.provenance import provenance
 from saerand.reruns import with_operational
 from saerand.sae_training import buffer_order_seed, job_settings, save_layer_checkpoint, train_layer_shard
-from saerand.settings import TrackingSettings, from_config, study_settings
+from saerand.settings import study_settings
 from saerand.study import sae_hyperparameters
 
 start_job(snakemake.log[0], snakemake.threads, snakemake.resources)
@@ -13,8 +13,9 @@ settings = job_settings(with_operational(params.sae, snakemake.config["sae"]))
 cache = ActivationCache(snakemake.input.shard)
 # Every SAE of the layer, from the config rather than a param: a sweep point dropped from the config
 # must not rerun the other SAEs' chains (a changed param would, even where they are finished).
-points = sorted(sae_hyperparameters(study_settings(snakemake.config), wildcards.model, layer))
-tracking = from_config(TrackingSettings, snakemake.config["tracking"], "tracking")
+study = study_settings(snakemake.config)
+points = sorted(sae_hyperparameters(study, wildcards.model, layer))
+tracking = study.tracking
 trainers = train_layer_shard(
     cache,
     layer,

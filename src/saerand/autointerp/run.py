@@ -106,8 +106,9 @@ def score_sae(
     progress = output.with_name(f".{output.name}.progress")
     # Made under other result-defining settings, by another explainer or for other latents: not
     # resumed. Operational settings (timeouts, concurrency) may change between attempts.
+    recorded = asdict(settings)
     fingerprint = json.dumps(
-        {"settings": result_defining("autointerp", asdict(settings)), "explainer": explainer, "selection": selection},
+        {"settings": result_defining("autointerp", recorded), "explainer": explainer, "selection": selection},
         sort_keys=True,
     )
     resume_progress(progress, fingerprint)
@@ -121,7 +122,7 @@ def score_sae(
             for entry in entries:
                 handle.write(json.dumps({k: v for k, v in entry.items() if k != "samples"}) + "\n")
         pd.DataFrame(samples).to_csv(staging / "samples.csv", index=False)
-        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(asdict(settings))))
+        write_json(staging / "summary.json", provenance(**summary, autointerp=without_secrets(recorded)))
     shutil.rmtree(progress)
     return summary
 
